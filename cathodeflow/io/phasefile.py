@@ -1,0 +1,112 @@
+"""Reading phase maps (S: 0 background, 1 solid, 2 crack; eq. 1) that users bring.
+
+Formats: TIFF (tifffile), PNG (Pillow), NPY (memory-mapped), Zarr arrays (lazy, as Dask).
+Every problem raises :class:`~cathodeflow.errors.InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+PHASE_SUFFIXES = (".tif", ".tiff", ".png", ".npy", ".zarr")
+
+
+def image_id_from_path(path: str | Path) -> str:
+    """The image id of a file: its name without the extension (DESIGN §4.2)."""
+    p = Path(path)
+    name = p.name
+    for suf in PHASE_SUFFIXES:
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return p.stem
+
+
+def read_phase_file(path: str | Path):
+    """Read a phase map from ``path``; returns a numpy array (or a Dask array for Zarr).
+
+    The values are validated later by :func:`validate_phase`; here only the file is read.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            return tifffile.imread(p)
+        if suffix == ".png":
+            from PIL import Image
+
+            with Image.open(p) as im:
+                return np.asarray(im)
+        if suffix == ".npy":
+            return np.load(p, mmap_mode="r", allow_pickle=False)
+        if suffix == ".zarr" or (p.is_dir() and (p / "zarr.json").exists()):
+            import dask.array as da
+            import zarr
+
+            arr = zarr.open_array(str(p), mode="r")
+            return da.from_zarr(arr)
+    except InputError:
+        raise
+    except Exception as e:  # the reader's own message, on one line, with the file name
+        raise InputError(f"{p}: cannot read as a phase map ({type(e).__name__}: {e})") from None
+    raise InputError(
+        f"{p}: unsupported phase-map format {suffix!r}; expected one of {', '.join(PHASE_SUFFIXES)}"
+    )
+
+
+def validate_phase(phase, *, name: str = "phase"):
+    """Check that ``phase`` is a 2D integer array with values in {0, 1, 2}; return it as uint8.
+
+    Works on numpy arrays (checked now) and Dask arrays (dtype and shape checked now, values
+    checked when computed, by a check inside the graph). ``name`` (a file name or argument
+    name) leads every message.
+    """
+    import dask.array as da
+
+    arr = phase
+    if hasattr(arr, "data") and hasattr(arr, "dims") and not isinstance(arr, np.ndarray):
+        arr = arr.data  # xarray.DataArray
+    if not isinstance(arr, (np.ndarray, da.Array)):
+        arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        raise InputError(
+            f"{name}: got an RGB(A) image of shape {arr.shape}; expected a 2D phase map with "
+            "values 0 (background), 1 (solid), 2 (crack)"
+        )
+    if arr.ndim != 2:
+        raise InputError(f"{name}: expected a 2D phase map, got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"{name}: the phase map is empty (shape {arr.shape})")
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iu":
+        raise InputError(
+            f"{name}: phase map has dtype {arr.dtype}; expected integers 0/1/2 "
+            "(a probability or float image must be thresholded first, eq. 7)"
+        )
+    if isinstance(arr, np.ndarray):
+        bad = _bad_values(arr)
+        if bad:
+            raise InputError(f"{name}: phase map holds values {bad}; expected only 0, 1, 2")
+        return arr.astype(np.uint8, copy=False)
+
+    def _check(block):
+        bad = _bad_values(block)
+        if bad:
+            raise InputError(f"{name}: phase map holds values {bad}; expected only 0, 1, 2")
+        return block.astype(np.uint8, copy=False)
+
+    return arr.map_blocks(_check, dtype=np.uint8)
+
+
+def _bad_values(arr: np.ndarray) -> list[int]:
+    if arr.dtype == np.uint8:
+        counts = np.bincount(np.asarray(arr).ravel(), minlength=256)
+        return [int(v) for v in np.nonzero(counts[3:])[0][:5] + 3]
+    vals = np.unique(np.asarray(arr))
+    return [int(v) for v in vals if v not in (0, 1, 2)][:5]

@@ -1,0 +1,365 @@
+"""Reading SEM files: pixel size from vendor metadata, data-bar crop, formats, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cathodeflow.errors import InputError
+from cathodeflow.io.sem import SemImage, detect_databar, read_sem, write_tiff
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2-sem-bam"
+ZEISS = DATA / "images" / "1908248.tif"
+needs_zeiss = pytest.mark.skipif(
+    not ZEISS.exists(), reason=f"real Zeiss example not present at {ZEISS} (shared/data beside the repo)"
+)
+
+
+def _texture(shape, seed=0, lo=20, hi=200, dtype=np.uint8):
+    """A noisy SEM-like texture with no exactly-constant rows."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(lo, hi, size=shape).astype(dtype)
+
+
+def _with_bar(img, bar_rows, tail_rows=0, fill=0, text=255):
+    """Burn a data bar (uniform fill, blocks of text) into the bottom of ``img``."""
+    out = img.copy()
+    h, w = out.shape
+    top = h - bar_rows - tail_rows
+    out[top : h - tail_rows] = fill
+    for x0 in range(10, w - 40, 60):  # "words": 20 px wide, middle third of the bar
+        out[top + bar_rows // 3 : top + 2 * bar_rows // 3, x0 : x0 + 20] = text
+    return out
+
+
+def _one_line_naming(err: pytest.ExceptionInfo, path: Path) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert str(path) in msg
+    return msg
+
+
+# ------------------------------------------------------------------ real Zeiss files
+
+
+@needs_zeiss
+@pytest.mark.parametrize("name", ["1908248", "1908260", "1908300"])
+def test_zeiss_pixel_size_from_cz_sem_tag_and_bar_removed(name):
+    path = DATA / "images" / f"{name}.tif"
+    im = read_sem(path)
+    assert isinstance(im, SemImage)
+    assert im.pixel_size_um == pytest.approx(0.007344, rel=1e-9)  # 7.344 nm
+    assert im.metadata["vendor"] == "zeiss"
+    assert im.metadata["pixel_size_source"] == "zeiss:CZ_SEM:ap_image_pixel_size"
+    assert im.data.dtype == np.uint8
+    # the black box of the Zeiss data zone spans rows 712-765, two image rows below it
+    assert im.data.shape == (712, 1024)
+    assert im.databar_rows == 56
+    stored = tifffile.imread(path)  # palette indices; the image part uses grey entries only
+    np.testing.assert_array_equal(im.data, stored[:712])
+    assert im.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert im.source == path.resolve()
+
+
+@needs_zeiss
+def test_zeiss_crop_keeps_rows_the_manual_mask_annotates():
+    """The annotators outlined particles down to row 711 and none in the black box: the
+    rows 704-711 are specimen, so cropping at 712 (not 704) keeps them."""
+    mask = tifffile.imread(DATA / "masks_instances" / "1908248_m.tif")
+    assert mask[704:712].any()
+    assert not mask[712:766].any()
+    im = read_sem(ZEISS)
+    assert im.data.shape[0] == 712
+
+
+@needs_zeiss
+def test_zeiss_crop_disabled_or_explicit_rows():
+    assert read_sem(ZEISS, crop_databar=False).data.shape == (768, 1024)
+    im = read_sem(ZEISS, databar_rows=64)
+    assert im.data.shape == (704, 1024) and im.metadata["databar_source"] == "user"
+
+
+@needs_zeiss
+def test_zeiss_user_pixel_size_overrides_and_warns_when_it_differs():
+    with pytest.warns(UserWarning, match="0.007344"):
+        im = read_sem(ZEISS, pixel_size_um=0.0385)
+    assert im.pixel_size_um == 0.0385 and im.metadata["pixel_size_source"] == "user"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        im = read_sem(ZEISS, pixel_size_um=0.00735)  # within 1 %
+    assert im.pixel_size_um == 0.00735
+
+
+# ------------------------------------------------------------------ write_tiff round trip
+
+
+@pytest.mark.parametrize("dtype,hi", [(np.uint8, 255), (np.uint16, 65535)])
+def test_write_tiff_round_trip_keeps_pixels_and_pixel_size(tmp_path, dtype, hi):
+    img = _texture((97, 130), seed=1, lo=0, hi=hi, dtype=dtype)
+    path = write_tiff(tmp_path / "a.tif", img, pixel_size_um=0.0385)
+    im = read_sem(path)
+    assert im.data.dtype == dtype
+    np.testing.assert_array_equal(im.data, img)
+    assert im.pixel_size_um == 0.0385
+    assert im.databar_rows == 0
+
+
+def test_write_tiff_uses_standard_resolution_tags_in_centimetres(tmp_path):
+    path = write_tiff(tmp_path / "a.tif", _texture((20, 30)), pixel_size_um=0.0143)
+    with tifffile.TiffFile(path) as tf:
+        tags = tf.pages[0].tags
+        num, den = tags["XResolution"].value
+        assert int(tags["ResolutionUnit"].value) == 3  # centimetre
+    assert 1e4 / (num / den) == pytest.approx(0.0143, rel=1e-7)
+
+
+def test_resolution_tags_alone_give_the_pixel_size(tmp_path):
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, _texture((40, 50)), resolution=(1e4 / 0.05, 1e4 / 0.05), resolutionunit="CENTIMETER")
+    assert read_sem(path).pixel_size_um == pytest.approx(0.05, rel=1e-7)
+
+
+def test_print_resolution_of_72_dpi_is_not_a_pixel_size(tmp_path):
+    path = tmp_path / "dpi72.tif"
+    tifffile.imwrite(path, _texture((40, 50)), resolution=(72, 72), resolutionunit="INCH")
+    with pytest.raises(InputError):
+        read_sem(path)
+
+
+def test_imagej_calibration_gives_the_pixel_size(tmp_path):
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(path, _texture((40, 50)), imagej=True, resolution=(1 / 0.02, 1 / 0.02), metadata={"unit": "um"})
+    im = read_sem(path)
+    assert im.pixel_size_um == pytest.approx(0.02, rel=1e-7)
+    assert im.metadata["vendor"] == "imagej"
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    h=st.integers(16, 80),
+    w=st.integers(16, 80),
+    ps=st.floats(1e-4, 5.0, allow_nan=False),
+    sixteen=st.booleans(),
+)
+def test_write_read_round_trip_property(h, w, ps, sixteen):
+    dtype = np.uint16 if sixteen else np.uint8
+    img = _texture((h, w), seed=h * w, lo=0, hi=np.iinfo(dtype).max, dtype=dtype)
+    with tempfile.TemporaryDirectory() as d:
+        im = read_sem(write_tiff(Path(d) / "x.tif", img, pixel_size_um=ps))
+    np.testing.assert_array_equal(im.data, img)
+    assert im.pixel_size_um == ps
+
+
+# ------------------------------------------------------------------ other vendors (synthetic files)
+
+
+def test_fei_metadata_pixel_width_and_image_height(tmp_path):
+    body = _texture((884, 256), seed=2)
+    img = np.vstack([body, _with_bar(_texture((59, 256), seed=3), 59)])
+    ini = (
+        "[User]\r\nDate=03/12/2019\r\n\r\n[Scan]\r\nPixelWidth=2.0345e-009\r\nPixelHeight=2.0345e-009\r\n\r\n"
+        "[Image]\r\nResolutionX=256\r\nResolutionY=884\r\n"
+    )
+    path = tmp_path / "fei.tif"
+    tifffile.imwrite(path, img, extratags=[(34682, "s", 0, ini, True)])
+    im = read_sem(path)
+    assert im.metadata["vendor"] == "fei"
+    assert im.pixel_size_um == pytest.approx(2.0345e-3, rel=1e-9)
+    assert im.databar_rows == 59 and im.metadata["databar_source"] == "fei:[Image]ResolutionY"
+    np.testing.assert_array_equal(im.data, body)
+
+
+def _jeol_sidecar(path: Path, full=(256, 200), bar_px=180, marker="5um"):
+    path.with_suffix(".txt").write_text(
+        "$CM_FORMAT JEOL/SEM Compatible Image Data Format Version 1.0\n"
+        "$CM_INSTRUMENT JSM-7800F\n$CM_MAG 5000\n"
+        f"$CM_FULL_SIZE {full[0]} {full[1]}\n$$SM_MICRON_BAR {bar_px}\n$$SM_MICRON_MARKER {marker}\n",
+        encoding="latin-1",
+    )
+
+
+def test_jeol_sidecar_scale_bar_gives_pixel_size_and_bar_height(tmp_path):
+    body = _texture((200, 256), seed=4)
+    img = np.vstack([body, _with_bar(_texture((24, 256), seed=5), 24)])
+    path = tmp_path / "jeol.tif"
+    tifffile.imwrite(path, img)  # resolution tags say nothing (no unit)
+    _jeol_sidecar(path, full=(256, 200), bar_px=180, marker="5um")
+    im = read_sem(path)
+    assert im.metadata["vendor"] == "jeol"
+    assert im.pixel_size_um == pytest.approx(5 / 180, rel=1e-12)
+    assert im.databar_rows == 24 and im.metadata["databar_source"] == "jeol:$CM_FULL_SIZE"
+    np.testing.assert_array_equal(im.data, body)
+
+
+def test_jeol_sidecar_of_a_resized_export_is_not_trusted(tmp_path):
+    path = tmp_path / "small.tif"
+    tifffile.imwrite(path, _texture((100, 128), seed=6))
+    _jeol_sidecar(path, full=(1280, 960), bar_px=180, marker="500nm")
+    with pytest.raises(InputError, match="JEOL") as err:
+        read_sem(path)
+    assert "--pixel-size-um" in _one_line_naming(err, path)
+    assert read_sem(path, pixel_size_um=0.1).pixel_size_um == 0.1
+
+
+# ------------------------------------------------------------------ PNG, colour, 16 bit
+
+
+def test_rgb_png_with_equal_channels_is_read_as_that_channel(tmp_path):
+    from PIL import Image
+
+    gray = _texture((40, 60), seed=7)
+    path = tmp_path / "g.png"
+    Image.fromarray(np.dstack([gray] * 3)).save(path)
+    im = read_sem(path, pixel_size_um=0.03)
+    np.testing.assert_array_equal(im.data, gray)
+    assert im.metadata["color"] == "rgb-equal-channels" and im.metadata["format"] == "png"
+
+
+def test_rgb_png_in_colour_becomes_bt709_luma(tmp_path):
+    from PIL import Image
+
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[:8, :, 0] = 255  # red: round(0.2125*255) = 54
+    rgb[8:, :, 1] = 200  # green: round(0.7154*200) = 143
+    path = tmp_path / "c.png"
+    Image.fromarray(rgb).save(path)
+    with pytest.warns(UserWarning, match="luma"):
+        im = read_sem(path, pixel_size_um=0.03)
+    assert im.data.dtype == np.uint8
+    assert (im.data[:8] == 54).all() and (im.data[8:] == 143).all()
+
+
+def test_png_phys_chunk_gives_pixel_size(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "p.png"
+    Image.fromarray(_texture((30, 30))).save(path, dpi=(25400 / 0.05, 25400 / 0.05))
+    assert read_sem(path).pixel_size_um == pytest.approx(0.05, rel=1e-6)
+
+
+def test_16_bit_png_keeps_16_bits(tmp_path):
+    from PIL import Image
+
+    img = _texture((30, 40), seed=8, lo=0, hi=65535, dtype=np.uint16)
+    path = tmp_path / "g16.png"
+    Image.fromarray(img).save(path)
+    im = read_sem(path, pixel_size_um=0.02)
+    assert im.data.dtype == np.uint16
+    np.testing.assert_array_equal(im.data, img)
+
+
+def test_16_bit_tiff_keeps_values_above_255(tmp_path):
+    img = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 13
+    path = write_tiff(tmp_path / "w.tif", img, pixel_size_um=0.01)
+    im = read_sem(path)
+    assert im.data.dtype == np.uint16 and im.data.max() == img.max() > 255
+    np.testing.assert_array_equal(im.data, img)
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_missing_file_is_a_one_line_input_error(tmp_path):
+    path = tmp_path / "nope.tif"
+    with pytest.raises(InputError, match="not found") as err:
+        read_sem(path)
+    _one_line_naming(err, path)
+
+
+def test_truncated_tiff_is_a_one_line_input_error(tmp_path):
+    good = write_tiff(tmp_path / "good.tif", _texture((200, 200)), pixel_size_um=0.03)
+    data = good.read_bytes()
+    bad = tmp_path / "truncated.tif"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="unreadable TIFF") as err:
+        read_sem(bad)
+    _one_line_naming(err, bad)
+
+
+def test_not_an_image_is_a_one_line_input_error(tmp_path):
+    path = tmp_path / "notes.tif"
+    path.write_text("hello\nworld\n")
+    with pytest.raises(InputError) as err:
+        read_sem(path)
+    _one_line_naming(err, path)
+
+
+def test_no_pixel_size_anywhere_names_the_file_and_the_option(tmp_path):
+    path = tmp_path / "bare.tif"
+    tifffile.imwrite(path, _texture((30, 30)))
+    with pytest.raises(InputError) as err:
+        read_sem(path)
+    assert _one_line_naming(err, path) == f"{path}: no pixel size in the file's metadata; pass --pixel-size-um"
+
+
+def test_float_pixels_are_refused(tmp_path):
+    path = tmp_path / "f.tif"
+    tifffile.imwrite(path, np.zeros((20, 20), np.float32))
+    with pytest.raises(InputError, match="float32") as err:
+        read_sem(path, pixel_size_um=0.01)
+    _one_line_naming(err, path)
+
+
+def test_stack_of_pages_is_refused(tmp_path):
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.zeros((3, 20, 20, 5), np.uint8))
+    with pytest.raises(InputError) as err:
+        read_sem(path, pixel_size_um=0.01)
+    _one_line_naming(err, path)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "x"])
+def test_bad_user_pixel_size_is_refused(tmp_path, bad):
+    path = write_tiff(tmp_path / "a.tif", _texture((20, 20)), pixel_size_um=0.01)
+    with pytest.raises(InputError, match="pixel_size_um"):
+        read_sem(path, pixel_size_um=bad)
+
+
+def test_write_tiff_refuses_float_and_bad_pixel_size(tmp_path):
+    with pytest.raises(InputError, match="uint8 or uint16"):
+        write_tiff(tmp_path / "f.tif", np.zeros((4, 4), np.float32), pixel_size_um=0.01)
+    with pytest.raises(InputError, match="pixel_size_um"):
+        write_tiff(tmp_path / "z.tif", np.zeros((4, 4), np.uint8), pixel_size_um=0)
+    assert not (tmp_path / "f.tif").exists() and not (tmp_path / "z.tif").exists()
+
+
+# ------------------------------------------------------------------ data-bar detection (kernel)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(200, 500),
+    w=st.integers(100, 400),
+    bar_frac=st.floats(0.04, 0.2),
+    tail=st.integers(0, 2),
+    white_bar=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_detect_databar_finds_the_burnt_in_bar(h, w, bar_frac, tail, white_bar, seed):
+    bar = int(bar_frac * h)
+    fill, text = (255, 0) if white_bar else (0, 255)
+    img = _with_bar(_texture((h, w), seed=seed), bar, tail_rows=tail, fill=fill, text=text)
+    assert detect_databar(img) == bar + tail
+
+
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(50, 400), w=st.integers(50, 400), seed=st.integers(0, 2**16))
+def test_detect_databar_finds_nothing_in_a_texture(h, w, seed):
+    assert detect_databar(_texture((h, w), seed=seed)) == 0
+
+
+def test_detect_databar_ignores_dark_specimen_regions():
+    img = _texture((300, 300), seed=9)
+    img[240:, :200] = 0  # a black pore at the bottom, not spanning the width
+    assert detect_databar(img) == 0
+    img = _texture((300, 300), seed=10)
+    img[270:] = 0  # uniform black rows without any text
+    assert detect_databar(img) == 0
