@@ -99,3 +99,9 @@ def test_empty_inputs_give_typed_empty_tables():
     df = crack_rows(raw([]), image_id="a", condition="c", pixel_size_um=ETA)
     assert len(df) == 0 and list(df.columns) == list(SCHEMAS["cracks"])
     assert str(df["d_um"].dtype) == "float64"
+
+
+def test_majority_assignment_with_weights_equals_repeated_entries():
+    keys, vals, w = np.array([1, 1, 2]), np.array([5, 7, 9]), np.array([2, 3, 1])
+    rep = majority_pairs(np.repeat(keys, w), np.repeat(vals, w))
+    assert majority_pairs(keys, vals, w) == rep == {1: 7, 2: 9}

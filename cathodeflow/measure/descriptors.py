@@ -14,14 +14,17 @@ import pandas as pd
 from ..io.tables import conform, empty_table
 
 
-def majority_pairs(keys: np.ndarray, values: np.ndarray) -> dict[int, int]:
-    """For each key, the most frequent non-zero value (ties: smallest; none: 0)."""
-    keys = keys.astype(np.int64)
-    values = values.astype(np.int64)
+def majority_pairs(keys: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None) -> dict[int, int]:
+    """For each key, the non-zero value with the largest total weight (ties: smallest value;
+    no non-zero value: 0). Weights default to 1 per entry (one entry per pixel)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    values = np.asarray(values, dtype=np.int64)
+    weights = np.ones(len(keys), np.int64) if weights is None else np.asarray(weights, np.int64)
     out = {int(k): 0 for k in np.unique(keys)}
     nz = values > 0
     if nz.any():
-        pairs, counts = np.unique(np.stack([keys[nz], values[nz]]), axis=1, return_counts=True)
+        pairs, inverse = np.unique(np.stack([keys[nz], values[nz]]), axis=1, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), weights=weights[nz], minlength=pairs.shape[1])
         # sort by key, then count descending, then value ascending; take the first per key
         order = np.lexsort((pairs[1], -counts, pairs[0]))
         k_sorted = pairs[0][order]

@@ -1,0 +1,217 @@
+"""``describe``: phase maps in, the tables of DESIGN §4.2 out (issue: bring your own segmentation).
+
+The same code serves ``cathodeflow describe`` (files), the Python API (numpy, Dask or
+xarray arrays) and ``cathodeflow run`` (arrays in the study store).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import Params
+from ..errors import InputError
+from ..io.phasefile import image_id_from_path, read_phase_file, validate_phase
+from ..io.tables import conform, empty_table
+from .descriptors import conditions_table, local_porosity_rows, mark_adjusted
+from .image import ImageDescription, describe_phase
+
+TABLE_NAMES = ("images", "cracks", "particles", "local_porosity", "conditions")
+
+
+def dcenter_tables(params: Params) -> dict:
+    """The d_center lookup tables (eq. 36) of each stereology model in ``params``."""
+    from ..stereology import DCenterTable
+
+    return {m: DCenterTable.from_params(params, model=m) for m in params.stereology_models}
+
+
+def _as_list(x, n, what):
+    if x is None or isinstance(x, (str, int, float)):
+        return [x] * n
+    x = list(x)
+    if len(x) != n:
+        raise InputError(f"{what}: got {len(x)} values for {n} images")
+    return x
+
+
+def _inputs(phases, image_ids):
+    """Normalise ``phases`` to a list of (image_id, array or path)."""
+    if isinstance(phases, Mapping):
+        items = list(phases.items())
+    else:
+        if isinstance(phases, (str, Path)) or hasattr(phases, "ndim"):
+            phases = [phases]
+        items = []
+        for k, p in enumerate(phases):
+            name = image_id_from_path(p) if isinstance(p, (str, Path)) else None
+            if name is None and hasattr(p, "name") and isinstance(getattr(p, "name"), str):
+                name = p.name  # xarray.DataArray
+            items.append((name or f"image_{k:03d}", p))
+    if image_ids is not None:
+        image_ids = list(image_ids)
+        if len(image_ids) != len(items):
+            raise InputError(f"image_ids: got {len(image_ids)} ids for {len(items)} images")
+        items = [(i, p) for i, (_, p) in zip(image_ids, items)]
+    ids = [i for i, _ in items]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise InputError(f"image ids must be unique; repeated: {dup}")
+    return items
+
+
+def describe(
+    phases,
+    *,
+    pixel_size_um,
+    condition=None,
+    image_ids: Sequence[str] | None = None,
+    params: Params | None = None,
+    scheduler=None,
+    chunk_px: int | None = None,
+    progress: bool = False,
+) -> dict[str, pd.DataFrame]:
+    """Compute the tables ``images``, ``cracks``, ``particles``, ``local_porosity`` and
+    ``conditions`` (DESIGN §4.2) from phase maps S (eq. 1: 0 background, 1 solid, 2 crack).
+
+    Parameters
+    ----------
+    phases : array, path, or a sequence / mapping of them
+        2D integer arrays (numpy, Dask, xarray) or files (TIFF, PNG, NPY, Zarr). A mapping
+        gives image ids as keys; files get their name without extension as id.
+    pixel_size_um : float or sequence of float
+        η in µm, per image or one for all. Required: there is no default pixel size.
+    condition : str or sequence of str, optional
+        The cycling condition of each image (default ``"all"``).
+    params : Params, optional
+        Method parameters (marker radius r, 2.5 η filter, λ_pristine, bins, models…).
+    scheduler : None, "sync", "threads", "processes", a Dask ``Client`` or an address
+        Where to run. With several images each image is one task; a Dask array with more
+        than one chunk (or ``chunk_px``) is processed tile-wise.
+    chunk_px : int, optional
+        Process images as Dask arrays with square chunks of this edge (tiled path).
+
+    Returns
+    -------
+    dict of str -> pandas.DataFrame, keyed by table name; empty tables have the contract's
+    columns and dtypes.
+    """
+    params = params or Params()
+    items = _inputs(phases, image_ids)
+    n = len(items)
+    if n == 0:
+        raise InputError("describe: no phase maps given")
+    sizes = _as_list(pixel_size_um, n, "pixel_size_um")
+    conds = _as_list(condition if condition is not None else "all", n, "condition")
+    for (iid, _), s, c in zip(items, sizes, conds):
+        if s is None:
+            raise InputError(f"{iid}: no pixel size; pass pixel_size_um (--pixel-size-um) in µm")
+        if not isinstance(s, (int, float)) or not math.isfinite(s) or s <= 0:
+            raise InputError(f"{iid}: pixel_size_um must be a positive number of µm, got {s!r}")
+        if not isinstance(c, str):
+            raise InputError(f"{iid}: condition must be a string, got {type(c).__name__} {c!r}")
+
+    arrays = []
+    for iid, p in items:
+        arr = read_phase_file(p) if isinstance(p, (str, Path)) else p
+        arrays.append(validate_phase(arr, name=str(p) if isinstance(p, (str, Path)) else iid))
+
+    tables = dcenter_tables(params)
+    descs = _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress)
+    return reduce_descriptions(descs, params=params)
+
+
+def _is_tiled(arr, chunk_px):
+    import dask.array as da
+
+    return chunk_px is not None or (isinstance(arr, da.Array) and arr.npartitions > 1)
+
+
+def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress):
+    import dask
+    import dask.array as da
+
+    from ..study.cluster import scheduler_context
+
+    work = []
+    for arr, (iid, _), s, c in zip(arrays, items, sizes, conds):
+        kw = dict(image_id=iid, condition=c, pixel_size_um=float(s), params=params, dcenter=tables)
+        if _is_tiled(arr, chunk_px):
+            from .tiled import describe_phase_dask
+
+            if not isinstance(arr, da.Array):
+                arr = da.from_array(np.asarray(arr), chunks=chunk_px)
+            elif chunk_px is not None:
+                arr = arr.rechunk(chunk_px)
+            work.append(("tiled", arr, kw))
+        else:
+            if isinstance(arr, da.Array):
+                arr = arr  # one chunk: computed inside the task
+            work.append(("whole", arr, kw))
+
+    with scheduler_context(scheduler, n_tasks=len(work)) as client:
+        out = []
+        whole = [(i, w) for i, w in enumerate(work) if w[0] == "whole"]
+        if whole:
+            tasks = [dask.delayed(_describe_whole)(w[1], w[2]) for _, w in whole]
+            results = _compute(tasks, client, progress)
+            out.extend(zip([i for i, _ in whole], results))
+        for i, w in enumerate(work):
+            if w[0] == "tiled":
+                out.append((i, describe_phase_dask(w[1], client=client, **w[2])))
+    return [d for _, d in sorted(out, key=lambda t: t[0])]
+
+
+def _describe_whole(arr, kw) -> ImageDescription:
+    return describe_phase(np.asarray(arr), **kw)
+
+
+def _compute(tasks, client, progress):
+    import dask
+
+    if client is not None:
+        futures = client.compute(tasks)
+        if progress:
+            from distributed import progress as dprogress
+
+            dprogress(futures)
+        return client.gather(futures)
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            return list(dask.compute(*tasks))
+    return list(dask.compute(*tasks))
+
+
+def reduce_descriptions(descs: Sequence[ImageDescription], *, params: Params) -> dict[str, pd.DataFrame]:
+    """Pool per-image results into the five tables (the Dask "reduce" step)."""
+    def cat(name, parts):
+        parts = [p for p in parts if len(p)]
+        return conform(pd.concat(parts, ignore_index=True), name) if parts else empty_table(name)
+
+    images = cat("images", [d.image for d in descs])
+    cracks = cat("cracks", [d.cracks for d in descs])
+    particles = cat("particles", [d.particles for d in descs])
+    cracks = mark_adjusted(cracks, images, lambda_pristine_per_um2=params.lambda_pristine_per_um2)
+    # Pool areas (η² · counts, eq. 37–38), so images of one condition may differ in η.
+    pooled: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    for d in descs:
+        cond = d.image["condition"].iloc[0]
+        eta2 = float(d.image["pixel_size_um"].iloc[0]) ** 2
+        for model, (c, s) in d.local.items():
+            acc = pooled.setdefault((cond, model), (np.zeros(len(c)), np.zeros(len(s))))
+            acc[0][:] += eta2 * c
+            acc[1][:] += eta2 * s
+    local = local_porosity_rows(pooled, bins=params.bins)
+    return {
+        "images": images,
+        "cracks": cracks,
+        "particles": particles,
+        "local_porosity": local,
+        "conditions": conditions_table(images, cracks, particles),
+    }

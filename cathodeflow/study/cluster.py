@@ -1,0 +1,87 @@
+"""Where Dask work runs: in-process, a local cluster, or a user's cluster.
+
+``scheduler`` values accepted everywhere (``--scheduler`` on the command line):
+
+- ``None``: automatic — a local multi-process cluster (one single-threaded worker per core:
+  scipy/scikit-image kernels hold the GIL, PERFORMANCE.md) when there is more than one
+  task, in-process otherwise;
+- ``"sync"``, ``"threads"``, ``"processes"``: Dask's local schedulers;
+- ``"local"``: always a fresh ``distributed.LocalCluster`` on loopback;
+- an address such as ``"tcp://10.0.0.5:8786"``: an existing cluster (Kubernetes, SLURM…);
+- a ``distributed.Client``: used as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from ..errors import InputError
+
+LOCAL_SCHEDULERS = ("sync", "synchronous", "threads", "processes")
+
+
+def n_local_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def local_cluster(n_workers: int | None = None):
+    """A loopback ``LocalCluster`` (processes, one thread each) and its client."""
+    from distributed import Client, LocalCluster
+
+    n = n_workers or n_local_workers()
+    with LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs="error",
+    ) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def scheduler_context(scheduler=None, *, n_tasks: int = 1):
+    """Yield a ``distributed.Client`` or ``None`` (then Dask's configured local scheduler)."""
+    import dask
+
+    if scheduler is None:
+        if n_tasks > 1 and n_local_workers() > 1:
+            with local_cluster() as client:
+                yield client
+        else:
+            with dask.config.set(scheduler="threads"):
+                yield None
+        return
+    if hasattr(scheduler, "submit") and hasattr(scheduler, "gather"):
+        yield scheduler
+        return
+    if not isinstance(scheduler, str):
+        raise InputError(f"scheduler: expected a name, an address or a Client, got {scheduler!r}")
+    if scheduler in LOCAL_SCHEDULERS:
+        with dask.config.set(scheduler=scheduler):
+            yield None
+        return
+    if scheduler == "local":
+        with local_cluster() as client:
+            yield client
+        return
+    if "://" in scheduler or ":" in scheduler:
+        from distributed import Client
+
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as e:
+            raise InputError(f"scheduler: cannot connect to {scheduler} ({e})") from None
+        with client:
+            yield client
+        return
+    raise InputError(
+        f"scheduler: unknown value {scheduler!r}; expected one of {LOCAL_SCHEDULERS}, "
+        "'local', an address like tcp://host:8786, or a distributed.Client"
+    )
