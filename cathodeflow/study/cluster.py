@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 from ..errors import InputError
 
@@ -29,19 +30,39 @@ def n_local_workers() -> int:
 
 
 @contextlib.contextmanager
-def local_cluster(n_workers: int | None = None):
-    """A loopback ``LocalCluster`` (processes, one thread each) and its client."""
+def local_cluster(n_workers: int | None = None, *, fallback: bool = False):
+    """A loopback ``LocalCluster`` (processes, one thread each) and its client.
+
+    Worker processes are started with ``spawn``, which needs the main module to be
+    importable: from a script fed on standard input the workers cannot start. With
+    ``fallback=True`` that case warns and yields ``None`` (Dask's threaded scheduler).
+    """
+    import dask
     from distributed import Client, LocalCluster
 
     n = n_workers or n_local_workers()
-    with LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs="error",
-    ) as cluster, Client(cluster) as client:
+    try:
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs="error",
+        )
+    except Exception as e:
+        if not fallback:
+            raise
+        warnings.warn(
+            f"could not start a local Dask cluster ({type(e).__name__}: {e}); running on "
+            "threads instead. In a script, put the call under `if __name__ == '__main__':`.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        with dask.config.set(scheduler="threads"):
+            yield None
+        return
+    with cluster, Client(cluster) as client:
         yield client
 
 
@@ -52,7 +73,7 @@ def scheduler_context(scheduler=None, *, n_tasks: int = 1):
 
     if scheduler is None:
         if n_tasks > 1 and n_local_workers() > 1:
-            with local_cluster() as client:
+            with local_cluster(fallback=True) as client:
                 yield client
         else:
             with dask.config.set(scheduler="threads"):
