@@ -7,6 +7,7 @@ xarray arrays) and ``cathodeflow run`` (arrays in the study store).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def dcenter_tables(params: Params) -> dict:
 
 
 def _as_list(x, n, what):
-    if x is None or isinstance(x, (str, int, float)):
+    # one value for all images: None, str/bytes, numbers incl. numpy scalars, any non-iterable
+    if x is None or isinstance(x, (str, bytes, numbers.Number)) or not hasattr(x, "__iter__"):
         return [x] * n
     x = list(x)
     if len(x) != n:
@@ -49,8 +51,8 @@ def _inputs(phases, image_ids):
         items = []
         for k, p in enumerate(phases):
             name = image_id_from_path(p) if isinstance(p, (str, Path)) else None
-            if name is None and hasattr(p, "name") and isinstance(getattr(p, "name"), str):
-                name = p.name  # xarray.DataArray
+            if name is None and hasattr(p, "dims") and isinstance(getattr(p, "name", None), str):
+                name = p.name  # xarray.DataArray (a Dask array's .name is a graph key, not an id)
             items.append((name or f"image_{k:03d}", p))
     if image_ids is not None:
         image_ids = list(image_ids)
@@ -110,10 +112,15 @@ def describe(
     for (iid, _), s, c in zip(items, sizes, conds):
         if s is None:
             raise InputError(f"{iid}: no pixel size; pass pixel_size_um (--pixel-size-um) in µm")
-        if not isinstance(s, (int, float)) or not math.isfinite(s) or s <= 0:
+        if not isinstance(s, numbers.Real) or isinstance(s, bool) or not math.isfinite(s) or s <= 0:
             raise InputError(f"{iid}: pixel_size_um must be a positive number of µm, got {s!r}")
         if not isinstance(c, str):
             raise InputError(f"{iid}: condition must be a string, got {type(c).__name__} {c!r}")
+
+    if chunk_px is not None and (
+        not isinstance(chunk_px, numbers.Integral) or isinstance(chunk_px, bool) or chunk_px < 1
+    ):
+        raise InputError(f"chunk_px must be a positive integer (tile edge in px), got {chunk_px!r}")
 
     arrays = []
     for iid, p in items:
@@ -157,7 +164,11 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
         out = []
         whole = [(i, w) for i, w in enumerate(work) if w[0] == "whole"]
         if whole:
-            tasks = [dask.delayed(_describe_whole)(w[1], w[2]) for _, w in whole]
+            arrays = [w[1] for _, w in whole]
+            if client is not None:
+                # Ship each image once, as data, instead of embedding it in the graph.
+                arrays = [client.scatter(a) if isinstance(a, np.ndarray) else a for a in arrays]
+            tasks = [dask.delayed(_describe_whole)(a, w[2]) for a, (_, w) in zip(arrays, whole)]
             results = _compute(tasks, client, progress)
             out.extend(zip([i for i, _ in whole], results))
         for i, w in enumerate(work):

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import warnings
 
@@ -48,7 +49,7 @@ def local_cluster(n_workers: int | None = None, *, fallback: bool = False):
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
-            silence_logs="error",
+            silence_logs=logging.ERROR,
         )
     except Exception as e:
         if not fallback:

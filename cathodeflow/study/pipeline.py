@@ -64,7 +64,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     """
     from ..io.store import open_store
     from ..io.tables import write_tables
-    from ..measure.describe import reduce_descriptions
+    from ..measure.describe import dcenter_tables, reduce_descriptions
     from ..stages.phases import phases_baseline_dask
     from ..stages.superres import superres_baseline_dask
     from .cluster import scheduler_context
@@ -75,7 +75,13 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     ids = st.image_ids()
     if not ids:
         raise InputError(f"{store}: the store holds no images; add some with `cathodeflow ingest`")
-    say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(ids), desc="images", unit="image", file=sys.stderr,
+                   disable=None if not sys.stderr.isatty() else False)
+    say = (lambda m: bar.write(m, file=sys.stderr)) if bar is not None else (lambda m: None)
 
     # A stage is recomputed when it is incomplete, when --from names it or an earlier stage,
     # or when an earlier stage of the same image was just recomputed (its input changed).
@@ -87,16 +93,19 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
 
     with scheduler_context(scheduler, n_tasks=len(ids)) as client:
         compute_kw = {"scheduler": client} if client is not None else {}
-        for k, iid in enumerate(ids, 1):
+        dcenter = dcenter_tables(params) if "labels" in stages else None
+
+        def process(iid):
+            """sr → phase → labels of one image (each stage tiled on the store's chunks)."""
             if "sr" in stages and todo(iid, "sr"):
                 raw = st.read_stage(iid, "raw")
                 eta_lr = st.pixel_size_um(iid, "raw")
                 sr = superres_baseline_dask(raw)
-                eta = eta_lr * raw.shape[0] / sr.shape[0]
+                eta = round(eta_lr * raw.shape[0] / sr.shape[0], 12)  # η_lr · 13/35
                 st.write_stage(iid, "sr", sr, pixel_size_um=eta,
                                params={"method": "baseline-interpolation"}, compute_kw=compute_kw)
                 dirty.add(iid)
-                say(f"[{k}/{len(ids)}] {iid}: sr done")
+                say(f"{iid}: sr done")
             if "phase" in stages and todo(iid, "phase"):
                 sr = st.read_stage(iid, "sr")
                 eta = st.pixel_size_um(iid, "sr")
@@ -104,17 +113,28 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
                 st.write_stage(iid, "phase", ph, pixel_size_um=eta, kind="labels",
                                params={"method": "baseline-classical"}, compute_kw=compute_kw)
                 dirty.add(iid)
-                say(f"[{k}/{len(ids)}] {iid}: phase done")
-        if "labels" in stages:
-            from ..measure.describe import dcenter_tables
+                say(f"{iid}: phase done")
+            if "labels" in stages and (
+                todo(iid, "labels/cracks", "labels/particles") or not _has_partial(st, iid)
+            ):
+                _label_image(st, iid, params, client, dcenter)
+                dirty.add(iid)
+                say(f"{iid}: labels and measurements done")
+            if bar is not None:
+                bar.update(1)
 
-            dcenter = None
+        # Images are independent: run a few at once so that small images still fill the
+        # workers (each image's own tasks are few). Errors surface in image order.
+        n_parallel = min(len(ids), _parallel_images(client))
+        if n_parallel > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(n_parallel) as pool:
+                for _ in pool.map(process, ids):
+                    pass
+        else:
             for iid in ids:
-                if todo(iid, "labels/cracks", "labels/particles") or not _has_partial(st, iid):
-                    dcenter = dcenter or dcenter_tables(params)
-                    _label_image(st, iid, params, client, dcenter)
-                    dirty.add(iid)
-                    say(f"{iid}: labels and measurements done")
+                process(iid)
         tables = None
         if "tables" in stages:
             missing = [i for i in ids if not _has_partial(st, i)]
@@ -126,7 +146,21 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
             tables = reduce_descriptions([_load_partial(st, i) for i in ids], params=params)
             write_tables(tables, st.tables_dir)
             say(f"tables written to {st.tables_dir}")
+    if bar is not None:
+        bar.close()
     return tables
+
+
+def _parallel_images(client) -> int:
+    """How many images to process at once: the cluster's threads, or the local cores."""
+    from .cluster import n_local_workers
+
+    if client is not None:
+        try:
+            return max(1, sum(client.nthreads().values()))
+        except Exception:  # pragma: no cover - a client that cannot tell
+            return 1
+    return n_local_workers()
 
 
 # Per-image partial results (the rows one image contributes, and its local-porosity counts)

@@ -1,0 +1,163 @@
+"""``cathodeflow`` command line (DESIGN §4.3). Thin: parses arguments, calls study/report.
+
+Every command exits 0 on success, 2 with a one-line reason on bad input (``cathodeflow:
+error: …``), and accepts ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import CathodeflowError, one_line
+
+STAGE_CHOICES = ("sr", "phase", "labels", "tables")
+
+
+def _common_params(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("method parameters (defaults: the paper's values)")
+    g.add_argument("--config", type=Path, help="TOML file with a [params] table")
+    g.add_argument("--marker-radius-px", type=float, help="r of eq. 10 (default 50)")
+    g.add_argument("--min-particle-area-px", type=int, help="leave out smaller particles (default 0)")
+    g.add_argument("--lambda-pristine", type=float, dest="lambda_pristine_per_um2",
+                   help="λ_pristine of eq. 19 in µm⁻² (default 0.145)")
+    g.add_argument("--bins", type=str, help="d_center bin edges, comma-separated (default 0,0.1,…,1)")
+    g.add_argument("--stereology-model", choices=("paper", "wicksell", "both"),
+                   help="stereology model(s) for local porosity (default both)")
+    g.add_argument("--chunk-size", type=int, dest="chunk_px", help="tile edge in px for Dask")
+    g.add_argument("--scheduler", help="sync | threads | processes | local | tcp://host:port")
+
+
+def _params(args):
+    from .config import load_params
+
+    bins = None
+    if getattr(args, "bins", None):
+        try:
+            bins = tuple(float(x) for x in args.bins.split(","))
+        except ValueError:
+            raise CathodeflowError(f"--bins: expected comma-separated numbers, got {args.bins!r}") from None
+    models = None
+    if getattr(args, "stereology_model", None):
+        models = ("paper", "wicksell") if args.stereology_model == "both" else (args.stereology_model,)
+    return load_params(
+        getattr(args, "config", None),
+        marker_radius_px=getattr(args, "marker_radius_px", None),
+        min_particle_area_px=getattr(args, "min_particle_area_px", None),
+        lambda_pristine_per_um2=getattr(args, "lambda_pristine_per_um2", None),
+        bins=bins,
+        stereology_models=models,
+        chunk_px=getattr(args, "chunk_px", None),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cathodeflow",
+        description="Crack and particle statistics from SEM cross-sections of Li-ion cathodes "
+        "(Furat et al. 2023).",
+    )
+    parser.add_argument("--version", action="version", version=f"cathodeflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="synthetic study end to end, report at the end")
+    p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
+    p.add_argument("--images-per-condition", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheduler", help="sync | threads | processes | local | tcp://host:port")
+
+    p = sub.add_parser("ingest", help="add SEM images to a study store")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--condition", required=True)
+    p.add_argument("--pixel-size-um", type=float, help="pixel size in µm when the files lack it")
+    p.add_argument("--keep-databar", action="store_true", help="do not crop the microscope's data bar")
+
+    p = sub.add_parser("run", help="run the pipeline on a study store")
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--from", dest="from_stage", choices=STAGE_CHOICES)
+    p.add_argument("--to", dest="to_stage", choices=STAGE_CHOICES)
+    _common_params(p)
+
+    p = sub.add_parser("describe", help="phase maps (0/1/2) → Parquet tables")
+    p.add_argument("files", nargs="+", type=Path, help="TIFF, PNG, NPY or Zarr phase maps")
+    p.add_argument("--pixel-size-um", type=float, required=True, help="η in µm")
+    p.add_argument("--out", type=Path, required=True, help="folder for the Parquet tables")
+    p.add_argument("--condition", default="all")
+    _common_params(p)
+
+    p = sub.add_parser("report", help="Table 1, figures and HTML from a study store")
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("train", help="train the SRGAN or the U-net (not available yet)")
+    p.add_argument("model", choices=("sr", "unet"))
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--config", type=Path)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(_dispatch(args) or 0)
+    except CathodeflowError as e:
+        print(f"cathodeflow: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cathodeflow: interrupted; completed stages are kept, the rest resumes on the next run",
+              file=sys.stderr)
+        return 130
+
+
+def _dispatch(args):
+    cmd = args.command
+    if cmd == "demo":
+        from .study.demo import run_demo
+
+        t0 = time.perf_counter()
+        out = run_demo(args.out, n_images=args.images_per_condition, seed=args.seed,
+                       scheduler=args.scheduler)
+        print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {out}")
+    elif cmd == "ingest":
+        from .study.pipeline import ingest
+
+        ids = ingest(args.files, store=args.store, condition=args.condition,
+                     pixel_size_um=args.pixel_size_um, crop_databar=not args.keep_databar)
+        print(f"ingested {len(ids)} image(s) into {args.store}: {', '.join(ids)}")
+    elif cmd == "run":
+        from .study.pipeline import run_study
+
+        run_study(args.store, params=_params(args), scheduler=args.scheduler,
+                  from_stage=args.from_stage, to_stage=args.to_stage, progress=True)
+    elif cmd == "describe":
+        from .io.tables import write_tables
+        from .measure.describe import describe
+
+        params = _params(args)
+        tables = describe([str(f) for f in args.files], pixel_size_um=args.pixel_size_um,
+                          condition=args.condition, params=params, scheduler=args.scheduler,
+                          chunk_px=args.chunk_px, progress=sys.stderr.isatty())
+        paths = write_tables(tables, args.out)
+        for name, path in paths.items():
+            print(f"{name:15s} {len(tables[name]):7d} rows  {path}")
+    elif cmd == "report":
+        from .study.pipeline import report_study
+
+        out = report_study(args.store, args.out)
+        print(f"report: {out}")
+    elif cmd == "train":
+        raise CathodeflowError(
+            f"train {args.model}: the trained SRGAN and U-net are not available in this version; "
+            "the pipeline uses the baseline stages (interpolation, classical segmentation)"
+        )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The pipeline over a real study store: ingest real TIFF files, run every stage, resume.
+
+Small synthetic scenes (small particles, marker radius 10 px) keep this fast; the full-size
+study is what `make demo` runs.
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cathodeflow.config import Params
+from cathodeflow.errors import InputError
+from cathodeflow.io.sem import write_tiff
+from cathodeflow.io.store import open_store
+from cathodeflow.measure.describe import describe
+from cathodeflow.study.pipeline import ingest, report_study, run_study
+from cathodeflow.synth import generate_image
+
+PARAMS = Params(marker_radius_px=10)
+SMALL = dict(shape_lr=(104, 156), r10_um=0.6, r50_um=0.8, r90_um=1.0, crack_intensity_per_um2=1.5)
+CLI = [sys.executable, "-m", "cathodeflow.cli"]
+
+
+def _write_study(tmp_path, conditions=("20C", "50C")):
+    files = {}
+    truth = {}
+    for k, cond in enumerate(conditions):
+        im = generate_image(cond, seed=k, image_id=f"{cond}_000", **SMALL)
+        path = tmp_path / f"{im.image_id}.tif"
+        write_tiff(path, im.lr, pixel_size_um=im.pixel_size_lr_um)
+        files[cond] = path
+        truth[im.image_id] = im
+    return files, truth
+
+
+@pytest.fixture
+def study(tmp_path):
+    files, truth = _write_study(tmp_path)
+    store = tmp_path / "study.zarr"
+    for cond, path in files.items():
+        ingest([path], store=store, condition=cond)
+    return store, truth
+
+
+def test_pipeline_tables_equal_describe_on_the_stored_phase_maps(study):
+    store, truth = study
+    tables = run_study(store, params=PARAMS, scheduler="threads")
+    st = open_store(store, mode="r")
+    assert sorted(tables["images"]["image_id"]) == sorted(truth)
+    assert dict(zip(tables["images"]["image_id"], tables["images"]["condition"])) == {
+        i: im.condition for i, im in truth.items()
+    }
+    # every stage is complete, on the high-resolution grid of the generator
+    for iid, im in truth.items():
+        for stage in ("raw", "sr", "phase", "labels/cracks", "labels/particles"):
+            assert st.is_complete(iid, stage), stage
+        assert st.read_stage(iid, "phase").shape == im.phase.shape
+        assert st.pixel_size_um(iid, "phase") == pytest.approx(im.pixel_size_hr_um)
+    # the tables of the pipeline (tiled, per image, then pooled) equal describe() on the
+    # stored phase maps (whole images)
+    phases = {i: st.read_stage(i, "phase").compute() for i in st.image_ids()}
+    ref = describe(phases, pixel_size_um=[st.pixel_size_um(i, "phase") for i in phases],
+                   condition=[st.condition(i) for i in phases], params=PARAMS, scheduler="sync")
+    for name in ref:
+        pd.testing.assert_frame_equal(tables[name], ref[name], check_exact=False, rtol=1e-12)
+    # and the stored labels are the ones describe() segments
+    from cathodeflow.stages.particles import particle_labels
+
+    for iid, ph in phases.items():
+        np.testing.assert_array_equal(
+            st.read_stage(iid, "labels/particles").compute(), particle_labels(ph, marker_radius_px=10)
+        )
+    # parquet tables and a report land where the README says
+    assert (Path(st.tables_dir) / "conditions.parquet").exists()
+    index = report_study(store, store.parent / "report")
+    assert index.exists() and (index.parent / "table1.csv").exists()
+
+
+def test_interrupted_stage_is_recomputed_and_complete_stages_are_kept(study):
+    store, truth = study
+    run_study(store, params=PARAMS, scheduler="threads")
+    st = open_store(store)
+    a, b = sorted(truth)
+    before = {(i, s): st.stage_info(i, s)["end_utc"] for i in (a, b) for s in ("sr", "phase", "labels/particles")}
+    phase_a = st.read_stage(a, "phase").compute()
+    st.mark_incomplete(a, "phase")  # as if the run had died while writing a's phase
+    time.sleep(0.01)
+    run_study(store, params=PARAMS, scheduler="threads")
+    st = open_store(store)
+    after = {(i, s): st.stage_info(i, s)["end_utc"] for i in (a, b) for s in ("sr", "phase", "labels/particles")}
+    assert after[(a, "sr")] == before[(a, "sr")]  # complete: kept
+    assert after[(a, "phase")] != before[(a, "phase")]  # incomplete: recomputed
+    assert after[(a, "labels/particles")] != before[(a, "labels/particles")]  # its input changed
+    assert all(after[(b, s)] == before[(b, s)] for s in ("sr", "phase", "labels/particles"))
+    np.testing.assert_array_equal(st.read_stage(a, "phase").compute(), phase_a)
+
+
+def test_pipeline_on_a_real_local_cluster_equals_threads(study):
+    store, _ = study
+    t1 = run_study(store, params=PARAMS, scheduler="threads")
+    t2 = run_study(store, params=PARAMS, scheduler="local", from_stage="sr")
+    for name in t1:
+        pd.testing.assert_frame_equal(t1[name], t2[name])
+
+
+def test_ingest_refuses_non_string_condition_and_leaves_store_unchanged(study):
+    store, truth = study
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    with pytest.raises(InputError, match="condition must be a string"):
+        ingest([next(iter(Path(store).parent.glob("*.tif")))], store=store, condition=20)
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+def _snapshot(path: Path):
+    return {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", ["missing", "truncated", "no_pixel_size", "other_store"])
+def test_cli_ingest_bad_input_one_line_error_exit_2_store_unchanged(tmp_path, study, case):
+    store, _ = study
+    good = next(Path(store).parent.glob("*.tif"))
+    target = store
+    if case == "missing":
+        f = tmp_path / "nope.tif"
+    elif case == "truncated":
+        f = tmp_path / "cut.tif"
+        f.write_bytes(good.read_bytes()[:3000])
+    elif case == "no_pixel_size":
+        import tifffile
+
+        f = tmp_path / "plain.tif"
+        tifffile.imwrite(f, np.zeros((26, 26), np.uint8))
+    else:
+        import zarr
+
+        target = tmp_path / "other.zarr"
+        zarr.open_group(str(target), mode="w").attrs["something"] = "else"
+        f = good
+    before = _snapshot(target)
+    r = subprocess.run(CLI + ["ingest", str(f), "--store", str(target), "--condition", "20C"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("cathodeflow: error:")
+    assert (str(target) if case == "other_store" else f.name) in lines[0]
+    assert _snapshot(target) == before
+
+
+def test_cli_run_and_report_on_the_store(study, tmp_path):
+    store, _ = study
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads",
+                              "--marker-radius-px", "10"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(CLI + ["report", "--store", str(store), "--out", str(tmp_path / "rep")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    t1 = pd.read_csv(tmp_path / "rep" / "table1.csv")
+    assert list(t1["condition"]) == ["20C", "50C"]
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_with_one_image_per_condition(tmp_path):
+    from cathodeflow.study.demo import run_demo
+
+    index = run_demo(tmp_path / "demo", n_images=1, scheduler="threads")
+    t1 = pd.read_csv(index.parent / "table1.csv")
+    assert list(t1["condition"]) == ["20C", "30C", "40C", "50C"]
