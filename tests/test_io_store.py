@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 import zarr
 
@@ -386,3 +387,25 @@ def test_write_stage_on_a_distributed_worker_process(study):
                           params={}, compute_kw={"scheduler": client})
     assert study.is_complete("img-1", "sr")
     np.testing.assert_array_equal(study.read_stage("img-1", "sr").compute(), img)
+
+
+def test_tables_open_as_xarray_with_local_porosity_as_a_grid():
+    from cathodeflow.io.tables import to_xarray
+
+    lp = pd.DataFrame({
+        "condition": ["20C", "20C", "50C", "50C"], "method": ["paper"] * 4,
+        "bin_lo": [0.0, 0.5, 0.0, 0.5], "bin_hi": [0.5, 1.0, 0.5, 1.0],
+        "crack_um2": [1.0, 2.0, 3.0, 4.0], "solid_um2": [9.0, 8.0, 7.0, 6.0],
+        "porosity": [0.1, 0.2, 0.3, 0.4],
+    })
+    cr = pd.DataFrame({
+        "image_id": ["a", "a"], "condition": ["20C"] * 2, "crack_id": [1, 2], "area_px": [5, 9],
+        "skeleton_px": [3, 4], "d_um": [0.1, 0.2], "length_um": [0.3, 0.4], "width_um": [0.1, 0.1],
+        "particle_id": [1, 1], "kept": [True, True], "adjusted": [False, True],
+    })
+    ds = to_xarray({"local_porosity": lp, "cracks": cr})
+    grid = ds["local_porosity"].porosity
+    assert grid.dims == ("condition", "method", "bin_lo")
+    assert float(grid.sel({"condition": "50C", "method": "paper", "bin_lo": 0.5})) == 0.4
+    assert ds["cracks"].sizes["crack"] == 2
+    assert list(ds["cracks"].crack_id.values) == [1, 2]

@@ -112,3 +112,37 @@ def read_table(path: str | Path, name: str | None = None) -> pd.DataFrame:
     """Read one Parquet table; with ``name``, conform it to the contract."""
     df = pd.read_parquet(path)
     return conform(df, name) if name else df
+
+
+#: Dimension of each table when opened as xarray (one row per object, or a dense grid).
+_XARRAY_INDEX = {
+    "images": ["image_id"],
+    "cracks": None,  # flat: dimension "crack"
+    "particles": None,  # flat: dimension "particle"
+    "local_porosity": ["condition", "method", "bin_lo"],
+    "conditions": ["condition"],
+}
+
+
+def to_xarray(tables: dict[str, pd.DataFrame]) -> dict:
+    """The tables as ``xarray.Dataset`` objects, for Jupyter.
+
+    ``images`` and ``conditions`` are indexed by ``image_id`` / ``condition``;
+    ``local_porosity`` is a dense grid over (condition, method, bin_lo), so that
+    ``ds.porosity.sel({"method": "paper"}).plot.line(x="bin_lo", hue="condition")`` draws
+    Fig. 9 (``sel`` takes a dict here: ``method=`` is a keyword of ``sel`` itself);
+    ``cracks`` and ``particles`` have one flat dimension ``crack`` / ``particle`` with their
+    identifying columns as coordinates. Units stay in the variable names.
+    """
+    out = {}
+    for name, df in tables.items():
+        df = conform(df, name)
+        keys = _XARRAY_INDEX.get(name)
+        if keys:
+            ds = df.set_index(keys).to_xarray()
+        else:
+            dim = name[:-1]  # cracks -> crack, particles -> particle
+            ds = df.rename_axis(dim).to_xarray()
+            ds = ds.set_coords([c for c in ("image_id", "condition", f"{dim}_id") if c in ds])
+        out[name] = ds
+    return out
