@@ -482,3 +482,23 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(dcenter, raise_on_error=False)
     assert result.attempted >= 1 and result.failed == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_fused_counts_of_all_models_equal_one_pass_per_model(seed):
+    from cathodeflow.stereology import particle_local_counts_models
+
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(1, 60, size=2)
+    phase = rng.integers(0, 3, size=(h, w)).astype(np.uint8)
+    mask = rng.random((h, w)) < 0.7
+    origin = tuple(int(v) for v in rng.integers(0, 500, size=2))
+    eta = float(rng.choice([0.0143, 0.05, 0.3]))
+    tables = {m: DCenterTable.from_percentiles(*PAPER_PERCENTILES, model=m) for m in ("paper", "wicksell")}
+    bins = [0.0, 0.25, 0.5, 0.75, 1.0]
+    fused = particle_local_counts_models(phase, mask, origin, eta, tables, bins)
+    for m, t in tables.items():
+        ref = particle_local_counts(phase, mask, origin, eta, t, bins)
+        np.testing.assert_array_equal(fused[m][0], ref[0])
+        np.testing.assert_array_equal(fused[m][1], ref[1])

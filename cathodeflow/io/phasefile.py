@@ -105,8 +105,9 @@ def validate_phase(phase, *, name: str = "phase"):
 
 
 def _bad_values(arr: np.ndarray) -> list[int]:
-    if arr.dtype == np.uint8:
-        counts = np.bincount(np.asarray(arr).ravel(), minlength=256)
-        return [int(v) for v in np.nonzero(counts[3:])[0][:5] + 3]
-    vals = np.unique(np.asarray(arr))
-    return [int(v) for v in vals if v not in (0, 1, 2)][:5]
+    """Up to five values of ``arr`` outside {0, 1, 2} (one min/max pass when there are none)."""
+    arr = np.asarray(arr)
+    if arr.size == 0 or (arr.min() >= 0 and arr.max() <= 2):
+        return []
+    vals = np.unique(arr[(arr < 0) | (arr > 2)])
+    return [int(v) for v in vals[:5]]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.measure import perimeter
 
-from ..stereology import particle_local_counts
+from ..stereology import particle_local_counts_models
 
 
 @dataclass
@@ -87,10 +87,7 @@ def measure_particle(
     )
     local = {}
     if dcenter:
-        for model, table in dcenter.items():
-            local[model] = particle_local_counts(
-                phase_crop, mask_crop, origin, pixel_size_um, table, bins
-            )
+        local = particle_local_counts_models(phase_crop, mask_crop, origin, pixel_size_um, dcenter, bins)
     return ParticleMeasure(
         area_px=area,
         crack_px=int(np.count_nonzero(crack)),

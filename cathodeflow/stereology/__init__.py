@@ -22,6 +22,7 @@ from .local_porosity import (
     local_porosity_counts,
     local_porosity_table,
     particle_local_counts,
+    particle_local_counts_models,
     validate_bins,
 )
 from .lognormal import LogNormal, fit_lognormal_percentiles, radius_distributions
@@ -36,6 +37,7 @@ __all__ = [
     "local_porosity_counts",
     "local_porosity_table",
     "particle_local_counts",
+    "particle_local_counts_models",
     "radius_distributions",
     "section_given_sphere_density",
     "section_radius_density",
