@@ -21,6 +21,8 @@ def _common_params(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path, help="TOML file with a [params] table")
     g.add_argument("--marker-radius-px", type=float, help="r of eq. 10 (default 50)")
     g.add_argument("--min-particle-area-px", type=int, help="leave out smaller particles (default 0)")
+    g.add_argument("--min-crack-d-factor", type=float,
+                   help="drop cracks with d < factor·η (default 2.5, §2.4.2)")
     g.add_argument("--lambda-pristine", type=float, dest="lambda_pristine_per_um2",
                    help="λ_pristine of eq. 19 in µm⁻² (default 0.145)")
     g.add_argument("--bins", type=str, help="d_center bin edges, comma-separated (default 0,0.1,…,1)")
@@ -46,6 +48,7 @@ def _params(args):
         getattr(args, "config", None),
         marker_radius_px=getattr(args, "marker_radius_px", None),
         min_particle_area_px=getattr(args, "min_particle_area_px", None),
+        min_crack_d_factor=getattr(args, "min_crack_d_factor", None),
         lambda_pristine_per_um2=getattr(args, "lambda_pristine_per_um2", None),
         bins=bins,
         stereology_models=models,
@@ -140,10 +143,15 @@ def _dispatch(args):
         from .measure.describe import describe
 
         params = _params(args)
+        if args.out.exists() and not args.out.is_dir():  # fail before the work, not after
+            raise CathodeflowError(f"--out {args.out}: exists and is not a folder")
         tables = describe([str(f) for f in args.files], pixel_size_um=args.pixel_size_um,
                           condition=args.condition, params=params, scheduler=args.scheduler,
                           chunk_px=args.chunk_px, progress=sys.stderr.isatty())
-        paths = write_tables(tables, args.out)
+        try:
+            paths = write_tables(tables, args.out)
+        except OSError as e:
+            raise CathodeflowError(f"--out {args.out}: cannot write the tables ({e})") from None
         for name, path in paths.items():
             print(f"{name:15s} {len(tables[name]):7d} rows  {path}")
     elif cmd == "report":

@@ -72,8 +72,8 @@ class Params:
             raise InputError("lambda_pristine_per_um2 must be >= 0")
         if not 0 <= self.crack_threshold <= 1:
             raise InputError(f"crack_threshold must be in [0, 1], got {self.crack_threshold}")
-        if self.chunk_px < 64:
-            raise InputError(f"chunk_px must be >= 64, got {self.chunk_px}")
+        if isinstance(self.chunk_px, bool) or not isinstance(self.chunk_px, int) or self.chunk_px < 1:
+            raise InputError(f"chunk_px (--chunk-size) must be a positive integer, got {self.chunk_px!r}")
 
     def replace(self, **changes) -> "Params":
         """A copy with ``changes`` applied (None values are ignored)."""

@@ -6,6 +6,7 @@ xarray arrays) and ``cathodeflow run`` (arrays in the study store).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -25,10 +26,21 @@ TABLE_NAMES = ("images", "cracks", "particles", "local_porosity", "conditions")
 
 
 def dcenter_tables(params: Params) -> dict:
-    """The d_center lookup tables (eq. 36) of each stereology model in ``params``."""
+    """The d_center lookup tables (eq. 36) of each stereology model in ``params``.
+
+    Built once per (model, percentiles) in a process and reused (~0.2 s each).
+    """
+    return {
+        m: _dcenter_table(m, params.r10_um, params.r50_um, params.r90_um)
+        for m in params.stereology_models
+    }
+
+
+@functools.lru_cache(maxsize=16)
+def _dcenter_table(model: str, r10_um: float, r50_um: float, r90_um: float):
     from ..stereology import DCenterTable
 
-    return {m: DCenterTable.from_params(params, model=m) for m in params.stereology_models}
+    return DCenterTable.from_percentiles(r10_um, r50_um, r90_um, model=model)
 
 
 def _as_list(x, n, what):

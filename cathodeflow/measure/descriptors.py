@@ -23,14 +23,18 @@ def majority_pairs(keys: np.ndarray, values: np.ndarray, weights: np.ndarray | N
     out = {int(k): 0 for k in np.unique(keys)}
     nz = values > 0
     if nz.any():
-        pairs, inverse = np.unique(np.stack([keys[nz], values[nz]]), axis=1, return_inverse=True)
-        counts = np.bincount(inverse.ravel(), weights=weights[nz], minlength=pairs.shape[1])
+        # one int64 key per (key, value) pair: a 1D unique is much faster than axis=1
+        k, v, w = keys[nz], values[nz], weights[nz]
+        base = int(v.max()) + 1
+        pair, inverse = np.unique(k * base + v, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), weights=w, minlength=pair.size)
+        pk, pv = pair // base, pair % base
         # sort by key, then count descending, then value ascending; take the first per key
-        order = np.lexsort((pairs[1], -counts, pairs[0]))
-        k_sorted = pairs[0][order]
+        order = np.lexsort((pv, -counts, pk))
+        k_sorted = pk[order]
         first = np.r_[True, k_sorted[1:] != k_sorted[:-1]]
-        for k, v in zip(k_sorted[first], pairs[1][order][first]):
-            out[int(k)] = int(v)
+        for kk, vv in zip(k_sorted[first], pv[order][first]):
+            out[int(kk)] = int(vv)
     return out
 
 

@@ -46,6 +46,13 @@ def crack_particle_assignment(crack_lab: np.ndarray, particle_lab: np.ndarray) -
     return majority_pairs(crack_lab[sel], particle_lab[sel])
 
 
+def phase_counts(phase: np.ndarray) -> np.ndarray:
+    """(#{S=0}, #{S=1}, #{S=2}) of a validated phase map, without an int64 copy of it."""
+    n1 = int(np.count_nonzero(phase == 1))
+    n2 = int(np.count_nonzero(phase == 2))
+    return np.array([phase.size - n1 - n2, n1, n2], np.int64)
+
+
 def measure_particles(
     phase: np.ndarray,
     particle_lab: np.ndarray,
@@ -53,31 +60,35 @@ def measure_particles(
     pixel_size_um: float,
     dcenter: dict | None,
     bins,
-    offset: tuple[int, int] = (0, 0),
-    image_shape: tuple[int, int] | None = None,
-    ids=None,
+    n_threads: int | None = None,
 ):
-    """Measure the particles of ``particle_lab`` on their crops (find_objects).
+    """Measure every particle of ``particle_lab`` on its crop (``find_objects``).
 
-    ``ids`` restricts the measurement to these particle ids (the tiled path hands each task
-    a batch); ``offset``/``image_shape`` place the arrays in the whole image.
+    The per-particle kernels release the GIL, so particles are measured on ``n_threads``
+    threads (default: the usable cores). Returns [(particle id, ParticleMeasure)] by id.
     """
-    image_shape = image_shape or phase.shape
-    out = []
-    for i, sl in enumerate(ndi.find_objects(particle_lab), start=1):
-        if sl is None or (ids is not None and i not in ids):
-            continue
-        m = measure_particle(
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..study.cluster import n_local_workers
+
+    def one(item):
+        i, sl = item
+        return i, measure_particle(
             phase[sl],
             particle_lab[sl] == i,
-            origin=(offset[0] + sl[0].start, offset[1] + sl[1].start),
-            image_shape=image_shape,
+            origin=(sl[0].start, sl[1].start),
+            image_shape=phase.shape,
             pixel_size_um=pixel_size_um,
             dcenter=dcenter,
             bins=bins,
         )
-        out.append((i, m))
-    return out
+
+    items = [(i, sl) for i, sl in enumerate(ndi.find_objects(particle_lab), start=1) if sl is not None]
+    n_threads = n_threads or n_local_workers()
+    if n_threads <= 1 or len(items) < 2:
+        return [one(it) for it in items]
+    with ThreadPoolExecutor(n_threads) as pool:
+        return list(pool.map(one, items))
 
 
 def sum_local(measures, models, n_bins: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -103,7 +114,7 @@ def describe_phase(
     """Segment and measure one validated phase map held in memory (numpy)."""
     cr = crack_labels(phase)
     plab = particle_labels(phase, marker_radius_px=params.marker_radius_px)
-    counts = np.bincount(phase.ravel(), minlength=3)
+    counts = phase_counts(phase)
     return assemble_image(
         phase_counts=counts,
         crack_table=cr.table,
@@ -133,8 +144,19 @@ def assemble_image(
     models=(),
     labels=None,
 ) -> ImageDescription:
-    """Turn one image's raw measurements into its rows (shared by the whole and tiled paths)."""
-    measures = sorted(measures, key=lambda t: t[0])
+    """Turn one image's raw measurements into its rows (shared by the whole and tiled paths).
+
+    Particles smaller than ``params.min_particle_area_px`` are left out of the particle and
+    local-porosity tables; cracks lying in them get ``particle_id`` 0 ("in no listed
+    particle"), so every non-zero ``particle_id`` of the cracks table is a row of the
+    particles table.
+    """
+    measures = sorted(
+        ((i, m) for i, m in measures if m.area_px and m.area_px >= params.min_particle_area_px),
+        key=lambda t: t[0],
+    )
+    listed = {i for i, _ in measures}
+    crack_particle = {c: (p if p in listed else 0) for c, p in crack_particle.items()}
     cracks = crack_rows(
         crack_table,
         image_id=image_id,
@@ -153,8 +175,6 @@ def assemble_image(
         n_cracks=n_per_particle,
         min_area_px=params.min_particle_area_px,
     )
-    kept_ids = set(particles["particle_id"].tolist())
-    measures = [(i, m) for i, m in measures if i in kept_ids]
     image = image_row(
         image_id=image_id,
         condition=condition,

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.measure import perimeter
 
 from ..stereology import particle_local_counts_models
+from .perimeter import perimeter4
 
 
 @dataclass
@@ -25,8 +25,9 @@ class ParticleMeasure:
     area_px : #P, crack pixels included (eq. 34's #P).
     crack_px : #{x ∈ P : S(x) = 2}.
     solid_px : #{x ∈ P : S(x) = 1}.
-    perimeter_px : perim({x ∈ P : S(x) = 1}) by scikit-image's ``perimeter`` (4-neighbourhood,
-        what ``regionprops`` uses), in pixel lengths (DESIGN §4.4 item 8).
+    perimeter_px : perim({x ∈ P : S(x) = 1}), scikit-image's ``perimeter`` (4-neighbourhood,
+        what ``regionprops`` uses; computed by :func:`.perimeter.perimeter4`, bit-identical),
+        in pixel lengths (DESIGN §4.4 item 8).
     touches_border : P has a pixel on the image frame.
     local : per stereology model, (crack counts, solid counts) per d_center bin, the last
         entry being the overflow bin [bins[-1], ∞).
@@ -92,7 +93,7 @@ def measure_particle(
         area_px=area,
         crack_px=int(np.count_nonzero(crack)),
         solid_px=int(np.count_nonzero(solid)),
-        perimeter_px=float(perimeter(solid, neighborhood=4)) if solid.any() else 0.0,
+        perimeter_px=perimeter4(solid),
         touches_border=touches,
         local=local,
     )

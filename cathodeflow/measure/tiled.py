@@ -19,7 +19,7 @@ from ..stages.cracks import crack_labels_dask
 from ..stages.particles import particle_labels_dask
 from ..tiling.components import map_object_crops, object_boxes
 from .descriptors import majority_pairs
-from .image import ImageDescription, assemble_image
+from .image import ImageDescription, assemble_image, phase_counts
 from .particles import measure_particle
 
 
@@ -74,7 +74,8 @@ def describe_phase_dask(
     returned description holds the crack and particle label arrays (lazy on persisted data).
     """
     (phase,) = _persist(phase, client=client)
-    counts = da.bincount(phase.ravel(), minlength=3)
+    count_task = dask.delayed(phase_counts, pure=True)
+    counts = [count_task(b) for b in phase.to_delayed(optimize_graph=False).ravel()]
     clab, ctable = crack_labels_dask(phase)
     plab = particle_labels_dask(phase, marker_radius_px=params.marker_radius_px)
     clab, plab = _persist(clab, plab, client=client)
@@ -94,6 +95,7 @@ def describe_phase_dask(
     pblocks = plab.rechunk(clab.chunks).to_delayed(optimize_graph=False).ravel()
     pairs = [pair_task(c, p) for c, p in zip(cblocks, pblocks)]
     counts, results, pairs = dask.compute(counts, [b.result for b in batches], pairs)
+    counts = np.sum(counts, axis=0)
 
     measures = [(i, m) for b, res in zip(batches, results) for i, m in zip(b.ids, res)]
     pairs = np.concatenate(pairs, axis=1) if pairs else np.zeros((3, 0), np.int64)

@@ -458,6 +458,15 @@ def _curves(raster: np.ndarray, width: int) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
+_UINT32_MAX = np.iinfo(np.uint32).max
+
+
+def check_label_count(n: int, what: str) -> None:
+    """InputError when ``n`` objects cannot be numbered by uint32 labels."""
+    if n > _UINT32_MAX:
+        raise InputError(f"phase holds {n} {what}, more than uint32 labels can number ({_UINT32_MAX})")
+
+
 def _canonical_skeleton(pieces: list[dict], width: int):
     """Gather skeleton pieces, find the curves, number them canonically, sort in raster order.
 
@@ -477,6 +486,7 @@ def _canonical_skeleton(pieces: list[dict], width: int):
     rows, cols, r, raster = rows[order], cols[order], r[order], raster[order]
     curve = _curves(raster, width)
     keys, first = np.unique(curve, return_index=True)  # first pixel of each curve
+    check_label_count(keys.size, "cracks")
     by_first = np.argsort(first, kind="stable")
     id_of_key = np.empty(keys.size, np.uint32)
     id_of_key[by_first] = np.arange(1, keys.size + 1, dtype=np.uint32)

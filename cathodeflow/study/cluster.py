@@ -5,8 +5,9 @@
 - ``None``: automatic — a local multi-process cluster (one single-threaded worker per core:
   scipy/scikit-image kernels hold the GIL, PERFORMANCE.md) when there is more than one
   task, in-process otherwise;
-- ``"sync"``, ``"threads"``, ``"processes"``: Dask's local schedulers;
-- ``"local"``: always a fresh ``distributed.LocalCluster`` on loopback;
+- ``"sync"``, ``"threads"``: Dask's local schedulers;
+- ``"local"`` (or ``"processes"``): a fresh ``distributed.LocalCluster`` on loopback, one
+  single-threaded worker process per core;
 - an address such as ``"tcp://10.0.0.5:8786"``: an existing cluster (Kubernetes, SLURM…);
 - a ``distributed.Client``: used as is.
 """
@@ -20,7 +21,7 @@ import warnings
 
 from ..errors import InputError
 
-LOCAL_SCHEDULERS = ("sync", "synchronous", "threads", "processes")
+LOCAL_SCHEDULERS = ("sync", "synchronous", "threads")
 
 
 def n_local_workers() -> int:
@@ -48,7 +49,7 @@ def local_cluster(n_workers: int | None = None, *, fallback: bool = False):
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: clusters may run side by side
             silence_logs=logging.ERROR,
         )
     except Exception as e:
@@ -89,7 +90,9 @@ def scheduler_context(scheduler=None, *, n_tasks: int = 1):
         with dask.config.set(scheduler=scheduler):
             yield None
         return
-    if scheduler == "local":
+    if scheduler in ("local", "processes"):
+        # Dask's own "processes" scheduler starts a fresh pool for every compute, and the
+        # tiled stages compute several times: a loopback cluster keeps its workers.
         with local_cluster() as client:
             yield client
         return
