@@ -111,3 +111,32 @@ def _bad_values(arr: np.ndarray) -> list[int]:
         return []
     vals = np.unique(arr[(arr < 0) | (arr > 2)])
     return [int(v) for v in vals[:5]]
+
+
+def check_phase_array(phase, name: str = "phase"):
+    """Shape and dtype checks of a phase map S, numpy or Dask (no pass over the values).
+
+    The segmentation stages call this (and :func:`check_phase_range`) on their inputs;
+    :func:`validate_phase` is the fuller check for user input (RGB, empty, file names).
+    """
+    if not hasattr(phase, "ndim") or not hasattr(phase, "dtype"):
+        phase = np.asarray(phase)
+    if phase.ndim != 2:
+        raise InputError(
+            f"{name} must be a 2D phase map (rows, cols), got an array of shape {tuple(phase.shape)}"
+        )
+    if not np.issubdtype(phase.dtype, np.integer):
+        raise InputError(
+            f"{name} must have an integer dtype with values in {{0, 1, 2}} "
+            f"(0 background, 1 solid, 2 crack), got dtype {phase.dtype}"
+        )
+    return phase
+
+
+def check_phase_range(lo: int, hi: int, name: str = "phase", where: str = "") -> None:
+    """InputError unless the values of a phase map, from ``lo`` to ``hi``, lie in {0, 1, 2}."""
+    if lo < 0 or hi > 2:
+        raise InputError(
+            f"{name} must hold only the values 0, 1, 2 (background, solid, crack); found values "
+            f"from {lo} to {hi}{where}"
+        )

@@ -52,6 +52,7 @@ from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
 from ..errors import InputError
+from ..io.phasefile import check_phase_array, check_phase_range
 
 __all__ = [
     "TABLE_DTYPES",
@@ -152,36 +153,13 @@ def _empty_skeleton() -> Skeleton:
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_array(phase, name: str):
-    """Shape and dtype checks shared by numpy and Dask inputs (no pass over the values)."""
-    if not hasattr(phase, "ndim") or not hasattr(phase, "dtype"):
-        phase = np.asarray(phase)
-    if phase.ndim != 2:
-        raise InputError(
-            f"{name} must be a 2D phase map (rows, cols), "
-            f"got an array of shape {tuple(phase.shape)}"
-        )
-    if not np.issubdtype(phase.dtype, np.integer):
-        raise InputError(
-            f"{name} must have an integer dtype with values in {{0, 1, 2}} "
-            f"(0 background, 1 solid, 2 crack), got dtype {phase.dtype}"
-        )
-    return phase
-
-
 def _check_values(block: np.ndarray, name: str, where: str = "") -> None:
-    if block.size == 0:
-        return
-    lo, hi = int(block.min()), int(block.max())
-    if lo < 0 or hi > 2:
-        raise InputError(
-            f"{name} must hold only the values 0, 1, 2 (background, solid, crack); found values "
-            f"from {lo} to {hi}{where}"
-        )
+    if block.size:
+        check_phase_range(int(block.min()), int(block.max()), name, where)
 
 
 def _validate_phase(phase, name: str = "phase") -> np.ndarray:
-    phase = np.asarray(_check_array(phase, name))
+    phase = np.asarray(check_phase_array(phase, name))
     _check_values(phase, name)
     return phase
 
@@ -591,7 +569,7 @@ def crack_labels(phase: np.ndarray, *, workers: int = -1) -> CrackResult:
     :func:`crack_labels_reference` except where several curves are equally near a crack
     pixel, which this function resolves by the smallest raster index.
     """
-    phase = np.asarray(_check_array(phase, "phase"))
+    phase = np.asarray(check_phase_array(phase, "phase"))
     if phase.size == 0:
         return CrackResult(np.zeros(phase.shape, np.uint32), _empty_skeleton(), empty_crack_table())
     summary = chunk_pass(phase, (0, 0), phase.shape, crack_pixels=True)
@@ -788,8 +766,8 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
     import dask.array as da
 
     if not isinstance(phase, da.Array):
-        phase = da.asarray(_check_array(phase, "phase"))
-    _check_array(phase, "phase")
+        phase = da.asarray(check_phase_array(phase, "phase"))
+    check_phase_array(phase, "phase")
     shape = tuple(int(s) for s in phase.shape)
     if phase.size == 0:
         labels = da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)

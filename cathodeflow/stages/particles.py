@@ -53,6 +53,7 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from ..errors import InputError
+from ..io.phasefile import check_phase_array, check_phase_range
 from ..tiling.components import (
     Piece,
     crop_box,
@@ -92,29 +93,11 @@ def _check_radius(marker_radius_px) -> float:
     return r
 
 
-def _check_phase_dtype(phase, name: str):
-    if phase.ndim != 2:
-        raise InputError(f"{name} must be a 2D phase map (H, W), got shape {phase.shape}")
-    if not np.issubdtype(phase.dtype, np.integer):
-        raise InputError(
-            f"{name} must be an integer phase map with values in {{0, 1, 2}} "
-            f"(0 background, 1 particle, 2 crack), got dtype {phase.dtype}"
-        )
-
-
-def _check_phase_values(lo, hi, name: str):
-    if lo < 0 or hi > 2:
-        raise InputError(
-            f"{name} must hold values in {{0, 1, 2}} (0 background, 1 particle, 2 crack), "
-            f"found values from {lo} to {hi}"
-        )
-
-
 def _validate_phase(phase, name: str = "phase") -> np.ndarray:
     phase = np.asarray(phase)
-    _check_phase_dtype(phase, name)
+    check_phase_array(phase, name)
     if phase.size:
-        _check_phase_values(int(phase.min()), int(phase.max()), name)
+        check_phase_range(int(phase.min()), int(phase.max()), name)
     return phase
 
 
@@ -506,13 +489,13 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0) -> da.Array:
     """
     if not isinstance(phase, da.Array):
         phase = da.asarray(np.asarray(phase))
-    _check_phase_dtype(phase, "phase")
+    check_phase_array(phase, "phase")
     thr = marker_threshold(marker_radius_px)
     shape = phase.shape
     if phase.size == 0:
         return da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)
     lo, hi = dask.compute(phase.min(), phase.max())
-    _check_phase_values(int(lo), int(hi), "phase")
+    check_phase_range(int(lo), int(hi), "phase")
     b = phase > 0
     if thr <= 1:
         lab, n = label_components(b, connectivity=2)  # canonical raster numbering
