@@ -210,6 +210,42 @@ def squared_edt(foreground: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _push_neighbours(p, cap, h, w, dd, kk, out, head, tail, nxt):  # pragma: no cover - compiled
+    """Label the unlabelled 4-neighbours of p (order: up, left, right, down) with p's label
+    and append each to the FIFO bucket of its key, capped at ``cap`` (the max(value, parent)
+    rule of scikit-image's flood)."""
+    y = p // w
+    x = p - y * w
+    for k in range(4):
+        if k == 0:
+            if y == 0:
+                continue
+            qq = p - w
+        elif k == 1:
+            if x == 0:
+                continue
+            qq = p - 1
+        elif k == 2:
+            if x == w - 1:
+                continue
+            qq = p + 1
+        else:
+            if y == h - 1:
+                continue
+            qq = p + w
+        if kk[qq] and out[qq] == 0:
+            out[qq] = out[p]
+            key = dd[qq]
+            if key > cap:
+                key = cap
+            if tail[key] < 0:
+                head[key] = qq
+            else:
+                nxt[tail[key]] = qq
+            tail[key] = qq
+
+
 @numba.njit(cache=True, nogil=True)
 def _flood_kernel(d2, inside, labels, seeds, nbuckets):  # pragma: no cover - compiled
     h, w = d2.shape
@@ -220,27 +256,10 @@ def _flood_kernel(d2, inside, labels, seeds, nbuckets):  # pragma: no cover - co
     head = np.full(nbuckets, -1, np.int64)
     tail = np.full(nbuckets, -1, np.int64)
     nxt = np.full(n, -1, np.int64)
-    offs = np.array([-w, -1, 1, w], np.int64)
     top = nbuckets - 1
     # phase 0: marker pixels, in the given order (their keys exceed every other key)
     for si in range(seeds.shape[0]):
-        p = seeds[si]
-        y = p // w
-        x = p - y * w
-        for k in range(4):
-            if (k == 0 and y == 0) or (k == 1 and x == 0) or (k == 2 and x == w - 1) or (k == 3 and y == h - 1):
-                continue
-            qq = p + offs[k]
-            if kk[qq] and out[qq] == 0:
-                out[qq] = out[p]
-                key = dd[qq]
-                if key > top:
-                    key = top
-                if tail[key] < 0:
-                    head[key] = qq
-                else:
-                    nxt[tail[key]] = qq
-                tail[key] = qq
+        _push_neighbours(seeds[si], top, h, w, dd, kk, out, head, tail, nxt)
     # phase 1: bucket queue, largest key first, FIFO within a key
     cur = top
     while cur >= 0:
@@ -251,22 +270,7 @@ def _flood_kernel(d2, inside, labels, seeds, nbuckets):  # pragma: no cover - co
         head[cur] = nxt[p]
         if head[cur] < 0:
             tail[cur] = -1
-        y = p // w
-        x = p - y * w
-        for k in range(4):
-            if (k == 0 and y == 0) or (k == 1 and x == 0) or (k == 2 and x == w - 1) or (k == 3 and y == h - 1):
-                continue
-            qq = p + offs[k]
-            if kk[qq] and out[qq] == 0:
-                out[qq] = out[p]
-                key = dd[qq]
-                if key > cur:
-                    key = cur
-                if tail[key] < 0:
-                    head[key] = qq
-                else:
-                    nxt[tail[key]] = qq
-                tail[key] = qq
+        _push_neighbours(p, cur, h, w, dd, kk, out, head, tail, nxt)
     return labels
 
 
