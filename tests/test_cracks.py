@@ -495,3 +495,11 @@ def test_full_size_map_equals_reference_and_tiles():
     labels, table = crack_labels_dask(da.from_array(phase, chunks=(1000, 1300)))
     np.testing.assert_array_equal(labels.compute(), want.labels)
     pd.testing.assert_frame_equal(table, want.table)
+
+
+def test_crack_count_beyond_uint32_is_refused_with_a_clear_message():
+    from cathodeflow.stages.cracks import check_label_count
+
+    check_label_count(2**32 - 1, "cracks")  # the largest count uint32 labels can number
+    with pytest.raises(InputError, match=r"phase holds 4294967296 cracks, more than uint32"):
+        check_label_count(2**32, "cracks")
