@@ -90,9 +90,14 @@ def _print_table1(store, truth: pd.DataFrame) -> None:
     t = cond.merge(truth, on="condition", how="left")
     print("\nTable 1 (baseline stages) vs. the generator's truth")
     print(f"{'condition':>9} | {'porosity [1e-3]':>20} {'true':>7} | {'intensity [1e-2/µm²]':>22} {'true':>7}")
+    def pm(mean, std, scale):
+        # a standard deviation over one image is undefined: shown as "n/a", not a number
+        sd = f"{scale * std:6.1f}" if pd.notna(std) else "   n/a"
+        return f"{scale * mean:9.1f} ± {sd}"
+
     for r in t.itertuples():
         print(
-            f"{r.condition:>9} | {1e3 * r.porosity_mean:9.1f} ± {1e3 * r.porosity_std:6.1f}   "
-            f"{1e3 * r.true_porosity:7.1f} | {1e2 * r.intensity_mean:10.1f} ± {1e2 * r.intensity_std:6.1f}     "
+            f"{r.condition:>9} | {pm(r.porosity_mean, r.porosity_std, 1e3)}   "
+            f"{1e3 * r.true_porosity:7.1f} | {pm(r.intensity_mean, r.intensity_std, 1e2)}     "
             f"{1e2 * r.true_intensity_per_um2:7.1f}"
         )
