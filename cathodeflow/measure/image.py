@@ -173,7 +173,6 @@ def assemble_image(
         condition=condition,
         pixel_size_um=pixel_size_um,
         n_cracks=n_per_particle,
-        min_area_px=params.min_particle_area_px,
     )
     image = image_row(
         image_id=image_id,
