@@ -18,6 +18,8 @@ from hypothesis.extra import numpy as hnp
 from skimage.morphology import skeletonize
 
 import cathodeflow
+from _geometry import disc
+
 from cathodeflow.config import Params
 from cathodeflow.errors import InputError
 from cathodeflow.io.tables import SCHEMAS
@@ -30,11 +32,6 @@ TABLES = ("images", "cracks", "particles", "local_porosity", "conditions")
 
 
 # ------------------------------------------------------------------ drawing helpers
-def disc(shape, cy, cx, r):
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-
-
 def ellipse(shape, cy, cx, ry, rx):
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from skimage.draw import line
 
+from _geometry import disc
+
 from cathodeflow.config import Params
 from cathodeflow.measure import describe as describe_mod
 from cathodeflow.measure.describe import describe, dcenter_tables
@@ -23,11 +25,6 @@ from cathodeflow.measure.tiled import describe_phase_dask
 ETA = 0.0143
 PARAMS = Params(marker_radius_px=10)
 TABLES = ("images", "cracks", "particles", "local_porosity", "conditions")
-
-
-def disc(shape, cy, cx, r):
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
 
 
 def synthetic_map(shape=(240, 310), seed=0):

@@ -175,14 +175,19 @@ def plot_crack_boxplots(cracks: pd.DataFrame, conditions: list[str], path) -> Pa
         sel = cracks[cracks[flag].fillna(False).astype(bool)] if len(cracks) else cracks
         for c, (col, ylabel) in enumerate(cols):
             ax = axes[r, c]
-            samples = [_finite(sel.loc[sel["condition"] == k, col]) for k in conditions]
-            if not conditions:
-                _no_data(ax)
-                ax.set_ylabel(ylabel)
-            else:
-                _boxplot(ax, samples, labels, ylabel)
+            _condition_boxplot(ax, sel, col, conditions, labels, ylabel)
             ax.set_title(f"({'abcdef'[3 * r + c]}) {row_title}", fontsize=9, loc="left")
     return _save(fig, path)
+
+
+def _condition_boxplot(ax, table, col, conditions, labels, ylabel) -> None:
+    """One panel: boxplots of ``table[col]`` per condition ("no data" without conditions)."""
+    if not conditions:
+        _no_data(ax)
+        ax.set_ylabel(ylabel)
+        return
+    samples = [_finite(table.loc[table["condition"] == k, col]) for k in conditions]
+    _boxplot(ax, samples, labels, ylabel)
 
 
 def plot_particle_boxplots(particles: pd.DataFrame, conditions: list[str], path) -> Path:
@@ -193,12 +198,7 @@ def plot_particle_boxplots(particles: pd.DataFrame, conditions: list[str], path)
             ("ssa_per_um", "specific surface area a [µm⁻¹]")]
     for c, (col, ylabel) in enumerate(cols):
         ax = axes[0, c]
-        samples = [_finite(particles.loc[particles["condition"] == k, col]) for k in conditions]
-        if not conditions:
-            _no_data(ax)
-            ax.set_ylabel(ylabel)
-        else:
-            _boxplot(ax, samples, labels, ylabel)
+        _condition_boxplot(ax, particles, col, conditions, labels, ylabel)
         ax.set_title(f"({'ab'[c]})", fontsize=9, loc="left")
     return _save(fig, path)
 
