@@ -1,0 +1,17 @@
+"""Neural networks of the method (paper §2.3.1–2.3.2; DESIGN §6), in Keras 3.
+
+Modules (import them directly; this package itself does not import Keras, so
+``import cathodeflow.models`` stays light):
+
+* :mod:`~cathodeflow.models.normalise` — global robust intensity range and normalisation
+  (numpy only, no Keras);
+* :mod:`~cathodeflow.models.unet` — the U-net of §2.3.2, its receptive field, tile inference;
+* :mod:`~cathodeflow.models.losses` — weighted categorical cross-entropy and class weights;
+* :mod:`~cathodeflow.models.training` — one generic training loop (validation cadence,
+  early stopping, best-weights restore, resumable checkpoints) and the U-net fit on top of it;
+* :mod:`~cathodeflow.models.registry` — weight files with sha256-checked sidecars and the
+  shipped registry (weights are loaded as weights, never as pickled code).
+
+The code uses only backend-agnostic Keras 3 (``keras.layers``, ``keras.ops``); TensorFlow is
+the default backend and the same code runs with ``KERAS_BACKEND=torch`` or ``jax``.
+"""
