@@ -263,11 +263,14 @@ def microscope(
     line_noise: float,
     gain: float = 1.0,
     offset: float = 0.0,
+    read_noise: float = 0.0,
 ) -> np.ndarray:
     """Image ``scene`` with detector pixels of shape ``out_shape`` over the same field.
 
     Box integration over each detector pixel, Gaussian PSF of σ = ``psf_um``, gain/offset,
-    noise σ = ``noise``·sqrt(signal/0.5), per-line offsets σ = ``line_noise``, uint8.
+    shot noise σ = ``noise``·sqrt(signal/0.5) (the Gaussian limit of Poisson counts with
+    0.5/``noise``² electrons at signal 0.5), signal-independent read noise σ = ``read_noise``
+    (none drawn when 0), per-line offsets σ = ``line_noise``, uint8.
     Returns (h, w) uint8.
     """
     H, W = scene.shape
@@ -282,5 +285,7 @@ def microscope(
     img = gain * img + offset
     sd = noise * np.sqrt(np.clip(img, 0.01, None) / 0.5)
     img = img + sd * rng.standard_normal(img.shape, dtype=np.float32)
+    if read_noise > 0:
+        img += np.float32(read_noise) * rng.standard_normal(img.shape, dtype=np.float32)
     img += rng.normal(0, line_noise, size=(h, 1)).astype(np.float32)
     return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)

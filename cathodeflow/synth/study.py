@@ -3,6 +3,7 @@
 One image = 3D packing of log-normal spheres (:mod:`.packing`) → section by the plane z = 0
 (:mod:`.sections`) → cracks whose amount and radial position are parameters
 (:mod:`.cracks`) → SEM scene and microscope model at two pixel sizes (:mod:`.render`).
+:func:`generate_section` is the geometry half alone (used by :mod:`.training`).
 
 Condition presets (:data:`CONDITIONS`) follow Table 1 of the paper, made strictly increasing
 with temperature so that the trend is unambiguous (the paper's 40 °C porosity equals its
@@ -41,6 +42,7 @@ from ..config import ETA_UM, SR_DEN, SR_NUM
 from ..errors import InputError
 from .cracks import (
     KIND_NAMES,
+    Centrelines,
     CrackBuilder,
     CrackParams,
     g_profile,
@@ -48,7 +50,7 @@ from .cracks import (
     rasterize_cracks,
 )
 from .lognormal import fit_lognormal_percentiles, number_weighted_mu
-from .packing import pack_spheres, section
+from .packing import Packing, pack_spheres, section
 from .render import RenderParams, grain_graph, grain_index, grain_seeds, microscope, render_scene
 from .sections import outline_tables, rasterize_sections
 
@@ -241,59 +243,86 @@ def study_seed(seed: int, condition: str, index: int) -> list[int]:
     return [int(seed), zlib.crc32(str(condition).encode()), int(index)]
 
 
-def generate_image(
-    condition: str | Condition = "20C",
+@dataclass
+class Section:
+    """One planar section of a packing with its cracks, on the high-resolution grid, before
+    any rendering (what :func:`generate_image` renders and tabulates).
+
+    Attributes
+    ----------
+    phase : (H, W) uint8 — 0 background, 1 solid, 2 crack.
+    labels : (H, W) int32 — particle id 1..n of every solid or crack pixel, 0 background.
+    reldist : (H, W) float32 — exact 3D relative distance d/r of every particle pixel to the
+        centre of its sphere, 0 in the background.
+    cracks : (H, W) uint32 — crack id of every crack pixel, 0 elsewhere.
+    crack_pid : (n_c,) int — particle id of each crack.
+    crack_of : (H, W) int32 — 1 + index of the drawn crack (``lines``) of every crack pixel.
+    grains : (H, W) int32 — grain (seed index) of every particle pixel.
+    seeds : (m, 2) float — grain seeds (row, column), px.
+    grain_spacing_px, grain_size_um : grain spacing in px and µm.
+    sections : one row of :func:`.packing.section` per particle id (row k is id k + 1).
+    area_px : (n,) int — pixels of each particle, cracks included.
+    packing : the 3D packing.
+    lines : the drawn crack centrelines; n_joined : walks that joined a radial crack.
+    width_scale : the width scale t of the porosity solve.
+    porosity_target, intensity_target_per_um2, crack_px_target, n_cracks_target : this
+        image's targets ρ·e^{ε₁}, λ·e^{ε₂}, round(ρ·A), round(λ·A·η²).
+    """
+
+    phase: np.ndarray
+    labels: np.ndarray
+    reldist: np.ndarray
+    cracks: np.ndarray
+    crack_pid: np.ndarray
+    crack_of: np.ndarray
+    grains: np.ndarray
+    seeds: np.ndarray
+    grain_spacing_px: float
+    grain_size_um: float
+    sections: pd.DataFrame
+    area_px: np.ndarray
+    packing: Packing
+    lines: Centrelines
+    n_joined: int
+    width_scale: float
+    porosity_target: float
+    intensity_target_per_um2: float
+    crack_px_target: int
+    n_cracks_target: int
+
+
+def generate_section(
+    condition: Condition,
     *,
-    seed: int | Sequence[int] = 0,
-    shape_lr: tuple[int, int] = DEFAULT_SHAPE_LR,
-    pixel_size_hr_um: float = ETA_UM,
-    r10_um: float = 3.55,
-    r50_um: float = 4.65,
-    r90_um: float = 6.05,
-    porosity: float | None = None,
-    crack_intensity_per_um2: float | None = None,
-    radial_kappa: float | None = None,
-    image_id: str | None = None,
-    options: SynthOptions | None = None,
-) -> SyntheticImage:
-    """Generate one synthetic SEM image pair with ground truth.
+    rng: np.random.Generator,
+    shape_hr: tuple[int, int],
+    pixel_size_hr_um: float,
+    r10_um: float,
+    r50_um: float,
+    r90_um: float,
+    options: SynthOptions,
+) -> Section:
+    """Packing → planar section → cracks on the high-resolution grid (no rendering).
+
+    The geometry half of :func:`generate_image`, which validates the arguments; this
+    function does not. Draws from ``rng`` in a fixed order (packing, grains, outlines,
+    targets, cracks).
 
     Parameters
     ----------
-    condition : a key of :data:`CONDITIONS` or a :class:`Condition`.
-    seed : int or sequence of ints for ``numpy.random.default_rng``; same seed, same image.
-    shape_lr : (h, w) of the low-resolution image, multiples of 13; the high-resolution
-        image has shape (h, w)·35/13.
-    pixel_size_hr_um : high-resolution pixel size η, µm; low-resolution = η·35/13.
-    r10_um, r50_um, r90_um : volume-weighted radius percentiles (§2.5.2), µm.
-    porosity, crack_intensity_per_um2, radial_kappa : override the condition's values.
-    image_id : default ``'<condition>_000'``.
-    options : :class:`SynthOptions`.
+    condition : the crack amount (porosity, intensity, κ).
+    shape_hr : (H, W) of the high-resolution grid; pixel_size_hr_um : η, µm.
+    r10_um, r50_um, r90_um : volume-weighted radius percentiles, µm.
+    options : :class:`SynthOptions` (``options.render`` is not used).
 
     Returns
     -------
-    SyntheticImage
-        ``particle_table`` columns: particle_id, x_um, y_um, x_px, y_px (disc centre; px on
-        the high-resolution grid, pixel centres at integers), r_um (3D radius), h_um (cut
-        height |z|), section_radius_um (= sqrt(r_um² − h_um²), before the perturbation),
-        area_px (rendered, cracks included), crack_px, porosity, n_cracks, touches_border.
-        ``radial_truth`` columns: bin_lo, bin_hi, crack_px, particle_px, porosity, for
-        d/r in [0, 0.1), …, [0.9, 1.0) and an overflow [1, inf) (perturbed boundaries).
+    Section
     """
-    opt = options or SynthOptions()
-    cond = _resolve_condition(condition, porosity, crack_intensity_per_um2, radial_kappa)
-    h_lr, w_lr = _validate_shape(shape_lr)
-    if not (np.isfinite(pixel_size_hr_um) and pixel_size_hr_um > 0):
-        raise InputError(f"pixel_size_hr_um must be > 0, got {pixel_size_hr_um}")
-    eta = float(pixel_size_hr_um)
-    eta_lr = eta * SR_NUM / SR_DEN
-    H, W = hr_shape((h_lr, w_lr))
+    cond, opt, eta = condition, options, float(pixel_size_hr_um)
+    H, W = shape_hr
     mu_v, sigma = fit_lognormal_percentiles(float(r10_um), float(r50_um), float(r90_um))
     mu_n = number_weighted_mu(mu_v, sigma)
-    rng = np.random.default_rng(seed)
-    if image_id is None:
-        image_id = f"{cond.name}_000"
-
     # -- 3D packing and its section ------------------------------------------------------
     field_um = (H * eta, W * eta)
     packing = pack_spheres(
@@ -400,7 +429,95 @@ def generate_image(
     crack_labels, crack_pid = label_cracks(crack_of > 0, labels, min_px=opt.min_crack_px)
     phase = (labels > 0).astype(np.uint8)
     phase[crack_labels > 0] = 2
+
+    return Section(
+        phase=phase,
+        labels=labels,
+        reldist=reldist,
+        cracks=crack_labels,
+        crack_pid=crack_pid,
+        crack_of=crack_of,
+        grains=grains,
+        seeds=seeds,
+        grain_spacing_px=spacing_px,
+        grain_size_um=grain_um,
+        sections=sec.iloc[present].reset_index(drop=True),
+        area_px=area_px,
+        packing=packing,
+        lines=lines,
+        n_joined=builder.n_joined,
+        width_scale=width_scale,
+        porosity_target=rho_img,
+        intensity_target_per_um2=lam_img,
+        crack_px_target=target_px,
+        n_cracks_target=n_target,
+    )
+
+
+def generate_image(
+    condition: str | Condition = "20C",
+    *,
+    seed: int | Sequence[int] = 0,
+    shape_lr: tuple[int, int] = DEFAULT_SHAPE_LR,
+    pixel_size_hr_um: float = ETA_UM,
+    r10_um: float = 3.55,
+    r50_um: float = 4.65,
+    r90_um: float = 6.05,
+    porosity: float | None = None,
+    crack_intensity_per_um2: float | None = None,
+    radial_kappa: float | None = None,
+    image_id: str | None = None,
+    options: SynthOptions | None = None,
+) -> SyntheticImage:
+    """Generate one synthetic SEM image pair with ground truth.
+
+    Parameters
+    ----------
+    condition : a key of :data:`CONDITIONS` or a :class:`Condition`.
+    seed : int or sequence of ints for ``numpy.random.default_rng``; same seed, same image.
+    shape_lr : (h, w) of the low-resolution image, multiples of 13; the high-resolution
+        image has shape (h, w)·35/13.
+    pixel_size_hr_um : high-resolution pixel size η, µm; low-resolution = η·35/13.
+    r10_um, r50_um, r90_um : volume-weighted radius percentiles (§2.5.2), µm.
+    porosity, crack_intensity_per_um2, radial_kappa : override the condition's values.
+    image_id : default ``'<condition>_000'``.
+    options : :class:`SynthOptions`.
+
+    Returns
+    -------
+    SyntheticImage
+        ``particle_table`` columns: particle_id, x_um, y_um, x_px, y_px (disc centre; px on
+        the high-resolution grid, pixel centres at integers), r_um (3D radius), h_um (cut
+        height |z|), section_radius_um (= sqrt(r_um² − h_um²), before the perturbation),
+        area_px (rendered, cracks included), crack_px, porosity, n_cracks, touches_border.
+        ``radial_truth`` columns: bin_lo, bin_hi, crack_px, particle_px, porosity, for
+        d/r in [0, 0.1), …, [0.9, 1.0) and an overflow [1, inf) (perturbed boundaries).
+    """
+    opt = options or SynthOptions()
+    cond = _resolve_condition(condition, porosity, crack_intensity_per_um2, radial_kappa)
+    h_lr, w_lr = _validate_shape(shape_lr)
+    if not (np.isfinite(pixel_size_hr_um) and pixel_size_hr_um > 0):
+        raise InputError(f"pixel_size_hr_um must be > 0, got {pixel_size_hr_um}")
+    eta = float(pixel_size_hr_um)
+    eta_lr = eta * SR_NUM / SR_DEN
+    H, W = hr_shape((h_lr, w_lr))
+    mu_v, sigma = fit_lognormal_percentiles(float(r10_um), float(r50_um), float(r90_um))
+    mu_n = number_weighted_mu(mu_v, sigma)
+    rng = np.random.default_rng(seed)
+    if image_id is None:
+        image_id = f"{cond.name}_000"
+    geo = generate_section(
+        cond, rng=rng, shape_hr=(H, W), pixel_size_hr_um=eta, r10_um=r10_um, r50_um=r50_um,
+        r90_um=r90_um, options=opt,
+    )
+    phase, labels, crack_labels, crack_pid = geo.phase, geo.labels, geo.cracks, geo.crack_pid
+    lines, crack_of, reldist, sec = geo.lines, geo.crack_of, geo.reldist, geo.sections
     particles = labels.astype(np.uint32)
+    n_p = len(sec)
+    cx = sec["x_um"].to_numpy() / eta - 0.5
+    cy = sec["y_um"].to_numpy() / eta - 0.5
+    area_px = geo.area_px
+    A_px = int(area_px.sum())
 
     # -- tables ---------------------------------------------------------------------------
     n_c = len(crack_pid)
@@ -431,13 +548,13 @@ def generate_image(
     particle_table = pd.DataFrame(
         {
             "particle_id": np.arange(1, n_p + 1, dtype=np.int64),
-            "x_um": sec["x_um"].to_numpy()[present],
-            "y_um": sec["y_um"].to_numpy()[present],
+            "x_um": sec["x_um"].to_numpy(),
+            "y_um": sec["y_um"].to_numpy(),
             "x_px": cx,
             "y_px": cy,
-            "r_um": sec["r_um"].to_numpy()[present],
-            "h_um": np.abs(sec["h_um"].to_numpy()[present]),
-            "section_radius_um": sec["section_radius_um"].to_numpy()[present],
+            "r_um": sec["r_um"].to_numpy(),
+            "h_um": np.abs(sec["h_um"].to_numpy()),
+            "section_radius_um": sec["section_radius_um"].to_numpy(),
             "area_px": area_px.astype(np.int64),
             "crack_px": crack_px_p.astype(np.int64),
             "porosity": crack_px_p / np.maximum(area_px, 1),
@@ -453,9 +570,9 @@ def generate_image(
         rng,
         phase=phase,
         labels=labels,
-        grains=grains,
-        seeds=seeds,
-        grain_spacing_px=spacing_px,
+        grains=geo.grains,
+        seeds=geo.seeds,
+        grain_spacing_px=geo.grain_spacing_px,
         pixel_um=eta,
         params=rp,
     )
@@ -484,18 +601,18 @@ def generate_image(
         "porosity_condition": cond.porosity,
         "crack_intensity_condition_per_um2": cond.crack_intensity_per_um2,
         "radial_kappa": cond.radial_kappa,
-        "porosity_target": rho_img,
-        "crack_intensity_target_per_um2": lam_img,
-        "crack_px_target": target_px,
-        "n_cracks_target": n_target,
+        "porosity_target": geo.porosity_target,
+        "crack_intensity_target_per_um2": geo.intensity_target_per_um2,
+        "crack_px_target": geo.crack_px_target,
+        "n_cracks_target": geo.n_cracks_target,
         "n_cracks_drawn": lines.n,
         "n_radial_stars": int(sum(k == 0 for k in lines.crack_kind)),
         "n_voids_drawn": int(sum(k == 2 for k in lines.crack_kind)),
-        "n_joined": builder.n_joined,
-        "width_scale": float(width_scale),
+        "n_joined": geo.n_joined,
+        "width_scale": float(geo.width_scale),
         "crack_length_drawn_px": float(sum(lines.crack_length_px)),
         "crack_area_nominal_px": float(sum(lines.crack_area_px)),
-        "grain_size_um": grain_um,
+        "grain_size_um": geo.grain_size_um,
         "solid_px": int(A_px - crack_px),
         "crack_px": crack_px,
         "particle_px": A_px,
@@ -504,8 +621,8 @@ def generate_image(
         "n_cracks_true": n_c,
         "crack_intensity_true_per_um2": n_c / max(A_px * eta**2, 1e-12),
         "n_particles": n_p,
-        "n_spheres": len(packing.r_um),
-        "packing_max_overlap": packing.max_overlap_found,
+        "n_spheres": len(geo.packing.r_um),
+        "packing_max_overlap": geo.packing.max_overlap_found,
         "options": dataclasses.asdict(opt),
     }
     return SyntheticImage(
@@ -517,7 +634,7 @@ def generate_image(
         particle_table=particle_table,
         crack_table=crack_table,
         radial_truth=radial_truth,
-        spheres=packing.table(),
+        spheres=geo.packing.table(),
         pixel_size_hr_um=eta,
         pixel_size_lr_um=eta_lr,
         condition=cond.name,
