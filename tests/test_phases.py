@@ -229,14 +229,17 @@ def test_tiled_equals_whole_for_any_chunking(cy, cx, seed):
     np.testing.assert_array_equal(tiled.compute(), whole)
 
 
-def test_dask_baseline_is_lazy():
+def test_dask_baseline_is_lazy_without_the_enclosed_background_step():
+    # The enclosed-background step (on by default) needs global components, so the call
+    # computes then (see test_enclosed_step_computes_each_image_chunk_once); switched off,
+    # nothing is computed.
     img = da.random.random((300, 300), chunks=100)
 
     def scheduler(*a, **k):
         raise RuntimeError("computed")
 
     with dask.config.set(scheduler=scheduler):
-        out = segment_phases_baseline_dask(img)
+        out = segment_phases_baseline_dask(img, max_enclosed_area_um2=0)
     assert out.shape == (300, 300) and out.dtype == np.uint8
 
 
@@ -260,6 +263,8 @@ def test_halo_is_the_sum_of_the_steps_reach():
     assert baseline_halo_px(line_radius_px=40) == 6 + (12 + 40) + 40
     assert baseline_halo_px(sigma_px=0, open_radius_px=0, min_object_area_px=0,
                             max_crack_width_um=0, min_crack_area_px=0, line_radius_px=0) == 0
+    # the enclosed-background step works on global components, not on the halo
+    assert baseline_halo_px(max_enclosed_area_um2=1e6) == baseline_halo_px()
 
 
 def test_provenance_labels_the_baseline():
@@ -407,6 +412,221 @@ def test_tiled_equals_whole_for_a_dashed_line_across_tile_borders():
 
 
 # ---------------------------------------------------------------------------------------------
+# enclosed background -> crack (internal pores, hollow cores)
+# ---------------------------------------------------------------------------------------------
+#: Options that reduce the baseline to "solid = image > threshold" (no smoothing, no
+#: morphology, no dark-line test; halo 0), so the enclosed-background step is all that acts.
+RAW = dict(sigma_px=0, open_radius_px=0, min_object_area_px=0, max_crack_width_um=0,
+           crack_contrast=0, min_crack_area_px=0, threshold=0.5)
+
+
+def _disc(shape, cy, cx, r):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def _two_hollow_particles():
+    """200 x 300 image, bright solid (0.9) on dark background (0.1), at 0.1 µm per pixel:
+    A, disc r = 60 at (100, 105) with a square core rows 80-119, cols 85-124
+    (40 x 40 = 1600 px = 16 µm²); B, disc r = 60 at (100, 230) with a square pore rows
+    70-129, cols 200-259 (60 x 60 = 3600 px = 36 µm²); C, disc r = 40 at (195, 15), cut by
+    the bottom and left frame, with a disc core r = 15 that reaches the bottom row."""
+    shape = (200, 300)
+    solid = _disc(shape, 100, 105, 60) | _disc(shape, 100, 230, 60) | _disc(shape, 195, 15, 40)
+    core_a = np.zeros(shape, bool)
+    core_a[80:120, 85:125] = True
+    pore_b = np.zeros(shape, bool)
+    pore_b[70:130, 200:260] = True
+    core_c = _disc(shape, 195, 15, 15)
+    solid &= ~(core_a | pore_b | core_c)
+    img = np.where(solid, 0.9, 0.1).astype(np.float32)
+    return img, solid, core_a, pore_b, core_c
+
+
+def test_baseline_options_convert_the_enclosed_area_limit_to_pixels():
+    # 30 / 0.0143² = 146 706.4 px; 16 / 0.1² is 1600 px exactly (not 1599 by rounding)
+    assert baseline_options().max_enclosed_area_px == 146706
+    opts = baseline_options(pixel_size_um=0.1, max_enclosed_area_um2=16)
+    assert opts.max_enclosed_area_px == 1600
+    assert baseline_options(max_enclosed_area_um2=0).max_enclosed_area_px == 0
+
+
+def test_hollow_core_becomes_crack_and_a_pore_above_the_limit_stays_background():
+    img, solid, core_a, pore_b, core_c = _two_hollow_particles()
+    expected = solid.astype(np.uint8)
+    # default limit 30 µm²: A's core (16 µm²) is crack, B's pore (36 µm²) is not, C's core
+    # touches the frame and stays background
+    s = segment_phases_baseline(img, pixel_size_um=0.1, **RAW)
+    expected_a = expected.copy()
+    expected_a[core_a] = 2
+    np.testing.assert_array_equal(s, expected_a)
+    # the limit is inclusive, in µm²: 16 µm² takes A's core, 15.99 does not
+    s16 = segment_phases_baseline(img, pixel_size_um=0.1, max_enclosed_area_um2=16, **RAW)
+    np.testing.assert_array_equal(s16, expected_a)
+    s_below = segment_phases_baseline(img, pixel_size_um=0.1, max_enclosed_area_um2=15.99, **RAW)
+    np.testing.assert_array_equal(s_below, expected)
+    # 36 µm² takes B's pore too, 35.99 does not
+    expected_ab = expected_a.copy()
+    expected_ab[pore_b] = 2
+    s36 = segment_phases_baseline(img, pixel_size_um=0.1, max_enclosed_area_um2=36, **RAW)
+    np.testing.assert_array_equal(s36, expected_ab)
+    s_b = segment_phases_baseline(img, pixel_size_um=0.1, max_enclosed_area_um2=35.99, **RAW)
+    np.testing.assert_array_equal(s_b, expected_a)
+    # C's core stays background at any limit: it is cut by the frame
+    s_all = segment_phases_baseline(img, pixel_size_um=0.1, max_enclosed_area_um2=1e4, **RAW)
+    assert np.all(s_all[core_c] == 0)
+
+
+def test_option_zero_switches_the_enclosed_step_off():
+    img, solid, *_ = _two_hollow_particles()
+    s = segment_phases_baseline(img, pixel_size_um=0.1, max_enclosed_area_um2=0, **RAW)
+    np.testing.assert_array_equal(s, solid.astype(np.uint8))
+
+
+def test_annulus_pocket_open_to_the_frame_stays_background():
+    # at 0.05 µm per pixel: an inner disc r = 25 and an outer ring 50 < d <= 70 around
+    # (100, 150); the annular pocket 25 < d <= 50 (about 14.7 µm², below the limit) is
+    # joined to the outside background by a 5-px slit through the ring's top
+    shape = (200, 300)
+    d2 = (np.mgrid[:200, :300][0] - 100) ** 2 + (np.mgrid[:200, :300][1] - 150) ** 2
+    annulus = (d2 > 25**2) & (d2 <= 50**2)
+    closed = (d2 <= 25**2) | ((d2 > 50**2) & (d2 <= 70**2))
+    slit = np.zeros(shape, bool)
+    slit[25:55, 148:153] = True
+    open_ring = closed & ~slit
+    s = segment_phases_baseline(np.where(open_ring, 0.9, 0.1), pixel_size_um=0.05, **RAW)
+    np.testing.assert_array_equal(s, open_ring.astype(np.uint8))
+    # control: without the slit the same pocket is enclosed and becomes crack
+    s_closed = segment_phases_baseline(np.where(closed, 0.9, 0.1), pixel_size_um=0.05, **RAW)
+    assert np.all(s_closed[annulus] == 2)
+    np.testing.assert_array_equal(s_closed[~annulus], closed[~annulus].astype(np.uint8))
+
+
+def test_background_joined_only_diagonally_is_enclosed():
+    # 4-connected background: the centre pixel touches the open pixel (3, 3) only at a
+    # corner, so it is enclosed; (3, 3) is 4-connected to the frame and stays background
+    solid = np.array(
+        [
+            [0, 0, 0, 0, 0],
+            [0, 1, 1, 1, 0],
+            [0, 1, 0, 1, 0],
+            [0, 1, 1, 0, 0],
+            [0, 0, 0, 0, 0],
+        ],
+        dtype=bool,
+    )
+    s = segment_phases_baseline(np.where(solid, 0.9, 0.1), **RAW)
+    expected = solid.astype(np.uint8)
+    expected[2, 2] = 2
+    np.testing.assert_array_equal(s, expected)
+
+
+@pytest.mark.parametrize("limit_um2", [0, 16, 30, 36, 1e4])
+def test_tiled_equals_whole_with_holes_cut_by_chunks_and_the_frame(limit_um2):
+    img, *_ = _two_hollow_particles()
+    kw = dict(pixel_size_um=0.1, max_enclosed_area_um2=limit_um2, **RAW)
+    whole = segment_phases_baseline(img, **kw)
+    tiled = segment_phases_baseline_dask(da.from_array(img, chunks=(37, 53)), **kw)
+    # the halo is 0, so the chunks are kept: row 111 and columns 106 and 212 cut the
+    # holes of A and B, C is cut by the frame
+    assert tiled.chunks == ((37,) * 5 + (15,), (53,) * 5 + (35,))
+    np.testing.assert_array_equal(tiled.compute(), whole)
+
+
+def _hollow_particle_image(seed=0):
+    """300 x 400 image at 0.05 µm per pixel: a particle of radius 110 px (5.5 µm) at
+    (150, 200) with a hollow core of radius 55 px (2.75 µm, π·2.75² ≈ 23.8 µm² < 30),
+    a second, solid particle of radius 70 px cut by the right frame; solid 0.7, background
+    0.2, slightly blurred, Gaussian noise σ = 0.03."""
+    rng = np.random.default_rng(seed)
+    shape = (300, 400)
+    solid = (_disc(shape, 150, 200, 110) & ~_disc(shape, 150, 200, 55)) | _disc(
+        shape, 80, 390, 70
+    )
+    img = ndi.gaussian_filter(np.where(solid, 0.7, 0.2), 0.8) + rng.normal(0, 0.03, shape)
+    return img.astype(np.float32)
+
+
+def test_hollow_particle_with_the_default_options():
+    img = _hollow_particle_image()
+    shape = img.shape
+    core = _disc(shape, 150, 200, 50)  # 5 px inside the drawn core's rim
+    ring = _disc(shape, 150, 200, 105) & ~_disc(shape, 150, 200, 60)
+    outside = ~_disc(shape, 150, 200, 115) & ~_disc(shape, 80, 390, 75)
+    s = segment_phases_baseline(img, pixel_size_um=0.05)
+    assert np.all(s[core] == 2)
+    assert np.mean(s[ring] == 1) > 0.99
+    assert np.all(s[outside] == 0)
+    # switched off, the core is background; nothing else changes but the core up to its rim
+    off = segment_phases_baseline(img, pixel_size_um=0.05, max_enclosed_area_um2=0)
+    assert np.all(off[core] == 0)
+    changed = s != off
+    assert np.all(off[changed] == 0) and np.all(s[changed] == 2)
+    assert not np.any(changed & ~_disc(shape, 150, 200, 58))
+
+
+def test_tiled_equals_whole_for_a_hollow_particle_with_the_default_options():
+    img = _hollow_particle_image(seed=1)
+    whole = segment_phases_baseline(img, pixel_size_um=0.05)
+    assert np.all(whole[_disc(img.shape, 150, 200, 50)] == 2)
+    tiled = segment_phases_baseline_dask(da.from_array(img, chunks=(37, 53)), pixel_size_um=0.05)
+    # chunks thinner than the halo were merged; a chunk border still cuts the core
+    rows = np.cumsum(tiled.chunks[0])[:-1]
+    cols = np.cumsum(tiled.chunks[1])[:-1]
+    assert np.any((rows > 95) & (rows < 205)) and np.any((cols > 145) & (cols < 255))
+    np.testing.assert_array_equal(tiled.compute(), whole)
+
+
+def _reference_enclosed_fill(solid, max_area_px):
+    """Independent reference: scipy's hole filling finds the background not 4-connected to
+    the frame; its 4-connected pieces of at most ``max_area_px`` pixels become crack."""
+    out = solid.astype(np.uint8)
+    holes = ndi.binary_fill_holes(solid) & ~solid
+    lab, n = ndi.label(holes)
+    if n:
+        small = np.bincount(lab.ravel()) <= max_area_px
+        small[0] = False
+        out[small[lab]] = 2
+    return out
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    cy=st.integers(9, 90),
+    cx=st.integers(9, 90),
+    max_area_px=st.integers(0, 3000),
+)
+def test_enclosed_fill_matches_a_reference_and_is_tiling_independent(seed, cy, cx, max_area_px):
+    rng = np.random.default_rng(seed)
+    img = ndi.gaussian_filter(rng.random((120, 150)), 2.5)
+    img = (img - img.min()) / (np.ptp(img) + 1e-12)
+    solid = img > 0.5
+    # pixel 0.1 µm: the limit in µm² is max_area_px / 100
+    kw = dict(pixel_size_um=0.1, max_enclosed_area_um2=max_area_px / 100, **RAW)
+    whole = segment_phases_baseline(img, **kw)
+    np.testing.assert_array_equal(whole, _reference_enclosed_fill(solid, max_area_px))
+    tiled = segment_phases_baseline_dask(da.from_array(img, chunks=(cy, cx)), **kw)
+    np.testing.assert_array_equal(tiled.compute(), whole)
+
+
+def test_enclosed_step_computes_each_image_chunk_once():
+    img = _hollow_particle_image()
+    calls = []
+
+    def count(block):
+        calls.append(block.shape)
+        return block
+
+    lazy = da.from_array(img, chunks=(150, 200)).map_blocks(
+        count, dtype=img.dtype, meta=np.empty((0, 0), img.dtype)
+    )
+    out = segment_phases_baseline_dask(lazy, pixel_size_um=0.05).compute()
+    assert len(calls) == 4  # 2 x 2 chunks, each computed once (levels, tiles, labels)
+    np.testing.assert_array_equal(out, segment_phases_baseline(img, pixel_size_um=0.05))
+
+
+# ---------------------------------------------------------------------------------------------
 # eq. 7
 # ---------------------------------------------------------------------------------------------
 def test_eq7_hand_made_cases():
@@ -462,6 +682,12 @@ def test_eq7_invariants(p, t1, t2):
         (lambda: segment_phases_baseline(np.zeros((8, 8)), line_orientations=0),
          "line_orientations"),
         (lambda: segment_phases_baseline(np.zeros((8, 8)), crack_contrast="a"), "crack_contrast"),
+        (lambda: segment_phases_baseline(np.zeros((8, 8)), max_enclosed_area_um2=-1),
+         "max_enclosed_area_um2"),
+        (lambda: segment_phases_baseline(np.zeros((8, 8)), max_enclosed_area_um2=float("inf")),
+         "max_enclosed_area_um2"),
+        (lambda: segment_phases_baseline(np.zeros((8, 8)), max_enclosed_area_um2=None),
+         "max_enclosed_area_um2"),
     ],
 )
 def test_bad_input_raises_input_error(call, match):

@@ -13,14 +13,21 @@ Two ways to a phase map live here:
   short straight segment that is dark on average (an oriented line-mean test): thin cracks
   are long and thin, noise specks and grain texture are not, and the average along a
   segment gains the signal-to-noise ratio that one pixel lacks, so faint cracks come out in
-  longer pieces and isolated dark specks are dropped. Its provenance says
-  ``"method": "baseline-classical"``. It cannot tell a crack wider than the closing disk from
-  background, and it calls narrow background gaps between touching particles "crack".
+  longer pieces and isolated dark specks are dropped. Last, every background region enclosed
+  by the particles (a 4-connected component of S = 0 that does not touch the image frame)
+  of at most ``max_enclosed_area_um2`` becomes crack: the paper's crack phase includes
+  internal pores and hollow cores (:func:`fill_enclosed_background`). Its provenance says
+  ``"method": "baseline-classical"``. It cannot tell a crack wider than the closing disk and
+  open to the outside from background, and it calls narrow background gaps between touching
+  particles, and small pockets enclosed by several touching particles, "crack".
 
 Each has a numpy kernel and Dask glue. The baseline's halo is computed from its structuring
 elements, line segments and size limits (:func:`baseline_halo_px`) and its threshold is one
 global value for the whole image (:func:`estimate_threshold`, from a strided sample of the
-whole image), so the tiled result equals the whole-image result exactly.
+whole image), so the tiled result equals the whole-image result exactly. The enclosed
+background step has no bounded reach (a hole can be as large as the image); it runs on
+global connected components across chunks instead of a halo
+(:func:`fill_enclosed_background_dask`).
 
 None of the baseline's choices (line test, its length, orientations and thresholds) comes
 from the paper; they are documented where they are made (:func:`baseline_options`).
@@ -127,6 +134,7 @@ class BaselineOptions:
     line_contrast: float = 0.0
     line_radius_px: int = 0
     line_orientations: int = 0
+    max_enclosed_area_px: int = 0
 
     @property
     def line_test(self) -> bool:
@@ -143,7 +151,9 @@ class BaselineOptions:
         the segment's half-length ``line_radius_px`` (its pixels lie within that Chebyshev
         distance). The envelope chain (opening, small objects, closing, holes) and the
         dark-line chain (grey closing, 2·radius, then the line test) run side by side on the
-        smoothed image; removing small crack components (M px) comes after both.
+        smoothed image; removing small crack components (M px) comes after both. The
+        enclosed-background step (``max_enclosed_area_px``) is not part of the halo: it works
+        on global components (:func:`fill_enclosed_background_dask`).
         """
         gauss = int(4.0 * self.sigma_px + 0.5) if self.sigma_px > 0 else 0
         envelope = (
@@ -163,6 +173,9 @@ DEFAULT_CRACK_CONTRAST = 0.2
 DEFAULT_LINE_CONTRAST = 0.31
 DEFAULT_LINE_RADIUS_PX = 10
 DEFAULT_LINE_ORIENTATIONS = 8
+#: Default largest enclosed background region that becomes crack, µm² (a hollow core of
+#: radius ≈ 3 µm, π·3² ≈ 28 µm²; see :func:`baseline_options`).
+DEFAULT_MAX_ENCLOSED_AREA_UM2 = 30.0
 
 
 def baseline_options(
@@ -178,6 +191,7 @@ def baseline_options(
     line_contrast: float = DEFAULT_LINE_CONTRAST,
     line_radius_px: int = DEFAULT_LINE_RADIUS_PX,
     line_orientations: int = DEFAULT_LINE_ORIENTATIONS,
+    max_enclosed_area_um2: float = DEFAULT_MAX_ENCLOSED_AREA_UM2,
 ) -> BaselineOptions:
     """Validated options of the baseline, with physical sizes converted to pixels.
 
@@ -220,6 +234,13 @@ def baseline_options(
         Adds ``line_radius_px`` of halo.
     line_orientations : int
         Number of segment directions, evenly spaced over 180° (≥ 1 when the line test is on).
+    max_enclosed_area_um2 : float
+        Last step: every 4-connected background component of the phase map that does not
+        touch the image frame and covers at most this area (µm²; at most
+        ``floor(max_enclosed_area_um2 / pixel_size_um²)`` px) becomes crack
+        (:func:`fill_enclosed_background`). 0 switches the step off. The default 30 µm²
+        lets a hollow core of radius up to about 3 µm (π·3² ≈ 28 µm²) count, and keeps the
+        large pores between particles background.
 
     Notes
     -----
@@ -250,6 +271,19 @@ def baseline_options(
     * What this cannot fix: cracks too faint to see at the low resolution are missed, and
       the remaining breaks and the missed small cracks (voids of a few tens of pixels)
       partly cancel in λ.
+    * Enclosed background: the paper's crack phase holds internal pores and hollow cores,
+      which the envelope cannot bridge when they are wider than the closing disk (a
+      cracked NMC811 slice with hollow particles came out split into wedges). A background
+      component that does not touch the frame is enclosed, but so is a pocket between
+      several touching particles: only the area limit keeps the larger inter-particle pores
+      background, and pockets below it (between three touching particles of radius R about
+      0.16·R², e.g. 3.5 µm² for R = 4.65 µm) become crack. Requiring the hole to be
+      enclosed by *one* solid+crack component does not help: with 4-connected background
+      and 8-connected solid+crack, every bounded background component is surrounded by
+      exactly one 8-connected solid+crack component, and touching particles form one such
+      component. Telling them apart needs the particles (eq. 8–10), which are computed
+      from this phase map. A hollow core cut by the image frame touches the frame and
+      stays background.
     """
     if not (pixel_size_um > 0 and math.isfinite(pixel_size_um)):
         raise InputError(f"pixel_size_um must be > 0, got {pixel_size_um}")
@@ -280,7 +314,18 @@ def baseline_options(
             "line_orientations must be >= 1 when the line test is on "
             f"(line_contrast={line_contrast}, line_radius_px={line_radius_px}), got 0"
         )
+    try:
+        ok = max_enclosed_area_um2 >= 0 and math.isfinite(max_enclosed_area_um2)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise InputError(
+            "max_enclosed_area_um2 must be a finite number >= 0 (µm²), "
+            f"got {max_enclosed_area_um2!r}"
+        )
     close_r = int(math.ceil(max_crack_width_um / (2.0 * pixel_size_um) - 1e-9))
+    # relative slack against rounding, e.g. 16 / 0.1² = 1599.9999999999998
+    enclosed_px = int(math.floor(max_enclosed_area_um2 / pixel_size_um**2 * (1 + 1e-12)))
     return BaselineOptions(
         sigma_px=float(sigma_px),
         open_radius_px=int(open_radius_px),
@@ -292,6 +337,7 @@ def baseline_options(
         line_contrast=float(line_contrast),
         line_radius_px=int(line_radius_px),
         line_orientations=int(line_orientations),
+        max_enclosed_area_px=enclosed_px,
     )
 
 
@@ -535,6 +581,120 @@ def _segment_kernel(image: np.ndarray, levels, opts: BaselineOptions) -> np.ndar
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# enclosed background -> crack (internal pores, hollow cores)
+# ---------------------------------------------------------------------------------------------
+def _check_max_area_px(max_area_px) -> int:
+    if isinstance(max_area_px, bool) or not isinstance(max_area_px, (int, np.integer)) or (
+        max_area_px < 0
+    ):
+        raise InputError(f"max_area_px must be an integer >= 0, got {max_area_px!r}")
+    return int(max_area_px)
+
+
+def _enclosed_lut(area: np.ndarray, frame_labels: np.ndarray, max_area_px: int) -> np.ndarray:
+    """(n + 1,) bool: background component k becomes crack. ``area[k]`` is its pixel count,
+    ``frame_labels`` the labels on the image frame; label 0 (not background) never does."""
+    fill = area <= max_area_px
+    fill[0] = False
+    fill[np.asarray(frame_labels, dtype=np.int64)] = False
+    return fill
+
+
+def fill_enclosed_background(phase: np.ndarray, *, max_area_px: int) -> np.ndarray:
+    """Enclosed background regions of at most ``max_area_px`` pixels become crack.
+
+    A region is a 4-connected component of ``phase == 0``; it is enclosed when none of its
+    pixels lies on the image frame (first or last row or column). With 4-connected
+    background, a region that meets the rest only through a diagonal step is its own
+    region. The paper's crack phase includes internal pores and hollow cores; see
+    :func:`baseline_options` (Notes) for what else is enclosed.
+
+    Parameters
+    ----------
+    phase : (H, W) uint8 array
+        Phase map S (0 background, 1 solid, 2 crack).
+    max_area_px : int
+        Largest region (pixels) that becomes crack; 0 returns ``phase`` unchanged.
+
+    Returns
+    -------
+    S : (H, W) uint8 array, ``phase`` with the enclosed regions set to 2 (a new array when
+    any region changes).
+    """
+    from scipy import ndimage as ndi
+
+    max_area_px = _check_max_area_px(max_area_px)
+    phase = np.asarray(phase)
+    if max_area_px == 0 or phase.size == 0:
+        return phase
+    labels, n = ndi.label(phase == BACKGROUND, structure=ndi.generate_binary_structure(2, 1))
+    if n == 0:
+        return phase
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    frame = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    fill = _enclosed_lut(area, frame, max_area_px)
+    if not fill.any():
+        return phase
+    out = phase.copy()
+    out[fill[labels]] = CRACK
+    return out
+
+
+def _label_counts(block: np.ndarray):
+    ids, counts = np.unique(block, return_counts=True)
+    return ids.astype(np.int64), counts.astype(np.int64)
+
+
+def fill_enclosed_background_dask(phase, *, max_area_px: int):
+    """Tiled :func:`fill_enclosed_background`: the same result for any chunking.
+
+    A region can be as large as the image, so no halo makes this exact. Instead:
+    ``phase`` is persisted; its background gets global 4-connected labels
+    (:func:`~cathodeflow.tiling.components.label_components`: per-chunk labels, face merge,
+    global ids); the area of each label is summed from per-chunk counts and the labels on
+    the frame are read from the edge chunks (both computed here, small arrays); then a
+    lookup table per label (:func:`~cathodeflow.tiling.components.relabel`) and a chunkwise
+    ``where``. No task holds more than one chunk, but the call computes: ``phase`` (1 byte
+    per pixel) and the chunk labels (4 bytes per pixel) stay persisted while the returned
+    array is used.
+
+    Parameters
+    ----------
+    phase : (H, W) dask array of uint8
+        Phase map S.
+    max_area_px : int
+        As for :func:`fill_enclosed_background`; 0 returns ``phase`` as it is (lazy).
+
+    Returns
+    -------
+    S : (H, W) dask array of uint8, same chunks as ``phase``; lazy on top of the persisted
+    inputs.
+    """
+    import dask
+    import dask.array as da
+
+    from ..tiling.components import label_components, relabel
+
+    max_area_px = _check_max_area_px(max_area_px)
+    if max_area_px == 0 or phase.size == 0:
+        return phase
+    (phase,) = dask.persist(phase)
+    labels, n = label_components(phase == BACKGROUND, connectivity=1)
+    if n == 0:
+        return phase
+    counts_task = dask.delayed(_label_counts, pure=True)
+    parts = [counts_task(b) for b in labels.to_delayed(optimize_graph=False).ravel()]
+    frame = da.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    parts, frame = dask.compute(parts, frame)
+    ids = np.concatenate([p[0] for p in parts])
+    area = np.bincount(ids, weights=np.concatenate([p[1] for p in parts]), minlength=n + 1)
+    fill = _enclosed_lut(area, frame, max_area_px)
+    if not fill.any():
+        return phase
+    return da.where(relabel(labels, fill), np.uint8(CRACK), phase)
+
+
 def _validate_image(image, *, name: str = "image") -> None:
     shape = getattr(image, "shape", None)
     if shape is None or len(shape) != 2:
@@ -558,7 +718,10 @@ def segment_phases_baseline(
     solid–background contrast whose mean along some straight segment of
     ``2·line_radius_px + 1`` px through the pixel exceeds ``line_contrast`` times that
     contrast (:func:`line_offsets`), without crack components of at most
-    ``min_crack_area_px`` (they become solid); background = outside the envelope (eq. 1).
+    ``min_crack_area_px`` (they become solid); background = outside the envelope (eq. 1);
+    last, background regions enclosed by the particles (4-connected, not touching the image
+    frame) of at most ``max_enclosed_area_um2`` become crack
+    (:func:`fill_enclosed_background`).
 
     Parameters
     ----------
@@ -571,7 +734,7 @@ def segment_phases_baseline(
         Keyword options of :func:`baseline_options` (``pixel_size_um``,
         ``max_crack_width_um``, ``sigma_px``, ``open_radius_px``, ``min_object_area_px``,
         ``max_hole_area_px``, ``crack_contrast``, ``min_crack_area_px``, ``line_contrast``,
-        ``line_radius_px``, ``line_orientations``).
+        ``line_radius_px``, ``line_orientations``, ``max_enclosed_area_um2``).
 
     Returns
     -------
@@ -581,14 +744,21 @@ def segment_phases_baseline(
     opts = baseline_options(**options)
     image = np.asarray(image)
     levels = estimate_levels(image, threshold=threshold)
-    return _segment_kernel(image, levels, opts)
+    phase = _segment_kernel(image, levels, opts)
+    return fill_enclosed_background(phase, max_area_px=opts.max_enclosed_area_px)
 
 
 def segment_phases_baseline_dask(
     image, *, threshold: float | None = None, levels=None, chunk_px: int | None = None,
     **options,
 ):
-    """Tiled classical baseline (lazy); equal to :func:`segment_phases_baseline` exactly.
+    """Tiled classical baseline; equal to :func:`segment_phases_baseline` exactly.
+
+    Every step but the last runs tile by tile with a halo. The last step (enclosed
+    background → crack, :func:`fill_enclosed_background_dask`) needs global connected
+    components: unless ``max_enclosed_area_um2 = 0`` (then the result is fully lazy), the
+    call computes the phase map and the background labels and keeps them persisted; the
+    returned array is lazy on top of them.
 
     Parameters
     ----------
@@ -650,7 +820,8 @@ def segment_phases_baseline_dask(
             _segment_kernel, levels, opts, dtype=np.uint8,
             meta=np.empty((0, 0), dtype=np.uint8),
         )
-    return da.overlap.trim_internal(out, depth, boundary="none")
+    out = da.overlap.trim_internal(out, depth, boundary="none")
+    return fill_enclosed_background_dask(out, max_area_px=opts.max_enclosed_area_px)
 
 
 def provenance(*, threshold: float | None = None, **options) -> dict:
@@ -666,7 +837,7 @@ def provenance(*, threshold: float | None = None, **options) -> dict:
         "steps": "gaussian -> global otsu (strided sample) -> opening -> small objects -> "
         "closing (envelope) -> crack = envelope & (~solid | (black top-hat > contrast & "
         "mean top-hat along a line segment > line contrast)) -> small crack components -> "
-        "solid",
+        "solid -> enclosed background (4-connected, off the frame, area <= max) -> crack",
         "threshold": "otsu" if threshold is None else float(threshold),
         "halo_px": opts.halo_px(),
         **asdict(opts),
