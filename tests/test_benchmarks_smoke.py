@@ -67,3 +67,61 @@ def test_describe_suite_writes_json_and_tables_agree_with_serial_script(tmp_path
     assert info["tables_vs_serial"]["tiled_threads"]["all_identical"]
     assert info["tiled_vs_numpy"] == {"tiled_threads": True}
     assert "serial / describe numpy" in capsys.readouterr().out
+
+
+def _unet_macs_closed_form(depth: int, f: int, n_classes: int = 3) -> float:
+    """Multiply-adds per full-resolution pixel of the 3×3, two-convs-per-level U-net, from its
+    channel counts c_l = f·2^l on grids 2^l coarser per axis (the hand count in bench_unet)."""
+    total = 9.0 * 1 * f + 9 * f * f  # level 0: 1 → f, f → f
+    for level in range(1, depth):
+        c_prev, c = f * 2 ** (level - 1), f * 2**level
+        total += (9 * c_prev * c + 9 * c * c) / 4**level  # encoder level: c_prev → c, c → c
+        # decoder level-1: up (one tap per output pixel) c → c_prev, conv 2·c_prev → c_prev, c_prev → c_prev
+        total += (c * c_prev + 9 * 2 * c_prev * c_prev + 9 * c_prev * c_prev) / 4 ** (level - 1)
+    return total + f * n_classes
+
+
+def test_unet_flop_count_of_the_layer_walk_equals_the_hand_count_for_paper_and_small_nets():
+    from benchmarks.bench_unet import conv_macs_per_pixel, flops_per_pixel
+    from cathodeflow.models.unet import UNetConfig, build_unet
+
+    assert _unet_macs_closed_form(5, 32) == 183_680 and _unet_macs_closed_form(4, 12) == 19_800
+    for cfg in (UNetConfig(), UNetConfig(depth=4, filters=12, dilation=2), UNetConfig(depth=3, filters=5)):
+        model = build_unet(cfg)
+        macs = conv_macs_per_pixel(model)
+        assert sum(macs.values()) == _unet_macs_closed_form(cfg.depth, cfg.filters)
+        assert flops_per_pixel(model) == 2 * _unet_macs_closed_form(cfg.depth, cfg.filters)
+        # the bottom level's second convolution: 9·c² on a grid 2^L coarser per axis
+        c = cfg.filters * 2 ** (cfg.depth - 1)
+        assert macs[f"enc{cfg.depth - 1}_conv1"] == 9 * c * c / 4 ** (cfg.depth - 1)
+
+
+def test_unet_network_pixels_are_the_window_areas_of_tile_plus_halo():
+    from benchmarks.bench_unet import network_pixels
+
+    # whole 2048² image: one window of 2048 + 2·384; tiles of 1024: four windows of 1024 + 2·384
+    assert network_pixels((2048, 2048), tile_px=2048, halo=384, multiple=16) == 2816**2
+    assert network_pixels((2048, 2048), tile_px=1024, halo=384, multiple=16) == 4 * 1792**2
+    # 100 px, halo 16: window 100 + 2·16 = 132, padded to the multiple 16 → 144
+    assert network_pixels((100, 100), tile_px=100, halo=16, multiple=16) == 144**2
+
+
+def test_unet_suite_runs_small_net_whole_and_tiled_and_writes_json(tmp_path, restore_config, monkeypatch):
+    from benchmarks.bench_unet import UNetInferenceSmall
+
+    monkeypatch.setattr(UNetInferenceSmall, "matmul_n", 256)
+    rc = main(["unet.UNetInferenceSmall", "--shape", "64x96", "--chunk-px", "32", "--repeat", "1",
+               "--only", "whole", "tiled", "--out", str(tmp_path)])
+    assert rc == 0
+    (path,) = tmp_path.glob("unet-UNetInferenceSmall-*.json")
+    (suite,) = json.loads(path.read_text())["suites"]
+    assert set(suite["timings"]) == {"time_whole", "time_tiled"}
+    assert suite["ratios"]["tiled / whole"] > 0
+    info = suite["info"]
+    assert info["image_shape"] == [64, 96] and info["tile_px"] == 32 and info["halo_px"] == 96
+    # tiles of 32 (6 of them) each see a (32 + 2·96)² window; the whole call one (64|96 + 192) window
+    assert info["network_pixels"]["tiled_mpx"] * 1e6 == 6 * 224**2
+    assert info["network_pixels"]["whole_mpx"] * 1e6 == 256 * 288
+    assert info["tiled_vs_whole_max_abs_diff"] < 1e-5  # same probabilities tiled or whole
+    assert suite["tracks"]["track_matmul_peak_gflops"]["value"] > 0
+    assert set(info["variants"]) == {"whole", "tiled"}
