@@ -1,7 +1,7 @@
 """U-net inference throughput on this CPU (paper §2.3.2; DESIGN §5–6).
 
 What it measures, for the paper-size network (depth 5, 32 filters, dilation 4; class
-:class:`UNetInference`) and the small shipped configuration (depth 4, 12 filters, dilation 2;
+:class:`UNetInference`) and the small shipped configuration (depth 5, 12 filters, dilation 2;
 class :class:`UNetInferenceSmall`), both with random weights (speed does not depend on them):
 
 - ``time_whole``: ``cathodeflow.stages.unet.unet_probabilities(image, weights=…)``, one
@@ -29,7 +29,7 @@ n_classes = 3 (every level's c_l = f·2^l convolution costs 9·f² per full-reso
            + L·(2f² + 18f² + 9f²)                  decoder (up, conv on the concat, conv)
            + 3f                                    1×1 output
     paper (f = 32, D = 5): 183,680 MAC/px = 0.367 MFLOP/px
-    small (f = 12, D = 4):  19,800 MAC/px = 0.039 MFLOP/px
+    small (f = 12, D = 5):  25,920 MAC/px = 0.052 MFLOP/px (the shipped unet-small-v1)
 
 Sizes: 2048 × 2048 image, 1024 px tiles by default. ``--shape HxW`` and ``--chunk-px N`` of
 ``python -m benchmarks`` set them when given (their phase-map defaults, 4478x5972 and 2048,
@@ -308,7 +308,7 @@ class UNetInference:
 
 
 class UNetInferenceSmall(UNetInference):
-    """The small shipped U-net (depth 4, 12 filters, dilation 2): the same measurements."""
+    """The small shipped U-net (depth 5, 12 filters, dilation 2): the same measurements."""
 
     repeat = 3
-    architecture = {"depth": 4, "filters": 12, "dilation": 2}
+    architecture = {"depth": 5, "filters": 12, "dilation": 2}

@@ -7,6 +7,7 @@ error: …``), and accepts ``--help``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images-per-condition", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", help="sync | threads | processes | local | tcp://host:port")
+    p.add_argument("--phase-method", choices=("unet", "classical"), default="classical",
+                   help="phase segmentation: the classical baseline (default) or the shipped U-net")
 
     p = sub.add_parser("ingest", help="add SEM images to a study store")
     p.add_argument("files", nargs="+", type=Path)
@@ -85,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_stage", choices=STAGE_CHOICES)
     p.add_argument("--to", dest="to_stage", choices=STAGE_CHOICES)
     _common_params(p)
+    g = p.add_argument_group("phase segmentation (eq. 1, 7)")
+    g.add_argument("--phase-method", choices=("unet", "classical"),
+                   help="the classical threshold+morphology baseline (default) or the U-net")
+    g.add_argument("--weights", dest="unet_weights",
+                   help="U-net weights: a registry name or a .weights.h5 file (default: the shipped ones)")
+    g.add_argument("--crack-threshold", type=float,
+                   help="t of eq. 7 (default: the t calibrated for the weights)")
+    g.add_argument("--force", action="store_true",
+                   help="resample images whose pixel size is far from the U-net's (refused otherwise)")
 
     p = sub.add_parser("describe", help="phase maps (0/1/2) → Parquet tables")
     p.add_argument("files", nargs="+", type=Path, help="TIFF, PNG, NPY or Zarr phase maps")
@@ -97,14 +109,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
 
-    p = sub.add_parser("train", help="train the SRGAN or the U-net (not available yet)")
+    p = sub.add_parser("train", help="train the U-net (the SRGAN is not available yet)",
+                       description="Train the phase-segmentation U-net (paper §2.3.2) on style-"
+                       "randomised synthetic SEM images and/or your own annotated images, or "
+                       "fine-tune existing weights; t of eq. 7 is calibrated at the end.")
     p.add_argument("model", choices=("sr", "unet"))
-    p.add_argument("--store", type=Path, required=True)
-    p.add_argument("--config", type=Path)
+    p.add_argument("--config", type=Path,
+                   help="TOML with [unet] (architecture) and [training] tables; default: the paper's")
+    p.add_argument("--out", type=Path, default=Path("unet-training"), help="output folder")
+    p.add_argument("--name", default="unet", help="file name stem of the weights (default unet)")
+    p.add_argument("--annotated", nargs=2, action="append", metavar=("IMAGE", "PHASE"), default=[],
+                   help="an annotated image and its phase map (0/1/2); repeat for more")
+    p.add_argument("--init", dest="init_weights", help="weights to fine-tune (registry name or file)")
+    p.add_argument("--max-steps", type=int, help="override training.max_steps")
+
+    p = sub.add_parser("calibrate", help="choose t of eq. 7 on annotated images (maximal accuracy)",
+                       description="Calibrates the crack threshold t of eq. 7 for U-net weights "
+                       "against annotated images and stores it with the weights.")
+    p.add_argument("--weights", required=True, help="a .weights.h5 file (its sidecar .json is updated)")
+    p.add_argument("--annotated", nargs=2, action="append", metavar=("IMAGE", "PHASE"), required=True,
+                   help="an annotated image and its phase map (0/1/2); repeat for more")
+    p.add_argument("--dry-run", action="store_true", help="print t without storing it")
     return parser
 
 
 def main(argv=None) -> int:
+    # TensorFlow's C++ start-up lines on stderr are noise to a user (errors stay one line);
+    # set before any worker process starts, which inherits it. A user's own value wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -124,8 +156,10 @@ def _dispatch(args):
         from .study.demo import run_demo
 
         t0 = time.perf_counter()
+        from .config import Params
+
         out = run_demo(args.out, n_images=args.images_per_condition, seed=args.seed,
-                       scheduler=args.scheduler)
+                       scheduler=args.scheduler, params=Params(phase_method=args.phase_method))
         print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {out}")
     elif cmd == "ingest":
         from .study.pipeline import ingest
@@ -136,8 +170,13 @@ def _dispatch(args):
     elif cmd == "run":
         from .study.pipeline import run_study
 
-        run_study(args.store, params=_params(args), scheduler=args.scheduler,
-                  from_stage=args.from_stage, to_stage=args.to_stage, progress=True)
+        params = _params(args).replace(phase_method=args.phase_method, unet_weights=args.unet_weights,
+                                       crack_threshold=args.crack_threshold)
+        if args.force and params.phase_method != "unet":
+            raise CathodeflowError("--force applies to --phase-method unet (it lets the U-net resample "
+                                   "images of a far pixel size)")
+        run_study(args.store, params=params, scheduler=args.scheduler, from_stage=args.from_stage,
+                  to_stage=args.to_stage, progress=True, force_pixel_size=args.force)
     elif cmd == "describe":
         from .io.tables import write_tables
         from .measure.describe import describe
@@ -160,10 +199,24 @@ def _dispatch(args):
         out = report_study(args.store, args.out)
         print(f"report: {out}")
     elif cmd == "train":
-        raise CathodeflowError(
-            f"train {args.model}: the trained SRGAN and U-net are not available in this version; "
-            "the pipeline uses the baseline stages (interpolation, classical segmentation)"
-        )
+        if args.model == "sr":
+            raise CathodeflowError(
+                "train sr: the SRGAN is not available in this version; the sr stage is a cubic "
+                "interpolation by 35/13 (baseline)"
+            )
+        from .study.train_unet import load_train_config, train_unet
+
+        cfg = load_train_config(args.config, max_steps=args.max_steps)
+        path = train_unet(cfg, out_dir=args.out, name=args.name, annotated=args.annotated,
+                          init_weights=args.init_weights, log=lambda m: print(m, file=sys.stderr, flush=True))
+        print(f"weights: {path}")
+    elif cmd == "calibrate":
+        from .study.train_unet import calibrate_files
+
+        cal = calibrate_files(args.weights, args.annotated, write=not args.dry_run)
+        where = "not stored (--dry-run)" if args.dry_run else f"stored with {args.weights}"
+        print(f"t = {cal.t:.4f}: pixel accuracy {cal.accuracy:.4f} ({cal.accuracy_at_half:.4f} at t = 0.5) "
+              f"on {cal.n_pixels} annotated pixels; {where}")
     return 0
 
 

@@ -17,6 +17,8 @@ from .errors import InputError
 ETA_UM = 0.0143
 #: Low-resolution pixel size of the paper, in µm (= η · 35/13).
 LOW_RES_PIXEL_UM = 0.0385
+#: Phase segmentation methods (``Params.phase_method``).
+PHASE_METHODS = ("unet", "classical")
 #: Super-resolution factor of the paper (s2/s1 = 38.5 nm / 14.3 nm).
 SR_NUM, SR_DEN = 35, 13
 
@@ -36,8 +38,17 @@ class Params:
     stereology_models : which models of DESIGN §4.4 item 11 to report.
     min_particle_area_px : particles smaller than this are left out of the particle
         tables (the paper removes "small particles", Fig. 1, without a number). Default 0.
-    crack_threshold : t of eq. 7.
+    crack_threshold : t of eq. 7; None (default) takes the t calibrated for the U-net's
+        weights (``cathodeflow calibrate``), stored with them.
     chunk_px : edge of the square Dask chunks for tiled stages.
+    unet_tile_px : edge of the U-net's output tiles; each is computed from a window one
+        receptive-field halo wider on every side. Larger tiles waste less on halos but need
+        more memory (Keras holds every intermediate feature map of a window).
+    phase_method : ``'classical'`` (default for now: threshold + morphology baseline, no
+        learning) or ``'unet'`` (the paper's U-net, §2.3.2, with the shipped or given weights).
+        The classical method stays the default until shipped U-net weights measure closer to
+        the truth on the SR stage's output (see the README, *Phase segmentation*).
+    unet_weights : registry name or path of U-net weights; None = the shipped default.
     """
 
     marker_radius_px: float = 50.0
@@ -49,8 +60,11 @@ class Params:
     bins: tuple[float, ...] = tuple(round(0.1 * i, 10) for i in range(11))
     stereology_models: tuple[str, ...] = ("paper", "wicksell")
     min_particle_area_px: int = 0
-    crack_threshold: float = 0.5
+    crack_threshold: float | None = None
     chunk_px: int = 2048
+    unet_tile_px: int = 1024
+    phase_method: str = "classical"
+    unet_weights: str | None = None
 
     def __post_init__(self):
         if not self.marker_radius_px > 0:
@@ -70,8 +84,19 @@ class Params:
         object.__setattr__(self, "stereology_models", tuple(self.stereology_models))
         if self.lambda_pristine_per_um2 < 0:
             raise InputError("lambda_pristine_per_um2 must be >= 0")
-        if not 0 <= self.crack_threshold <= 1:
+        if self.crack_threshold is not None and not 0 <= self.crack_threshold <= 1:
             raise InputError(f"crack_threshold must be in [0, 1], got {self.crack_threshold}")
+        if isinstance(self.unet_tile_px, bool) or not isinstance(self.unet_tile_px, int) or self.unet_tile_px < 16:
+            raise InputError(f"unet_tile_px must be an integer >= 16, got {self.unet_tile_px!r}")
+        if self.phase_method not in PHASE_METHODS:
+            raise InputError(f"phase_method must be one of {PHASE_METHODS}, got {self.phase_method!r}")
+        if self.phase_method != "unet":
+            used = [k for k in ("unet_weights", "crack_threshold") if getattr(self, k) is not None]
+            if used:
+                raise InputError(f"{', '.join(used)} set, but phase_method is {self.phase_method!r}: "
+                                 "they apply to phase_method = 'unet' (--phase-method unet)")
+        if self.unet_weights is not None and not isinstance(self.unet_weights, str):
+            raise InputError(f"unet_weights must be a registry name or a path, got {self.unet_weights!r}")
         if isinstance(self.chunk_px, bool) or not isinstance(self.chunk_px, int) or self.chunk_px < 1:
             raise InputError(f"chunk_px (--chunk-size) must be a positive integer, got {self.chunk_px!r}")
 
@@ -83,18 +108,23 @@ class Params:
         return dataclasses.asdict(self)
 
 
+def read_toml(path: str | Path) -> dict:
+    """A TOML config file as a dict; a missing or invalid file is an InputError naming it."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{path}: not valid TOML ({e})") from None
+
+
 def load_params(path: str | Path | None = None, **overrides) -> Params:
     """Parameters from a TOML file's ``[params]`` table, then ``overrides``."""
     values: dict = {}
     if path is not None:
         path = Path(path)
-        try:
-            doc = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: config file not found") from None
-        except tomllib.TOMLDecodeError as e:
-            raise InputError(f"{path}: not valid TOML ({e})") from None
-        values = dict(doc.get("params", {}))
+        values = dict(read_toml(path).get("params", {}))
         known = {f.name for f in dataclasses.fields(Params)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -201,7 +201,7 @@ def test_missing_required_pixel_size_is_a_usage_error(files):
 
 
 # ------------------------------------------------------------------ --help
-@pytest.mark.parametrize("command", ["demo", "ingest", "train", "run", "describe", "report"])
+@pytest.mark.parametrize("command", ["demo", "ingest", "train", "calibrate", "run", "describe", "report"])
 def test_help_works_for_every_subcommand(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])

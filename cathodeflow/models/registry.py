@@ -156,6 +156,19 @@ def registry_names() -> list[str]:
     return sorted(_read_registry().get("weights", {}))
 
 
+def _without_optimizer(model, architecture: dict):
+    """A model that holds only ``model``'s weights: Keras writes a compiled model's optimizer
+    state (Adam's moments, twice the weights) into ``save_weights`` files, which the registry
+    neither needs nor wants to ship."""
+    if getattr(model, "optimizer", None) is None or architecture.get("kind") != "unet":
+        return model
+    from .unet import UNetConfig, build_unet
+
+    clean = build_unet(UNetConfig.from_dict({k: v for k, v in architecture.items() if k != "kind"}))
+    clean.set_weights(model.get_weights())
+    return clean
+
+
 def save_model_weights(model, path: str | Path, *, architecture: dict, training: dict,
                        pixel_size_um: float, crack_threshold: float = 0.5,
                        normalisation: dict) -> WeightsRecord:
@@ -195,7 +208,7 @@ def save_model_weights(model, path: str | Path, *, architecture: dict, training:
         with warnings.catch_warnings():
             # TensorFlow variables under numpy 2 (harmless; fills test logs otherwise)
             warnings.filterwarnings("ignore", category=DeprecationWarning, message="__array__ implementation")
-            model.save_weights(tmp)
+            _without_optimizer(model, architecture).save_weights(tmp)
         sha = file_sha256(tmp)
         os.replace(tmp, h5)
     finally:

@@ -18,7 +18,7 @@ import pandas as pd
 CONDITIONS = ("20C", "30C", "40C", "50C")
 
 
-def run_demo(out, *, n_images: int = 3, seed: int = 0, scheduler=None) -> Path:
+def run_demo(out, *, n_images: int = 3, seed: int = 0, scheduler=None, params=None) -> Path:
     from ..io.sem import write_tiff
     from ..synth import generate_study
     from .pipeline import ingest, report_study, run_study
@@ -48,7 +48,7 @@ def run_demo(out, *, n_images: int = 3, seed: int = 0, scheduler=None) -> Path:
     for cond, paths in by_cond.items():
         ingest(paths, store=store, condition=cond)
     say(f"ingested {len(images)} TIFF files into {store}")
-    run_study(store, scheduler=scheduler, progress=True)
+    run_study(store, params=params, scheduler=scheduler, progress=True)
     say("pipeline done")
     report = report_study(store, out / "report", truth=truth)
     say(f"report written to {report}")
@@ -88,7 +88,9 @@ def _print_table1(store, truth: pd.DataFrame) -> None:
     st = open_store(store, mode="r")
     cond = read_table(Path(st.tables_dir) / "conditions.parquet", "conditions")
     t = cond.merge(truth, on="condition", how="left")
-    print("\nTable 1 (baseline stages) vs. the generator's truth")
+    method = (st.stage_info(st.image_ids()[0], "phase") or {}).get("params", {}).get("method")
+    what = "U-net phases" if method == "unet" else "classical phases"
+    print(f"\nTable 1 (baseline SR, {what}) vs. the generator's truth")
     print(f"{'condition':>9} | {'porosity [1e-3]':>20} {'true':>7} | {'intensity [1e-2/µm²]':>22} {'true':>7}")
     def pm(mean, std, scale):
         # a standard deviation over one image is undefined: shown as "n/a", not a number

@@ -56,16 +56,16 @@ def _stage_range(from_stage, to_stage):
 
 
 def run_study(store, *, params: Params | None = None, scheduler=None, from_stage=None,
-              to_stage=None, progress=False, force=False):
+              to_stage=None, progress=False, force=False, force_pixel_size=False):
     """Run the stages on every image of the store; returns the tables (if computed).
 
     ``from_stage`` forces recomputation from that stage on; otherwise complete stages are
-    skipped (resume).
+    skipped (resume). ``force_pixel_size`` lets the U-net resample images whose pixel size
+    is far from the one it was trained for (refused otherwise).
     """
     from ..io.store import open_store
     from ..io.tables import write_tables
     from ..measure.describe import dcenter_tables, reduce_descriptions
-    from ..stages.phases import phases_baseline_dask
     from ..stages.superres import superres_baseline_dask
     from .cluster import scheduler_context
 
@@ -91,6 +91,8 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     def todo(iid, *arrays):
         return forced or iid in dirty or any(not st.is_complete(iid, a) for a in arrays)
 
+    if "phase" in stages and params.phase_method == "unet":
+        _check_unet_inputs(st, ids, params, force_pixel_size)
     with scheduler_context(scheduler, n_tasks=len(ids)) as client:
         compute_kw = {"scheduler": client} if client is not None else {}
         dcenter = dcenter_tables(params) if "labels" in stages else None
@@ -107,11 +109,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
                 dirty.add(iid)
                 say(f"{iid}: sr done")
             if "phase" in stages and todo(iid, "phase"):
-                sr = st.read_stage(iid, "sr")
-                eta = st.pixel_size_um(iid, "sr")
-                ph = phases_baseline_dask(sr, pixel_size_um=eta)
-                st.write_stage(iid, "phase", ph, pixel_size_um=eta, kind="labels",
-                               params={"method": "baseline-classical"}, compute_kw=compute_kw)
+                _phase_image(st, iid, params, compute_kw, force_pixel_size)
                 dirty.add(iid)
                 say(f"{iid}: phase done")
             if "labels" in stages and (
@@ -149,6 +147,63 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     if bar is not None:
         bar.close()
     return tables
+
+
+def _default_weights() -> str:
+    from ..models.registry import DEFAULT_UNET
+
+    return DEFAULT_UNET
+
+
+def _check_unet_inputs(st, ids, params: Params, force_pixel_size: bool) -> None:
+    """Before anything is written: the weights load (sha256, architecture) and every image's
+    super-resolved pixel size suits them (or ``force_pixel_size``)."""
+    from ..config import SR_DEN, SR_NUM
+    from ..models.registry import load_unet
+    from ..stages.unet import UNetSetup, check_pixel_size
+
+    weights = params.unet_weights or _default_weights()
+    load_unet(weights)
+    setup = UNetSetup.from_weights(weights)
+    for iid in ids:
+        if st.is_complete(iid, "sr"):
+            eta = st.pixel_size_um(iid, "sr")
+        else:
+            eta = st.pixel_size_um(iid, "raw") * SR_DEN / SR_NUM
+        check_pixel_size(eta, setup.pixel_size_um, force=force_pixel_size,
+                         name=f"{st.path}: image {iid!r} (super-resolved pixel size)")
+
+
+def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) -> None:
+    """The phase stage of one image: the U-net's Ŷ (stored as ``prob``, float16) then eq. 7,
+    or the classical baseline."""
+    sr = st.read_stage(iid, "sr")
+    eta = st.pixel_size_um(iid, "sr")
+    if params.phase_method == "classical":
+        from ..stages.phases import phases_baseline_dask
+
+        ph = phases_baseline_dask(sr, pixel_size_um=eta)
+        st.write_stage(iid, "phase", ph, pixel_size_um=eta, kind="labels",
+                       params={"method": "baseline-classical"}, compute_kw=compute_kw)
+        return
+    import numpy as np
+
+    from ..stages.phases import phase_from_probabilities_dask
+    from ..stages.unet import segment_unet_dask
+
+    prob, _, eta_out, prov = segment_unet_dask(
+        sr, pixel_size_um=eta, weights=params.unet_weights or _default_weights(),
+        tile_px=params.unet_tile_px, crack_threshold=params.crack_threshold,
+        force=force_pixel_size, name=f"image {iid!r}",
+    )
+    sha = prov["weights_sha256"]
+    st.write_stage(iid, "prob", prob.astype(np.float16).transpose(2, 0, 1), pixel_size_um=eta_out,
+                   params=prov, weights_sha256=sha, compute_kw=compute_kw)
+    # eq. 7 on the stored Ŷ, so that the phase map is what re-thresholding the store gives
+    stored = st.read_stage(iid, "prob").transpose(1, 2, 0)
+    ph = phase_from_probabilities_dask(stored, prov["crack_threshold"])
+    st.write_stage(iid, "phase", ph, pixel_size_um=eta_out, kind="labels", params=prov,
+                   weights_sha256=sha, compute_kw=compute_kw)
 
 
 def _parallel_images(client) -> int:

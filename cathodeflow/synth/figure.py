@@ -102,6 +102,13 @@ def sample_figure(
         f"{im.hr.shape[1] * im.pixel_size_hr_um:.1f} × {im.hr.shape[0] * im.pixel_size_hr_um:.1f} µm",
         fontsize=12,
     )
+    return save_figure(fig, path, dpi=dpi)
+
+
+def save_figure(fig, path, *, dpi) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; returns the path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -310,6 +310,8 @@ def families_figure(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from .figure import save_figure
+
     names = list(FAMILIES)
     pairs = [make_training_pair(seed, family=f, shape_lr=shape_lr, geometry=geometry)
              for f in names]
@@ -337,12 +339,7 @@ def families_figure(
         f"r50 = {p['r50_um']:.2f} µm (seed {seed}, geometry {geometry})",
         fontsize=10,
     )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=dpi)
 
 
 if __name__ == "__main__":  # pragma: no cover

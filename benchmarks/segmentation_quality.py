@@ -1,0 +1,208 @@
+"""Phase-segmentation quality on synthetic style families left out of training.
+
+``python -m benchmarks.segmentation_quality [--images N] [--shape-lr HxW] [--weights W]``
+
+For every held-out style family (:data:`cathodeflow.synth.training.FAMILIES_HELD_OUT`, never
+seen in training or early stopping) and, for reference, the training families, N scenes with
+seeds no training run uses are rendered, and three segmentations are scored against the
+generator's phase truth on the 14.3 nm grid:
+
+(a) ``classical``: the classical baseline on the SR stage's output of the low-res image;
+(b) ``unet-sr``: the U-net on the SR stage's output (today a bicubic-type interpolation ×35/13);
+(c) ``unet-hr``: the U-net on the true high-res image.
+
+Metrics per image (then the median over images, and λ/ρ pooled per family):
+
+* pixel accuracy; crack IoU (S = 2);
+* crack-component recall: share of the true crack components (8-connected components of the
+  true S = 2) of which at least half the pixels are predicted crack;
+* KS distance (two-sample Kolmogorov–Smirnov statistic) between the measured and the true
+  distributions of crack width b (eq. 16) and crack size d (eq. 13), kept cracks, pooled over
+  the family's images;
+* λ and ρ ratio to the truth: eq. 11–12 of the measured map over those of the true map,
+  pooled over the family's images;
+* particles matched: share of the true particles (the generator's labels) that have a
+  measured particle (eq. 8–10 on the measured map) with IoU ≥ 0.5.
+
+Writes ``benchmarks/results/segmentation-quality-<time>.json`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METHODS = ("classical", "unet-sr", "unet-hr")
+
+
+def crack_component_recall(pred: np.ndarray, truth: np.ndarray) -> float:
+    from scipy import ndimage as ndi
+
+    lab, n = ndi.label(truth == 2, structure=np.ones((3, 3)))
+    if n == 0:
+        return float("nan")
+    size = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    hit = np.bincount(lab.ravel(), weights=(pred == 2).ravel(), minlength=n + 1)[1:]
+    return float(np.mean(hit >= 0.5 * size))
+
+
+def particles_matched(pred_lab: np.ndarray, true_lab: np.ndarray) -> float:
+    """Share of true particles with a predicted particle of IoU ≥ 0.5 (at most one can)."""
+    t = true_lab.ravel().astype(np.int64)
+    p = pred_lab.ravel().astype(np.int64)
+    nt, np_ = int(t.max()), int(p.max())
+    if nt == 0:
+        return float("nan")
+    st = np.bincount(t, minlength=nt + 1)
+    sp = np.bincount(p, minlength=np_ + 1)
+    m = (t > 0) & (p > 0)
+    key = t[m] * (np_ + 1) + p[m]
+    inter = np.bincount(key)
+    nz = np.flatnonzero(inter)
+    ti, pi = nz // (np_ + 1), nz % (np_ + 1)
+    iou = inter[nz] / (st[ti] + sp[pi] - inter[nz])
+    ok = np.zeros(nt + 1, bool)
+    ok[ti[iou >= 0.5]] = True
+    present = st[1:] > 0
+    return float(ok[1:][present].mean())
+
+
+def _ks(a, b) -> float:
+    from scipy.stats import ks_2samp
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) == 0 or len(b) == 0:
+        return float("nan")
+    return float(ks_2samp(a, b).statistic)
+
+
+def score_image(pred: np.ndarray, truth_phase: np.ndarray, truth_particles, *, eta: float, params):
+    from cathodeflow.measure.image import describe_phase
+
+    d = describe_phase(pred, image_id="x", condition="x", pixel_size_um=eta, params=params, keep_labels=True)
+    crack_p, crack_t = pred == 2, truth_phase == 2
+    union = np.count_nonzero(crack_p | crack_t)
+    row = d.image.iloc[0]
+    return {
+        "accuracy": float(np.mean(pred == truth_phase)),
+        "crack_iou": float(np.count_nonzero(crack_p & crack_t) / union) if union else float("nan"),
+        "crack_recall": crack_component_recall(pred, truth_phase),
+        "particles_matched": particles_matched(d.particle_labels, truth_particles),
+        "crack_px": int(row["crack_px"]), "particle_px": int(row["solid_px"] + row["crack_px"]),
+        "n_cracks": int(row["n_cracks"]),
+        "widths": d.cracks.loc[d.cracks["kept"], "width_um"].tolist(),
+        "sizes": d.cracks.loc[d.cracks["kept"], "d_um"].tolist(),
+    }
+
+
+def evaluate(*, n_images: int, shape_lr, weights, families, geometry: str = "classic", seed: int = 424242,
+             log=print):
+    from cathodeflow.config import Params
+    from cathodeflow.stages.phases import phase_from_probabilities, segment_phases_baseline
+    from cathodeflow.stages.superres import superres_baseline
+    from cathodeflow.stages.unet import UNetSetup, unet_probabilities
+    from cathodeflow.synth.training import make_training_pair
+
+    params = Params()
+    setup = UNetSetup.from_weights(weights)
+    out = {}
+    for fam in families:
+        per = {m: [] for m in METHODS + ("truth",)}
+        for i in range(n_images):
+            t0 = time.perf_counter()
+            pair = make_training_pair([seed, i], family=fam, shape_lr=shape_lr, geometry=geometry)
+            eta = pair.pixel_size_hr_um
+            sr = superres_baseline(pair.lr)
+            preds = {
+                "classical": segment_phases_baseline(sr, pixel_size_um=eta),
+                "unet-sr": phase_from_probabilities(unet_probabilities(sr, weights=weights), setup.crack_threshold),
+                "unet-hr": phase_from_probabilities(unet_probabilities(pair.hr, weights=weights), setup.crack_threshold),
+                "truth": pair.phase,
+            }
+            for m, pred in preds.items():
+                per[m].append(score_image(pred, pair.phase, pair.particles, eta=eta, params=params))
+            log(f"{fam} image {i}: " + ", ".join(
+                f"{m} IoU {per[m][-1]['crack_iou']:.2f}" for m in METHODS) + f" ({time.perf_counter() - t0:.0f} s)")
+        truth = per["truth"]
+        t_area = sum(r["particle_px"] for r in truth)
+        t_rho = sum(r["crack_px"] for r in truth) / t_area
+        t_lam = sum(r["n_cracks"] for r in truth) / t_area
+        fam_out = {"truth": {"particles_matched": float(np.nanmedian([r["particles_matched"] for r in truth]))}}
+        for m in METHODS:
+            rows = per[m]
+            area = sum(r["particle_px"] for r in rows)
+            fam_out[m] = {
+                "accuracy": float(np.median([r["accuracy"] for r in rows])),
+                "crack_iou": float(np.median([r["crack_iou"] for r in rows])),
+                "crack_recall": float(np.nanmedian([r["crack_recall"] for r in rows])),
+                "ks_width": _ks(sum((r["widths"] for r in rows), []), sum((r["widths"] for r in truth), [])),
+                "ks_size": _ks(sum((r["sizes"] for r in rows), []), sum((r["sizes"] for r in truth), [])),
+                "lambda_ratio": (sum(r["n_cracks"] for r in rows) / area) / t_lam if t_lam else float("nan"),
+                "rho_ratio": (sum(r["crack_px"] for r in rows) / area) / t_rho if t_rho else float("nan"),
+                "particles_matched": float(np.nanmedian([r["particles_matched"] for r in rows])),
+            }
+        out[fam] = fam_out
+    return out
+
+
+def format_table(results, held_out) -> str:
+    cols = ("accuracy", "crack_iou", "crack_recall", "ks_width", "ks_size", "lambda_ratio", "rho_ratio", "particles_matched")
+    head = f"{'family':14s} {'method':10s} " + " ".join(f"{c:>12s}" for c in cols)
+    lines = [head]
+    for fam, res in results.items():
+        tag = fam + (" *" if fam in held_out else "")
+        for m, r in res.items():
+            lines.append(f"{tag:14s} {m:10s} " + " ".join(f"{r[c]:12.3f}" if c in r else f"{'':12s}" for c in cols))
+    lines.append("* style family left out of training and early stopping; 'truth': particles of eq. 8-10 on the "
+                 "true phase map matched to the generator's particles (the ceiling of that column)")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from cathodeflow.models.registry import DEFAULT_UNET
+    from cathodeflow.synth.training import FAMILIES_HELD_OUT, FAMILIES_TRAIN
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.segmentation_quality", description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=3, help="scenes per family (default 3)")
+    p.add_argument("--shape-lr", default="572x780", help="low-res shape HxW, multiples of 13 (default: the demo's)")
+    p.add_argument("--geometry", default="classic",
+                   help="synthetic geometry (cathodeflow.synth.training.GEOMETRIES); default 'classic': the "
+                        "paper's particle sizes and the condition presets")
+    p.add_argument("--weights", default=DEFAULT_UNET)
+    p.add_argument("--train-families", action="store_true", help="also score the training families")
+    p.add_argument("--no-json", action="store_true")
+    args = p.parse_args(argv)
+    shape = tuple(int(v) for v in args.shape_lr.lower().split("x"))
+    fams = tuple(FAMILIES_HELD_OUT) + (tuple(FAMILIES_TRAIN) if args.train_families else ())
+    t0 = time.perf_counter()
+    res = evaluate(n_images=args.images, shape_lr=shape, weights=args.weights, families=fams, geometry=args.geometry)
+    table = format_table(res, FAMILIES_HELD_OUT)
+    print(table)
+    if not args.no_json:
+        from cathodeflow import __version__
+        from cathodeflow.stages.unet import UNetSetup
+
+        RESULTS.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = RESULTS / f"segmentation-quality-{stamp}.json"
+        setup = UNetSetup.from_weights(args.weights)
+        path.write_text(json.dumps({
+            "benchmark": "segmentation_quality", "utc": stamp, "machine": platform.processor() or platform.machine(),
+            "cathodeflow": __version__, "weights": args.weights, "weights_sha256": setup.sha256,
+            "crack_threshold": setup.crack_threshold, "images_per_family": args.images, "shape_lr": shape, "geometry": args.geometry,
+            "families_held_out": list(FAMILIES_HELD_OUT), "results": res,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }, indent=1))
+        print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
