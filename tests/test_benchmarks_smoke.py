@@ -118,10 +118,11 @@ def test_unet_suite_runs_small_net_whole_and_tiled_and_writes_json(tmp_path, res
     assert set(suite["timings"]) == {"time_whole", "time_tiled"}
     assert suite["ratios"]["tiled / whole"] > 0
     info = suite["info"]
-    assert info["image_shape"] == [64, 96] and info["tile_px"] == 32 and info["halo_px"] == 96
-    # tiles of 32 (6 of them) each see a (32 + 2·96)² window; the whole call one (64|96 + 192) window
-    assert info["network_pixels"]["tiled_mpx"] * 1e6 == 6 * 224**2
-    assert info["network_pixels"]["whole_mpx"] * 1e6 == 256 * 288
+    # the shipped net (depth 5, dilation 2): radius 199 px, halo 208 (a multiple of 16)
+    assert info["image_shape"] == [64, 96] and info["tile_px"] == 32 and info["halo_px"] == 208
+    # tiles of 32 (6 of them) each see a (32 + 2·208)² window; the whole call one (64|96 + 416) window
+    assert info["network_pixels"]["tiled_mpx"] * 1e6 == 6 * 448**2
+    assert info["network_pixels"]["whole_mpx"] * 1e6 == 480 * 512
     assert info["tiled_vs_whole_max_abs_diff"] < 1e-5  # same probabilities tiled or whole
     assert suite["tracks"]["track_matmul_peak_gflops"]["value"] > 0
     assert set(info["variants"]) == {"whole", "tiled"}
