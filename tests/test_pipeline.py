@@ -163,6 +163,24 @@ def test_cli_run_and_report_on_the_store(study, tmp_path):
     assert list(t1["condition"]) == ["20C", "50C"]
 
 
+def test_cli_ingest_and_run_an_image_whose_size_is_no_multiple_of_13(tmp_path):
+    im = generate_image("20C", seed=3, image_id="odd", **SMALL)
+    lr = im.lr[:101, :149]  # 101 x 149: neither is a multiple of 13
+    f = tmp_path / "odd.tif"
+    write_tiff(f, lr, pixel_size_um=im.pixel_size_lr_um)
+    store = tmp_path / "s.zarr"
+    r = subprocess.run(CLI + ["ingest", str(f), "--store", str(store), "--condition", "20C"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-px", "10"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    st = open_store(store, mode="r")
+    assert st.read_stage("odd", "sr").shape == (101 * 35 // 13, 149 * 35 // 13) == st.read_stage("odd", "phase").shape
+    assert st.pixel_size_um("odd", "sr") == pytest.approx(im.pixel_size_lr_um * 13 / 35, rel=1e-9)
+    assert (store / "tables" / "images.parquet").exists()
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end_with_one_image_per_condition(tmp_path):
     from cathodeflow.study.demo import run_demo

@@ -182,3 +182,30 @@ def test_provenance_labels_the_baseline():
     assert p["method"] == "baseline-interpolation"
     assert p["factor"] == "35/13"
     assert p["halo_lr_px"] == DEFAULT_HALO_LR == 26
+
+
+# ------------------------------------------------------------------ any image size
+@pytest.mark.parametrize("shape", [(101, 77), (26, 39), (14, 200)])
+def test_any_size_is_the_reflect_padded_image_super_resolved_then_cropped_inside_the_field(shape):
+    import dask.array as da
+
+    from cathodeflow.stages.superres import sr_shape, superres_any_size_dask, superres_baseline
+
+    rng = np.random.default_rng(sum(shape))
+    lr = rng.integers(0, 255, shape).astype(np.float32)
+    padded = np.pad(lr, [(0, -n % 13) for n in shape], mode="symmetric")
+    want = superres_baseline(padded)
+    H, W = sr_shape(shape)
+    assert (H, W) == (shape[0] * 35 // 13, shape[1] * 35 // 13)
+    got = superres_any_size_dask(da.from_array(lr, chunks=(40, 52))).compute()
+    assert got.shape == (H, W)
+    assert np.array_equal(got, want[:H, :W])
+    # the kept pixels lie inside the field of view: pixel j ends at (j + 1)·13/35 <= n
+    assert (H * 13 <= shape[0] * 35) and (W * 13 <= shape[1] * 35)
+
+
+def test_any_size_leaves_multiples_of_13_unpadded():
+    from cathodeflow.stages.superres import superres_any_size_dask, superres_baseline
+
+    lr = np.random.default_rng(1).integers(0, 255, (52, 65)).astype(np.float32)
+    assert np.array_equal(superres_any_size_dask(lr).compute(), superres_baseline(lr))

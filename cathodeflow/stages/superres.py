@@ -306,6 +306,38 @@ def superres_baseline_dask(lr, *, halo_lr: int = DEFAULT_HALO_LR, chunk_lr: int 
     )
 
 
+def sr_shape(shape_lr) -> tuple[int, int]:
+    """High-resolution shape of any low-resolution shape: ``floor(n·35/13)`` per axis, the
+    pixels of the ×35/13 grid that lie wholly inside the image's field of view."""
+    return tuple(int(n) * SR_NUM // SR_DEN for n in shape_lr)
+
+
+def superres_any_size_dask(lr, **kwargs):
+    """:func:`superres_baseline_dask` for an image of any size (lazy).
+
+    Real frames are rarely multiples of 13 px. The image is extended at the bottom and right
+    by symmetric reflection (numpy's ``'symmetric'``) to the next multiple of 13, super-
+    resolved, and cropped to :func:`sr_shape`, so every output pixel lies inside the field
+    of view and its pixel size is exactly η_lr·13/35; near the bottom and right edges the
+    interpolation sees the reflected rows and columns, as at the top and left. An image that
+    is already a multiple of 13 is not padded (the result equals :func:`superres_baseline`).
+    ``kwargs`` go to :func:`superres_baseline_dask`.
+    """
+    import dask.array as da
+
+    if not isinstance(lr, da.Array):
+        lr = np.asarray(lr)
+    shape = getattr(lr, "shape", None)
+    if shape is None or len(shape) != 2 or min(shape) < 1:
+        raise InputError(f"lr: expected a non-empty 2-D grey-scale image (H, W), got shape {shape}")
+    pad = [(0, -int(n) % SR_DEN) for n in shape]
+    if any(p for _, p in pad):
+        lr = da.pad(lr if isinstance(lr, da.Array) else da.from_array(lr), pad, mode="symmetric")
+    out = superres_baseline_dask(lr, **kwargs)
+    H, W = sr_shape(shape)
+    return out if out.shape == (H, W) else out[:H, :W]
+
+
 def superres(lr: np.ndarray, *, model: str = "baseline") -> np.ndarray:
     """Super-resolve a whole image by 35/13 with ``model`` (only ``'baseline'`` for now).
 

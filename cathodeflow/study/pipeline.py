@@ -66,7 +66,8 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     from ..io.store import open_store
     from ..io.tables import write_tables
     from ..measure.describe import dcenter_tables, reduce_descriptions
-    from ..stages.superres import superres_baseline_dask
+    from ..config import SR_DEN, SR_NUM
+    from ..stages.superres import superres_any_size_dask
     from .cluster import scheduler_context
 
     params = params or Params()
@@ -102,8 +103,8 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
             if "sr" in stages and todo(iid, "sr"):
                 raw = st.read_stage(iid, "raw")
                 eta_lr = st.pixel_size_um(iid, "raw")
-                sr = superres_baseline_dask(raw)
-                eta = round(eta_lr * raw.shape[0] / sr.shape[0], 12)  # η_lr · 13/35
+                sr = superres_any_size_dask(raw)
+                eta = round(eta_lr * SR_DEN / SR_NUM, 12)  # η_lr · 13/35
                 st.write_stage(iid, "sr", sr, pixel_size_um=eta,
                                params={"method": "baseline-interpolation"}, compute_kw=compute_kw)
                 dirty.add(iid)
