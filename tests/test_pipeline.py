@@ -188,3 +188,26 @@ def test_demo_runs_end_to_end_with_one_image_per_condition(tmp_path):
     index = run_demo(tmp_path / "demo", n_images=1, scheduler="threads")
     t1 = pd.read_csv(index.parent / "table1.csv")
     assert list(t1["condition"]) == ["20C", "30C", "40C", "50C"]
+
+
+ZEISS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2-sem-bam" / "images" / "1908248.tif"
+
+
+@pytest.mark.skipif(not ZEISS.exists(), reason=f"real Zeiss example not present at {ZEISS} (shared/data beside the repo)")
+def test_real_zeiss_frame_of_712_rows_runs_end_to_end_and_the_unet_refuses_its_pixel_size(tmp_path):
+    store = tmp_path / "z.zarr"
+    r = subprocess.run(CLI + ["ingest", str(ZEISS), "--store", str(store), "--condition", "real"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    st = open_store(store, mode="r")
+    assert st.read_stage("1908248", "raw").shape == (712, 1024)
+    assert st.read_stage("1908248", "phase").shape == (712 * 35 // 13, 1024 * 35 // 13)
+    before = {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
+    # 7.344 nm · 13/35 = 2.7 nm: 0.19× the U-net's 14.3 nm, refused without --force
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--phase-method", "unet", "--from", "phase"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--force" in r.stderr and "1908248" in r.stderr
+    assert {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()} == before
