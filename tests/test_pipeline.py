@@ -211,3 +211,23 @@ def test_real_zeiss_frame_of_712_rows_runs_end_to_end_and_the_unet_refuses_its_p
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--force" in r.stderr and "1908248" in r.stderr
     assert {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()} == before
+
+
+def test_cli_ingest_of_two_files_with_one_stem_refuses_both_and_writes_nothing(tmp_path):
+    im = generate_image("20C", seed=4, image_id="x", **SMALL)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    f1, f2 = tmp_path / "a" / "same.tif", tmp_path / "b" / "same.tif"
+    for f in (f1, f2):
+        write_tiff(f, im.lr, pixel_size_um=im.pixel_size_lr_um)
+    store = tmp_path / "s.zarr"
+    ingest([f1], store=store, condition="20C")
+    (tmp_path / "c").mkdir()
+    f3 = tmp_path / "c" / "other.tif"
+    write_tiff(f3, im.lr, pixel_size_um=im.pixel_size_lr_um)
+    before = _snapshot(store)
+    r = subprocess.run(CLI + ["ingest", str(f3), str(f2), str(tmp_path / "a" / "same.tif"), "--store", str(store),
+                              "--condition", "20C"], capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "'same'" in lines[0] and "nothing was ingested" in lines[0]
+    assert _snapshot(store) == before

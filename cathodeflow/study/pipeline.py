@@ -28,8 +28,13 @@ def ingest(files, *, store, condition, pixel_size_um=None, crop_databar=True) ->
 
     if not isinstance(condition, str):
         raise InputError(f"condition must be a string, got {type(condition).__name__} {condition!r}")
-    images = [read_sem(f, pixel_size_um=pixel_size_um, crop_databar=crop_databar) for f in files]
     ids = [image_id_from_path(f) for f in files]
+    same = {i: [str(f) for f, j in zip(files, ids) if j == i] for i in ids if ids.count(i) > 1}
+    if same:
+        first = next(iter(same))
+        raise InputError(f"{same[first][1]}: image id {first!r} (the file name without its extension) is "
+                         f"also that of {same[first][0]}; rename one of them, nothing was ingested")
+    images = [read_sem(f, pixel_size_um=pixel_size_um, crop_databar=crop_databar) for f in files]
     store_path = Path(store)
     st = open_store(store_path) if store_path.exists() else create_store(store_path)
     clash = sorted(set(ids) & set(st.image_ids()))
