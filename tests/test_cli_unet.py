@@ -2,7 +2,6 @@
 `train unet`, `calibrate`, and bad input (one line, exit 2, nothing written)."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -405,15 +405,15 @@ def segment_unet_dask(image, *, pixel_size_um: float, weights=None, tile_px: int
     setup = UNetSetup.from_weights(_default(weights))
     resample = check_pixel_size(pixel_size_um, setup.pixel_size_um, force=force, name=name)
     src_shape = tuple(image.shape)
+    # from the image as given: sampling the resampled image would compute every resampled
+    # tile once more (the percentiles of a smooth resampling differ little, and whole and
+    # tiled runs use the same two numbers either way)
+    lo, hi = _intensity_range(image, setup)
     if resample:
         image = resample_dask(image, pixel_size_um, setup.pixel_size_um, tile_px=tile_px)
-        import dask.array as da
-
-        image = da.asarray(image)
         out_px = setup.pixel_size_um
     else:
         out_px = float(pixel_size_um)
-    lo, hi = _intensity_range(image, setup)
     prob = unet_probabilities_dask(image, setup=setup, tile_px=tile_px, batch=batch, intensity=(lo, hi))
     t = setup.crack_threshold if crack_threshold is None else float(crack_threshold)
     phase = phase_from_probabilities_dask(prob, t)

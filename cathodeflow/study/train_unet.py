@@ -25,7 +25,6 @@ and stored with the weights.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,8 +316,9 @@ def train_unet(cfg: TrainUNetConfig, *, out_dir, name: str = "unet", annotated=(
     return path
 
 
-def calibrate_on(weights, samples) -> "ThresholdCalibration":  # noqa: F821
-    """t of eq. 7 for ``weights`` on annotated samples (images already normalised)."""
+def calibrate_on(weights, samples):
+    """t of eq. 7 for ``weights`` on annotated samples (images already normalised); a
+    :class:`cathodeflow.stages.threshold.ThresholdCalibration`."""
     from ..stages.threshold import calibrate_threshold
     from ..stages.unet import unet_probabilities
 
