@@ -9,7 +9,10 @@ generator's phase truth on the 14.3 nm grid:
 
 (a) ``classical``: the classical baseline on the SR stage's output of the low-res image;
 (b) ``unet-sr``: the U-net on the SR stage's output (today a bicubic-type interpolation ×35/13);
-(c) ``unet-hr``: the U-net on the true high-res image.
+(c) ``unet-hr``: the U-net on the true high-res image;
+(b) and (c) with what ``run`` does to Ŷ: smoothed by σ
+(:attr:`cathodeflow.config.Params.prob_sigma_um`), then eq. 7 with hysteresis
+(:attr:`~cathodeflow.config.Params.crack_threshold_low`); ``-eq7``: eq. 7 alone, as in the paper.
 
 Metrics per image (then the median over images, and λ/ρ pooled per family):
 
@@ -38,8 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cathodeflow.config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_PROB_SIGMA_UM
+
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("classical", "unet-sr", "unet-hr")
+METHODS = ("classical", "unet-sr-eq7", "unet-sr", "unet-hr-eq7", "unet-hr")
 
 
 def crack_component_recall(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -103,7 +108,7 @@ def score_image(pred: np.ndarray, truth_phase: np.ndarray, truth_particles, *, e
 
 
 def evaluate(*, n_images: int, shape_lr, weights, families, geometry: str = "classic", seed: int = 424242,
-             log=print):
+             t_low: float = DEFAULT_CRACK_THRESHOLD_LOW, sigma_um: float = DEFAULT_PROB_SIGMA_UM, log=print):
     from cathodeflow.config import Params
     from cathodeflow.stages.phases import phase_from_probabilities, segment_phases_baseline
     from cathodeflow.stages.superres import superres_baseline
@@ -120,12 +125,13 @@ def evaluate(*, n_images: int, shape_lr, weights, families, geometry: str = "cla
             pair = make_training_pair([seed, i], family=fam, shape_lr=shape_lr, geometry=geometry)
             eta = pair.pixel_size_hr_um
             sr = superres_baseline(pair.lr)
-            preds = {
-                "classical": segment_phases_baseline(sr, pixel_size_um=eta),
-                "unet-sr": phase_from_probabilities(unet_probabilities(sr, weights=weights), setup.crack_threshold),
-                "unet-hr": phase_from_probabilities(unet_probabilities(pair.hr, weights=weights), setup.crack_threshold),
-                "truth": pair.phase,
-            }
+            prob = {"sr": unet_probabilities(sr, weights=weights), "hr": unet_probabilities(pair.hr, weights=weights)}
+            t = setup.crack_threshold
+            preds = {"classical": segment_phases_baseline(sr, pixel_size_um=eta)}
+            for src in ("sr", "hr"):
+                preds[f"unet-{src}-eq7"] = phase_from_probabilities(prob[src], t)
+                preds[f"unet-{src}"] = phase_from_probabilities(prob[src], t, t_low=t_low, sigma_px=sigma_um / eta)
+            preds["truth"] = pair.phase
             for m, pred in preds.items():
                 per[m].append(score_image(pred, pair.phase, pair.particles, eta=eta, params=params))
             log(f"{fam} image {i}: " + ", ".join(
@@ -154,12 +160,12 @@ def evaluate(*, n_images: int, shape_lr, weights, families, geometry: str = "cla
 
 def format_table(results, held_out) -> str:
     cols = ("accuracy", "crack_iou", "crack_recall", "ks_width", "ks_size", "lambda_ratio", "rho_ratio", "particles_matched")
-    head = f"{'family':14s} {'method':10s} " + " ".join(f"{c:>12s}" for c in cols)
+    head = f"{'family':14s} {'method':12s} " + " ".join(f"{c:>12s}" for c in cols)
     lines = [head]
     for fam, res in results.items():
         tag = fam + (" *" if fam in held_out else "")
         for m, r in res.items():
-            lines.append(f"{tag:14s} {m:10s} " + " ".join(f"{r[c]:12.3f}" if c in r else f"{'':12s}" for c in cols))
+            lines.append(f"{tag:14s} {m:12s} " + " ".join(f"{r[c]:12.3f}" if c in r else f"{'':12s}" for c in cols))
     lines.append("* style family left out of training and early stopping; 'truth': particles of eq. 8-10 on the "
                  "true phase map matched to the generator's particles (the ceiling of that column)")
     return "\n".join(lines)
@@ -176,13 +182,18 @@ def main(argv=None) -> int:
                    help="synthetic geometry (cathodeflow.synth.training.GEOMETRIES); default 'classic': the "
                         "paper's particle sizes and the condition presets")
     p.add_argument("--weights", default=DEFAULT_UNET)
+    p.add_argument("--t-low", type=float, default=DEFAULT_CRACK_THRESHOLD_LOW,
+                   help=f"t_low of the hysteresis (default {DEFAULT_CRACK_THRESHOLD_LOW})")
+    p.add_argument("--sigma-um", type=float, default=DEFAULT_PROB_SIGMA_UM,
+                   help=f"σ (µm) of the smoothing of Ŷ (default {DEFAULT_PROB_SIGMA_UM})")
     p.add_argument("--train-families", action="store_true", help="also score the training families")
     p.add_argument("--no-json", action="store_true")
     args = p.parse_args(argv)
     shape = tuple(int(v) for v in args.shape_lr.lower().split("x"))
     fams = tuple(FAMILIES_HELD_OUT) + (tuple(FAMILIES_TRAIN) if args.train_families else ())
     t0 = time.perf_counter()
-    res = evaluate(n_images=args.images, shape_lr=shape, weights=args.weights, families=fams, geometry=args.geometry)
+    res = evaluate(n_images=args.images, shape_lr=shape, weights=args.weights, families=fams, geometry=args.geometry,
+                   t_low=args.t_low, sigma_um=args.sigma_um)
     table = format_table(res, FAMILIES_HELD_OUT)
     print(table)
     if not args.no_json:
@@ -196,7 +207,7 @@ def main(argv=None) -> int:
         path.write_text(json.dumps({
             "benchmark": "segmentation_quality", "utc": stamp, "machine": platform.processor() or platform.machine(),
             "cathodeflow": __version__, "weights": args.weights, "weights_sha256": setup.sha256,
-            "crack_threshold": setup.crack_threshold, "images_per_family": args.images, "shape_lr": shape, "geometry": args.geometry,
+            "crack_threshold": setup.crack_threshold, "crack_threshold_low": args.t_low, "prob_sigma_um": args.sigma_um, "images_per_family": args.images, "shape_lr": shape, "geometry": args.geometry,
             "families_held_out": list(FAMILIES_HELD_OUT), "results": res,
             "seconds": round(time.perf_counter() - t0, 1),
         }, indent=1))

@@ -47,34 +47,37 @@ def store(tmp_path):
     return s
 
 
-def test_unet_stage_stores_float16_probabilities_and_the_phase_of_eq7_with_provenance(store, weights):
+def test_unet_stage_stores_float16_probabilities_and_the_phase_of_eq7_with_hysteresis_and_provenance(store, weights):
     from cathodeflow.models.registry import resolve_weights
 
-    run_study(store, params=Params(marker_radius_px=10, phase_method="unet", unet_weights=weights, unet_tile_px=64), scheduler="threads")
+    run_study(store, params=Params(marker_radius_um=0.143, phase_method="unet", unet_weights=weights, unet_tile_px=64), scheduler="threads")
     st = open_store(store, mode="r")
     prob = np.asarray(st.read_stage("a", "prob"))
     phase = np.asarray(st.read_stage("a", "phase"))
     sr = st.read_stage("a", "sr")
     assert prob.dtype == np.float16 and prob.shape == (3,) + sr.shape == (3,) + phase.shape
     np.testing.assert_allclose(prob.astype(np.float32).sum(0), 1.0, atol=3e-3)
-    assert np.array_equal(phase, phase_from_probabilities(prob.transpose(1, 2, 0), 0.4))
+    assert np.array_equal(phase, phase_from_probabilities(prob.transpose(1, 2, 0), 0.4, t_low=0.3,
+                                                           sigma_px=1.0))
     info = st.stage_info("a", "phase")
     sha = resolve_weights(weights).sha256
     assert info["weights_sha256"] == sha and info["params"]["crack_threshold"] == 0.4
+    assert info["params"]["crack_threshold_low"] == 0.3 and info["params"]["prob_sigma_px"] == pytest.approx(1.0)
     assert info["params"]["method"] == "unet" and info["params"]["halo_px"] >= 43
     assert st.stage_info("a", "prob")["weights_sha256"] == sha
 
 
 def test_unet_options_with_the_classical_method_are_refused_in_one_line(store, weights):
     before = _snapshot(store)
-    for extra in (["--weights", weights], ["--crack-threshold", "0.3"], ["--force"]):
+    for extra in (["--weights", weights], ["--crack-threshold", "0.3"], ["--crack-threshold-low", "0.2"],
+                  ["--prob-sigma-um", "0.02"], ["--force"]):
         r = subprocess.run(CLI + ["run", "--store", str(store), *extra], capture_output=True, text=True, timeout=120)
         assert "unet" in _one_line_error(r)
     assert _snapshot(store) == before
 
 
 def test_classical_method_writes_no_probabilities(store):
-    run_study(store, params=Params(marker_radius_px=10, phase_method="classical"), scheduler="threads", to_stage="phase")
+    run_study(store, params=Params(marker_radius_um=0.143, phase_method="classical"), scheduler="threads", to_stage="phase")
     st = open_store(store, mode="r")
     assert st.stage_info("a", "phase")["params"]["method"] == "baseline-classical"
     assert not st.is_complete("a", "prob")
@@ -111,7 +114,7 @@ def test_cli_run_with_bad_weights_or_pixel_size_fails_in_one_line_and_writes_not
         w = str(tmp_path / "nowhere.weights.h5")
     if case == "far_pixel_size":
         f = tmp_path / "far.tif"
-        write_tiff(f, np.full((52, 52), 100, np.uint8), pixel_size_um=38.5)  # µm for nm: a unit slip
+        write_tiff(f, np.full((52, 52), 100, np.uint8), pixel_size_um=3.85)  # 100× the U-net's grid
         ingest([f], store=store, condition="30C")
     before = _snapshot(store)
     r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--phase-method", "unet",

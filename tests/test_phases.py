@@ -666,12 +666,66 @@ def test_eq7_invariants(p, t1, t2):
     assert set(np.unique(s_lo)) <= {0, 1, 2}
 
 
+def _crack_line_with_dip(p_dip):
+    """A 1-px diagonal crack (Ŷ3 = 0.9) across solid (Ŷ2 high) whose Ŷ3 dips to ``p_dip`` at
+    two pixels in the middle, plus an isolated weak blob (Ŷ3 = 0.5) away from it."""
+    prob = np.zeros((20, 20, 3))
+    prob[..., 1] = 0.9
+    prob[..., 0] = 0.1
+    for i in range(2, 18):
+        prob[i, i] = (0.05, 0.05, 0.9)
+    prob[9, 9, :] = prob[10, 10, :] = (0.05, 0.95 - p_dip, p_dip)
+    prob[15:17, 2:4] = (0.1, 0.4, 0.5)
+    return prob
+
+
+def test_hysteresis_keeps_a_crack_whole_across_a_dip_and_drops_weak_isolated_responses():
+    prob = _crack_line_with_dip(0.4)
+    eq7 = phase_from_probabilities(prob, 0.7)
+    # eq. 7: the dip breaks the crack in two 8-connected pieces; the blob is not crack
+    assert ndi.label(eq7 == 2, structure=np.ones((3, 3)))[1] == 2
+    hys = phase_from_probabilities(prob, 0.7, t_low=0.3)
+    truth = np.zeros((20, 20), bool)
+    truth[np.arange(2, 18), np.arange(2, 18)] = True
+    np.testing.assert_array_equal(hys == 2, truth)  # one crack, the blob (0.5 < t) still out
+    np.testing.assert_array_equal(hys[~truth], eq7[~truth])
+    # a dip below t_low still breaks it
+    assert ndi.label(phase_from_probabilities(_crack_line_with_dip(0.2), 0.7, t_low=0.3) == 2,
+                     structure=np.ones((3, 3)))[1] == 2
+    # t_low >= t is eq. 7 exactly
+    np.testing.assert_array_equal(phase_from_probabilities(prob, 0.7, t_low=0.9), eq7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    p=arrays(np.float64, (13, 11), elements=st.floats(0, 1)),
+    t=st.floats(0.3, 1),
+    frac=st.floats(0, 1),
+    cy=st.integers(1, 13),
+    cx=st.integers(1, 11),
+)
+def test_hysteresis_equals_geodesic_reconstruction_tiled_or_whole(p, t, frac, cy, cx):
+    """Reference: seeds Ŷ3 ≥ t propagated (8-neighbours) inside Ŷ3 ≥ t_low
+    (scipy's binary_propagation, an independent algorithm); any chunking gives the same map."""
+    prob = np.stack([(1 - p) * 0.3, (1 - p) * 0.7, p], axis=-1)
+    t_low = t * frac
+    ref = ndi.binary_propagation(p >= t, structure=np.ones((3, 3), bool), mask=p >= t_low)
+    whole = phase_from_probabilities(prob, t, t_low=t_low)
+    np.testing.assert_array_equal(whole == 2, ref)
+    np.testing.assert_array_equal(whole[~ref], phase_from_probabilities(prob, t)[~ref])
+    with dask.config.set(scheduler="sync"):
+        tiled = phase_from_probabilities_dask(da.from_array(prob, chunks=(cy, cx, 3)), t, t_low=t_low).compute()
+    np.testing.assert_array_equal(tiled, whole)
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
         (lambda: phase_from_probabilities(np.zeros((4, 4, 2)), 0.5), r"\(H, W, 3\)"),
         (lambda: phase_from_probabilities(np.zeros((4, 4)), 0.5), r"\(H, W, 3\)"),
         (lambda: phase_from_probabilities(np.zeros((4, 4, 3)), 1.5), "t"),
+        (lambda: phase_from_probabilities(np.zeros((4, 4, 3)), 0.5, t_low=-0.1), "t_low"),
+        (lambda: phase_from_probabilities(np.zeros((4, 4, 3)), 0.5, t_low="x"), "t_low"),
         (lambda: segment_phases_baseline(np.zeros((4, 4, 3))), "2-D"),
         (lambda: segment_phases_baseline(np.zeros((8, 8)), sigma_px=-1), "sigma_px"),
         (lambda: segment_phases_baseline(np.zeros((8, 8)), open_radius_px=1.5), "open_radius"),
@@ -693,3 +747,29 @@ def test_eq7_invariants(p, t1, t2):
 def test_bad_input_raises_input_error(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    p=arrays(np.float64, (15, 12), elements=st.floats(0, 1)),
+    sigma=st.floats(0.3, 2.5),
+    cy=st.integers(1, 15),
+    cx=st.integers(1, 12),
+)
+def test_smoothed_eq7_tiled_equals_whole_and_smooths_like_a_reflected_gaussian(p, sigma, cy, cx):
+    """Reference for the smoothing: the same Gaussian on an explicitly mirror-padded image
+    (numpy 'symmetric' padding = scipy's 'reflect' border), cropped back."""
+    prob = np.stack([(1 - p) * 0.3, (1 - p) * 0.7, p], axis=-1)
+    r = int(4 * sigma + 0.5)
+    padded = np.pad(p.astype(np.float32), r, mode="symmetric")
+    ref_p3 = ndi.gaussian_filter(padded, sigma, mode="constant", truncate=4.0)[r:-r, r:-r]
+    whole = phase_from_probabilities(prob, 0.6, t_low=0.3, sigma_px=sigma)
+    ref = ndi.binary_propagation(ref_p3 >= 0.6, structure=np.ones((3, 3), bool), mask=ref_p3 >= 0.3)
+    # values within float32 rounding of a threshold may fall either way
+    near = (np.abs(ref_p3 - 0.6) < 1e-5) | (np.abs(ref_p3 - 0.3) < 1e-5)
+    if not near.any():
+        np.testing.assert_array_equal(whole == 2, ref)
+    with dask.config.set(scheduler="sync"):
+        tiled = phase_from_probabilities_dask(da.from_array(prob, chunks=(cy, cx, 3)), 0.6, t_low=0.3,
+                                              sigma_px=sigma).compute()
+    np.testing.assert_array_equal(tiled, whole)

@@ -14,7 +14,7 @@ from cathodeflow.stages.unet import (
     reflect_index,
     resample_dask,
     resampled_shape,
-    segment_unet_dask,
+    unet_stage_dask,
     tile_grid,
     unet_probabilities,
     unet_probabilities_dask,
@@ -78,27 +78,30 @@ def test_halo_is_the_computed_receptive_field_rounded_to_the_network_grid(tiny_w
     assert setup.halo >= r and setup.halo % setup.multiple == 0 and setup.halo - r < setup.multiple
 
 
-def test_phase_uses_the_threshold_stored_with_the_weights(tiny_weights):
+def test_provenance_takes_t_from_the_weights_and_caps_t_low_at_t(tiny_weights):
     img = _image((64, 80))
-    prob, phase, eta, prov = segment_unet_dask(da.from_array(img, chunks=40), pixel_size_um=0.0143,
-                                               weights=tiny_weights, tile_px=32)
-    p = prob.compute()
-    s = phase.compute()
+    prob, eta, prov = unet_stage_dask(da.from_array(img, chunks=40), pixel_size_um=0.0143,
+                                      weights=tiny_weights, tile_px=32)
     assert prov["crack_threshold"] == 0.4 and eta == 0.0143 and not prov["resampled"]
-    assert np.array_equal(s == 2, p[..., 2] >= 0.4)
-    assert np.array_equal(s[p[..., 2] < 0.4] == 1, (p[..., 1] >= p[..., 0])[p[..., 2] < 0.4])
-    _, phase2, _, prov2 = segment_unet_dask(da.from_array(img), pixel_size_um=0.0143, weights=tiny_weights,
-                                            crack_threshold=0.9)
-    assert prov2["crack_threshold"] == 0.9 and prov2["crack_threshold_source"] == "parameter"
+    assert prov["crack_threshold_low"] == 0.3  # the default, below the weights' t
+    assert prov["prob_sigma_um"] == 0.0143 and prov["prob_sigma_px"] == pytest.approx(1.0)
+    assert prob.shape == (64, 80, 3)
+    _, _, prov2 = unet_stage_dask(da.from_array(img), pixel_size_um=0.0143, weights=tiny_weights,
+                                  crack_threshold=0.2)
+    assert prov2["crack_threshold"] == 0.2 and prov2["crack_threshold_source"] == "parameter"
+    assert prov2["crack_threshold_low"] == 0.2
+    _, _, prov3 = unet_stage_dask(da.from_array(img), pixel_size_um=0.0143, weights=tiny_weights,
+                                  crack_threshold_low=0.1)
+    assert prov3["crack_threshold_low"] == 0.1
 
 
 def test_an_image_at_another_pixel_size_is_resampled_to_the_model_grid(tiny_weights):
     img = _image((90, 120))
-    prob, phase, eta, prov = segment_unet_dask(da.from_array(img, chunks=64), pixel_size_um=0.0143 * 1.5,
-                                               weights=tiny_weights, tile_px=64)
+    prob, eta, prov = unet_stage_dask(da.from_array(img, chunks=64), pixel_size_um=0.0143 * 1.5,
+                                      weights=tiny_weights, tile_px=64)
     assert prov["resampled"] and eta == 0.0143
-    assert phase.shape == (135, 180) == resampled_shape((90, 120), 0.0143 * 1.5, 0.0143)
-    assert phase.compute().shape == (135, 180)
+    assert prob.shape[:2] == (135, 180) == resampled_shape((90, 120), 0.0143 * 1.5, 0.0143)
+    assert prob.compute().shape == (135, 180, 3)
 
 
 def test_resampling_tiled_equals_whole_and_keeps_a_linear_ramp():

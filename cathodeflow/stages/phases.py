@@ -66,6 +66,19 @@ def _check_t(t) -> float:
     return t
 
 
+def _check_t_low(t_low, t: float) -> float | None:
+    """``t_low`` of the hysteresis variant of eq. 7: None, or a number in [0, t]."""
+    if t_low is None:
+        return None
+    try:
+        t_low = float(t_low)
+    except (TypeError, ValueError):
+        raise InputError(f"t_low: lower crack threshold must be a number in [0, t], got {t_low!r}") from None
+    if not 0.0 <= t_low <= 1.0:
+        raise InputError(f"t_low: lower crack threshold must be in [0, 1], got {t_low}")
+    return min(t_low, t)
+
+
 def _phase_from_prob_kernel(prob: np.ndarray, t: float) -> np.ndarray:
     p_bg, p_solid, p_crack = prob[..., 0], prob[..., 1], prob[..., 2]
     out = np.where(p_solid >= p_bg, SOLID, BACKGROUND).astype(np.uint8)
@@ -73,12 +86,55 @@ def _phase_from_prob_kernel(prob: np.ndarray, t: float) -> np.ndarray:
     return out
 
 
-def phase_from_probabilities(prob: np.ndarray, t: float) -> np.ndarray:
-    """Phase map from the U-net's softmax output Ŷ (eq. 7).
+def _check_prob(prob) -> None:
+    shape = getattr(prob, "shape", None)
+    if shape is None or len(shape) != 3 or shape[-1] != 3:
+        raise InputError(f"prob: expected shape (H, W, 3), got {shape}")
 
-    ``S(x) = 2`` if ``Ŷ(x, 3) ≥ t``; ``1`` if ``Ŷ(x, 3) < t`` and ``Ŷ(x, 2) ≥ Ŷ(x, 1)``;
-    ``0`` otherwise. Channels are 0-based here: ``prob[..., 0]`` = Ŷ(·, 1) background,
-    ``prob[..., 1]`` = Ŷ(·, 2) solid, ``prob[..., 2]`` = Ŷ(·, 3) crack.
+
+def _check_sigma(sigma_px) -> float:
+    try:
+        sigma = float(sigma_px)
+    except (TypeError, ValueError):
+        raise InputError(f"sigma_px: expected a number >= 0, got {sigma_px!r}") from None
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise InputError(f"sigma_px: expected a finite number >= 0, got {sigma_px!r}")
+    return sigma
+
+
+def _smooth_kernel(prob: np.ndarray, sigma: float) -> np.ndarray:
+    """Each channel of (H, W, 3) ``prob`` smoothed by a Gaussian of σ px (scipy's 'reflect'
+    border, truncated at 4σ); float32."""
+    from scipy import ndimage as ndi
+
+    prob = np.asarray(prob, dtype=np.float32)
+    return ndi.gaussian_filter(prob, sigma=(sigma, sigma, 0), mode="reflect", truncate=4.0)
+
+
+def smoothing_halo_px(sigma_px: float) -> int:
+    """Reach (px) of :func:`_smooth_kernel`: scipy's Gaussian radius ``int(4σ + 0.5)``."""
+    return int(4.0 * _check_sigma(sigma_px) + 0.5)
+
+
+def phase_from_probabilities(prob: np.ndarray, t: float, *, t_low: float | None = None,
+                             sigma_px: float = 0.0) -> np.ndarray:
+    """Phase map from the U-net's softmax output Ŷ (eq. 7), optionally smoothed first and
+    with hysteresis.
+
+    Eq. 7: ``S(x) = 2`` if ``Ŷ(x, 3) ≥ t``; ``1`` if ``Ŷ(x, 3) < t`` and
+    ``Ŷ(x, 2) ≥ Ŷ(x, 1)``; ``0`` otherwise. Channels are 0-based here: ``prob[..., 0]`` =
+    Ŷ(·, 1) background, ``prob[..., 1]`` = Ŷ(·, 2) solid, ``prob[..., 2]`` = Ŷ(·, 3) crack.
+
+    With ``t_low < t`` (hysteresis, not in the paper): a pixel is crack when Ŷ(x, 3) ≥ t_low
+    and it is 8-connected through pixels with Ŷ(x, 3) ≥ t_low to a pixel with Ŷ(x, 3) ≥ t.
+    A thin crack whose Ŷ(·, 3) dips below t along its length then stays one crack instead
+    of breaking into pieces (each piece would count in λ, eq. 12), while isolated weak
+    responses (all below t) stay out. ``t_low = None`` or ``t_low = t`` is eq. 7 exactly.
+
+    With ``sigma_px > 0`` (not in the paper), each channel of Ŷ is first smoothed by a
+    Gaussian of σ = ``sigma_px`` (reflecting border): the crack phase's edges get less
+    ragged, and each bump of a ragged edge would be a branch of the skeleton and so a crack
+    of its own (eq. 2).
 
     Parameters
     ----------
@@ -87,34 +143,87 @@ def phase_from_probabilities(prob: np.ndarray, t: float) -> np.ndarray:
     t : float
         Crack threshold t of eq. 7, in [0, 1] (chosen by maximal accuracy against
         annotations; :attr:`cathodeflow.config.Params.crack_threshold`).
+    t_low : float, optional
+        Lower (hysteresis) threshold in [0, 1]; values above ``t`` are taken as ``t``.
+    sigma_px : float
+        σ (px) of the Gaussian smoothing of Ŷ; 0 (default) = none.
 
     Returns
     -------
     S : (H, W) uint8 array with values in {0, 1, 2}.
     """
     t = _check_t(t)
-    shape = getattr(prob, "shape", None)
-    if shape is None or len(shape) != 3 or shape[-1] != 3:
-        raise InputError(f"prob: expected shape (H, W, 3), got {shape}")
+    t_low = _check_t_low(t_low, t)
+    sigma = _check_sigma(sigma_px)
+    _check_prob(prob)
     prob = np.asarray(prob)
     if prob.dtype.kind not in "fiu":
         raise InputError(f"prob: expected a numeric array, got dtype {prob.dtype}")
-    return _phase_from_prob_kernel(prob, t)
+    if sigma > 0:
+        prob = _smooth_kernel(prob, sigma)
+    out = _phase_from_prob_kernel(prob, t)
+    if t_low is None or t_low >= t:
+        return out
+    from scipy import ndimage as ndi
+
+    labels, n = ndi.label(prob[..., 2] >= t_low, structure=np.ones((3, 3), bool))
+    keep = np.zeros(n + 1, bool)
+    keep[labels[out == CRACK]] = True
+    keep[0] = False
+    out[keep[labels]] = CRACK
+    return out
 
 
-def phase_from_probabilities_dask(prob, t: float):
-    """Eq. 7 on a (H, W, 3) Dask array (lazy); the channel axis is put in one chunk."""
+def _seed_labels(labels: np.ndarray, p_crack: np.ndarray, t: float) -> np.ndarray:
+    return np.unique(labels[(p_crack >= t) & (labels > 0)]).astype(np.int64)
+
+
+def phase_from_probabilities_dask(prob, t: float, *, t_low: float | None = None, sigma_px: float = 0.0):
+    """:func:`phase_from_probabilities` on a (H, W, 3) Dask array; the channel axis is put
+    in one chunk. Eq. 7 alone is lazy and chunkwise; the smoothing too, with a halo of
+    :func:`smoothing_halo_px` (reflecting at the image border as the whole-image call does). The hysteresis (``t_low < t``) needs
+    global 8-connected components of ``Ŷ(·, 3) ≥ t_low``
+    (:func:`~cathodeflow.tiling.components.label_components`, which persists its per-chunk
+    labels); the components holding a pixel ``≥ t`` are found per chunk (computed here, a
+    short list of ids per chunk) and a lookup table marks them, so the result equals the
+    whole-image call for any chunking."""
+    import dask
     import dask.array as da
 
     t = _check_t(t)
-    if prob.ndim != 3 or prob.shape[-1] != 3:
-        raise InputError(f"prob: expected shape (H, W, 3), got {prob.shape}")
+    t_low = _check_t_low(t_low, t)
+    sigma = _check_sigma(sigma_px)
+    _check_prob(prob)
     if len(prob.chunks[2]) != 1:
         prob = prob.rechunk({2: 3})
-    return da.map_blocks(
+    if sigma > 0:
+        halo = smoothing_halo_px(sigma)
+        if min(prob.shape[:2]) <= halo:  # smaller than the halo: one block
+            prob = prob.rechunk({0: -1, 1: -1}).map_blocks(_smooth_kernel, sigma, dtype=np.float32)
+        else:  # (dask widens chunks narrower than the halo)
+            prob = prob.map_overlap(_smooth_kernel, depth={0: halo, 1: halo, 2: 0}, boundary="reflect",
+                                    dtype=np.float32, sigma=sigma)
+    eq7 = da.map_blocks(
         _phase_from_prob_kernel, prob, t, drop_axis=2, dtype=np.uint8,
         meta=np.empty((0, 0), dtype=np.uint8),
     )
+    if t_low is None or t_low >= t:
+        return eq7
+    from ..tiling.components import label_components, relabel
+
+    p_crack = prob[..., 2]
+    labels, n = label_components(p_crack >= t_low, connectivity=2)
+    if n == 0:
+        return eq7
+    p_crack = p_crack.rechunk(labels.chunks)
+    task = dask.delayed(_seed_labels, pure=True)
+    parts = [task(lb, pc, t) for lb, pc in zip(labels.to_delayed(optimize_graph=False).ravel(),
+                                               p_crack.to_delayed(optimize_graph=False).ravel())]
+    (parts,) = dask.compute(parts)
+    keep = np.zeros(n + 1, bool)
+    keep[np.concatenate(parts)] = True
+    keep[0] = False
+    return da.where(relabel(labels, keep), np.uint8(CRACK), eq7)
 
 
 # ---------------------------------------------------------------------------------------------

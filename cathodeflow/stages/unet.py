@@ -386,20 +386,27 @@ def _default(weights):
     return weights
 
 
-def segment_unet_dask(image, *, pixel_size_um: float, weights=None, tile_px: int = DEFAULT_TILE_PX,
-                      batch: int = 1, crack_threshold: float | None = None, force: bool = False,
-                      name: str = "image"):
-    """The U-net stage on a (H, W) Dask array: resample if needed, Ŷ, eq. 7.
+def unet_stage_dask(image, *, pixel_size_um: float, weights=None, tile_px: int = DEFAULT_TILE_PX,
+                    batch: int = 1, crack_threshold: float | None = None,
+                    crack_threshold_low: float | None = None, prob_sigma_um: float | None = None,
+                    force: bool = False, name: str = "image"):
+    """The U-net stage on a (H, W) Dask array: resample if needed, then Ŷ (lazy).
+
+    The phase map is eq. 7 of Ŷ with the thresholds the provenance names:
+    ``phase_from_probabilities_dask(prob, prov["crack_threshold"],
+    t_low=prov["crack_threshold_low"], sigma_px=prov["prob_sigma_px"])``
+    (:mod:`cathodeflow.stages.phases`).
 
     Returns
     -------
     prob : (H', W', 3) float32 Dask array on the model's grid
-    phase : (H', W') uint8 Dask array, eq. 7 with ``crack_threshold`` (default: the weights'
-        calibrated t)
     pixel_size_um : float, the grid's pixel size (the model's when resampled)
-    provenance : dict (weights sha256, t, resampling, halo, normalisation values)
+    provenance : dict (weights sha256, t (default: the weights' calibrated t), t_low (default
+        :data:`cathodeflow.config.DEFAULT_CRACK_THRESHOLD_LOW`, capped at t), σ of the
+        smoothing of Ŷ in µm and in output pixels (default
+        :data:`cathodeflow.config.DEFAULT_PROB_SIGMA_UM`), resampling, halo, normalisation values)
     """
-    from .phases import phase_from_probabilities_dask
+    from ..config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_PROB_SIGMA_UM
 
     _validate_image(image, name)
     setup = UNetSetup.from_weights(_default(weights))
@@ -416,10 +423,14 @@ def segment_unet_dask(image, *, pixel_size_um: float, weights=None, tile_px: int
         out_px = float(pixel_size_um)
     prob = unet_probabilities_dask(image, setup=setup, tile_px=tile_px, batch=batch, intensity=(lo, hi))
     t = setup.crack_threshold if crack_threshold is None else float(crack_threshold)
-    phase = phase_from_probabilities_dask(prob, t)
+    t_low = min(t, DEFAULT_CRACK_THRESHOLD_LOW if crack_threshold_low is None else float(crack_threshold_low))
+    sigma_um = DEFAULT_PROB_SIGMA_UM if prob_sigma_um is None else float(prob_sigma_um)
     prov = setup.provenance() | {
         "crack_threshold": t,
         "crack_threshold_source": "weights (calibrated)" if crack_threshold is None else "parameter",
+        "crack_threshold_low": t_low,
+        "prob_sigma_um": sigma_um,
+        "prob_sigma_px": sigma_um / out_px,
         "intensity_range": [float(lo), float(hi)],
         "input_pixel_size_um": float(pixel_size_um),
         "input_shape": list(src_shape),
@@ -427,4 +438,4 @@ def segment_unet_dask(image, *, pixel_size_um: float, weights=None, tile_px: int
         "output_pixel_size_um": out_px,
         "tile_px": int(tile_px),
     }
-    return prob, phase, out_px, prov
+    return prob, out_px, prov
