@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import zarr
 
 from cathodeflow.errors import InputError, StoreError
-from cathodeflow.io.store import STAGES, create_store, open_store
+from cathodeflow.io.store import STAGES, create_store, migrate_store, open_store
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -213,6 +214,12 @@ def test_bad_write_stage_is_refused_and_store_unchanged(study):
         study.write_stage("img-1", "sr", np.zeros((5, 5), np.uint8), pixel_size_um=0.1, params={"x": float("nan")})
     with pytest.raises(InputError, match="weights_sha256"):
         study.write_stage("img-1", "sr", np.zeros((5, 5), np.uint8), pixel_size_um=0.1, params={}, weights_sha256="abc")
+    with pytest.raises(InputError, match="'phase' is an NGFF label image"):
+        study.write_stage("img-1", "phase", np.zeros((5, 5), np.uint8), pixel_size_um=0.1, params={}, kind="image")
+    with pytest.raises(InputError, match="integer"):
+        study.write_stage("img-1", "phase", np.zeros((5, 5), np.float32), pixel_size_um=0.1, params={})
+    with pytest.raises(InputError, match="'sr' is an NGFF image"):
+        study.write_stage("img-1", "sr", np.zeros((5, 5), np.uint8), pixel_size_um=0.1, params={}, kind="labels")
     assert _snapshot(study.path) == before
 
 
@@ -287,7 +294,7 @@ def test_tables_folder_with_parquet_files_does_not_disturb_zarr(study):
         st = open_store(study.path, mode="r")
         assert st.image_ids() == ["img-1"]
         root = zarr.open_group(str(study.path), mode="r")
-        assert sorted(name for name, _ in root.members()) == ["images", "tables"]
+        assert sorted(name for name, _ in root.members()) == ["OME", "images", "tables"]
     # a recursive listing reaches the Parquet files: zarr warns about them but works
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -296,85 +303,229 @@ def test_tables_folder_with_parquet_files_does_not_disturb_zarr(study):
     assert pd.read_parquet(tdir / "images.parquet")["a"].tolist() == [1, 2]
 
 
-# ------------------------------------------------------------------ OME-Zarr (NGFF 0.5) metadata
+# ------------------------------------------------------------------ layout (store version 2)
+
+#: The layout of DESIGN §4.1, written out: each stage's array below images/<id>/.
+LAYOUT = {
+    "raw": "raw/0", "sr": "sr/0", "prob": "sr/prob/0", "phase": "sr/labels/phase/0",
+    "labels/cracks": "sr/labels/cracks/0", "labels/particles": "sr/labels/particles/0",
+}
 
 
-def _full_study(study):
-    eta = 0.0385 * 13 / 35
-    sr = _image((403, 457), seed=7)
-    prob = np.random.default_rng(8).random((3, 403, 457)).astype(np.float32)
+def _series(path: Path) -> list[str]:
+    return json.loads((path / "OME" / "zarr.json").read_text())["attributes"]["ome"]["series"]
+
+
+def test_every_stage_lives_where_design_4_1_puts_it(study):
+    eta = 0.0143
+    arrays = {
+        "sr": _image((40, 50), seed=1),
+        "prob": np.random.default_rng(2).random((3, 40, 50)).astype(np.float16),
+        "phase": _image((40, 50), seed=3) % 3,
+        "labels/cracks": _image((40, 50), seed=4, dtype=np.int32),
+        "labels/particles": _image((40, 50), seed=5, dtype=np.int64),
+    }
+    for stage, a in arrays.items():
+        study.write_stage("img-1", stage, a, pixel_size_um=eta, params={})
+    base = study.path / "images" / "img-1"
+    assert sorted(p.name for p in base.iterdir()) == ["raw", "sr", "zarr.json"]
+    for stage, rel in LAYOUT.items():
+        assert study.stage_path("img-1", stage) + "/0" == f"images/img-1/{rel}"
+        meta = json.loads((base / rel / "zarr.json").read_text())
+        assert meta["node_type"] == "array"
+        if stage in arrays:
+            np.testing.assert_array_equal(zarr.open_array(str(base / rel), mode="r")[...], arrays[stage])
+    # the image group is a plain group: no OME-Zarr metadata of its own
+    assert set(json.loads((base / "zarr.json").read_text())["attributes"]) == {"cathodeflow"}
+
+
+def test_root_series_lists_raw_and_sr_of_every_image_and_follows_adds_and_removals(study):
+    root = json.loads((study.path / "zarr.json").read_text())["attributes"]
+    assert root["ome"] == {"version": "0.5", "bioformats2raw.layout": 3}
+    assert _series(study.path) == ["images/img-1/raw"]
+    study.add_image("b", _image((20, 20)), condition="20C", pixel_size_um=0.0385)
+    study.add_image("a", _image((20, 20)), condition="20C", pixel_size_um=0.0385)
+    study.write_stage("b", "sr", _image((54, 54)), pixel_size_um=0.0143, params={})
+    study.write_stage("b", "sr", _image((54, 54)), pixel_size_um=0.0143, params={})  # listed once
+    assert _series(study.path) == ["images/a/raw", "images/b/raw", "images/b/sr", "images/img-1/raw"]
+    # a phase map imported without sr: its sr group holds no image and is not listed
+    study.add_image("c", _image((20, 20)) % 3, condition="20C", pixel_size_um=0.0143, stage="phase")
+    assert study.is_complete("c", "phase") and study.stage_status("c", "sr") == "absent"
+    assert "images/c/sr" not in _series(study.path)
+    study.add_image("b", _image((20, 20)), condition="20C", pixel_size_um=0.0385, overwrite=True)
+    assert _series(study.path) == ["images/a/raw", "images/b/raw", "images/img-1/raw"]
+    assert study.remove_images(["img-1", "a"]) == ["img-1", "a"]
+    assert _series(study.path) == ["images/b/raw"]
+    for entry in _series(study.path):
+        assert (study.path / entry / "0" / "zarr.json").exists()
+
+
+# ------------------------------------------------------------------ migration from store version 1
+
+T0, T1 = "2025-01-02T03:04:05.000+00:00", "2025-01-02T03:04:06.000+00:00"
+
+
+def _write_v1_store(path: Path) -> dict:
+    """A store of layout version 1 written with zarr alone (the layout before version 2):
+    every stage a sibling group images/<id>/<stage>, labels in images/<id>/labels. Image "a"
+    has every stage, "b" a phase map imported without sr, "c" a float phase map (allowed
+    in version 1 as kind 'image'). Returns {(id, stage): (array, record)}."""
+    rng = np.random.default_rng(20)
+    root = zarr.create_group(str(path), zarr_format=3)
+    root.create_group("images")
+    root.create_group("tables", attributes={"cathodeflow": {"kind": "tables"}})
+    written = {}
+
+    def stage(iid, name, arr, ps, *, kind="image", label_source=None):
+        axes = ([{"name": "c", "type": "channel"}] if arr.ndim == 3 else []) + [
+            {"name": n, "type": "space", "unit": "micrometer"} for n in ("y", "x")]
+        ome = {"version": "0.5", "multiscales": [{"name": name.split("/")[-1], "axes": axes, "datasets": [
+            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * (arr.ndim - 2) + [ps, ps]}]}]}]}
+        if kind == "labels":
+            ome["image-label"] = {"source": {"image": label_source}} if label_source else {}
+        rec = {"stage": name, "complete": True, "kind": kind, "pixel_size_um": ps, "shape": list(arr.shape),
+               "dtype": str(arr.dtype), "chunks": list(arr.shape), "params": {"run": 1}, "package_version": "0.1.0",
+               "weights_sha256": None, "start_utc": T0, "end_utc": T1}
+        g = root.create_group(f"images/{iid}/{name}", attributes={"ome": ome, "cathodeflow": rec})
+        g.create_array("0", shape=arr.shape, dtype=arr.dtype, chunks=arr.shape,
+                       dimension_names=("c", "y", "x")[3 - arr.ndim:])[...] = arr
+        written[(iid, name)] = (arr, rec)
+
+    for iid in ("a", "b", "c"):
+        root.create_group(f"images/{iid}", attributes={"cathodeflow": {"condition": "20C", "source": None,
+                                                                       "added_utc": T0}})
+        stage(iid, "raw", rng.integers(0, 255, (30, 40), dtype=np.uint8), 0.0385)
+    sr = rng.integers(0, 255, (81, 108), dtype=np.uint8)
     phase = (sr % 3).astype(np.uint8)
-    study.write_stage("img-1", "sr", sr, pixel_size_um=eta, params={})
-    study.write_stage("img-1", "prob", prob, pixel_size_um=eta, params={})
-    study.write_stage("img-1", "phase", phase, pixel_size_um=eta, params={}, kind="labels")
-    study.write_stage("img-1", "labels/cracks", (phase == 2).astype(np.int32), pixel_size_um=eta, params={})
-    study.write_stage("img-1", "labels/particles", (phase == 1).astype(np.int64), pixel_size_um=eta, params={})
-    return eta
+    stage("a", "sr", sr, 0.0143)
+    stage("a", "prob", rng.random((3, 81, 108)).astype(np.float16), 0.0143)
+    stage("a", "phase", phase, 0.0143, kind="labels", label_source="../sr")
+    stage("a", "labels/cracks", (phase == 2).astype(np.int32), 0.0143, kind="labels", label_source="../../sr")
+    stage("a", "labels/particles", (phase == 1).astype(np.int64), 0.0143, kind="labels", label_source="../../sr")
+    root["images/a/labels"].attrs.put({"ome": {"version": "0.5", "labels": ["cracks", "particles"]}})
+    stage("b", "phase", phase[:50, :60], 0.0143, kind="labels")
+    stage("c", "sr", sr, 0.0143)
+    stage("c", "phase", rng.random((81, 108)).astype(np.float32), 0.0143)
+    root.attrs.put({"cathodeflow": {"kind": "study", "version": 1, "created_utc": T0, "created_by": "0.1.0"}})
+    return written
 
 
-def test_ngff_05_metadata_structure(study):
-    """Checked against the NGFF 0.5 spec by hand (no third-party validator needed)."""
-    eta = _full_study(study)
-    root = study.path / "images" / "img-1"
-    for stage in STAGES:
-        meta = json.loads((root / stage / "zarr.json").read_text())
-        assert meta["node_type"] == "group" and meta["zarr_format"] == 3
-        ome = meta["attributes"]["ome"]
-        assert ome["version"] == "0.5"
-        (ms,) = ome["multiscales"]
-        assert "version" not in ms  # 0.5 keeps the version only under "ome"
-        names = [a["name"] for a in ms["axes"]]
-        assert names == (["c", "y", "x"] if stage == "prob" else ["y", "x"])
-        for a in ms["axes"]:
-            assert a["type"] == ("channel" if a["name"] == "c" else "space")
-            if a["type"] == "space":
-                assert a["unit"] == "micrometer"
-        (ds,) = ms["datasets"]
-        ps = 0.0385 if stage == "raw" else eta
-        assert ds["coordinateTransformations"] == [
-            {"type": "scale", "scale": ([1.0] if stage == "prob" else []) + [ps, ps]}
-        ]
-        arr = json.loads((root / stage / ds["path"] / "zarr.json").read_text())
-        assert arr["node_type"] == "array" and arr["dimension_names"] == names
-        if stage.startswith("labels/") or stage == "phase":
-            assert "image-label" in ome and np.dtype(arr["data_type"]).kind in "ui"
-    labels = json.loads((root / "labels" / "zarr.json").read_text())["attributes"]["ome"]
-    assert labels == {"version": "0.5", "labels": ["cracks", "particles"]}
-    cracks = json.loads((root / "labels" / "cracks" / "zarr.json").read_text())["attributes"]["ome"]
-    assert cracks["image-label"]["source"] == {"image": "../../sr"}
-    assert (root / "labels" / "cracks" / cracks["image-label"]["source"]["image"] / "zarr.json").exists()
+def test_version_1_store_is_refused_with_the_command_that_converts_it(tmp_path):
+    v1 = tmp_path / "old.zarr"
+    _write_v1_store(v1)
+    before = _snapshot(v1)
+    for attempt in (lambda: open_store(v1, mode="r"), lambda: create_store(v1, exist_ok=True)):
+        with pytest.raises(StoreError) as err:
+            attempt()
+        msg = str(err.value)
+        assert "version 1" in msg and f"`cathodeflow migrate {v1}`" in msg and "\n" not in msg
+    assert _snapshot(v1) == before
 
 
-def test_ome_zarr_models_validates_every_stage(study):
-    pytest.importorskip("ome_zarr_models", reason="ome-zarr-models not installed (optional test dependency)")
-    from ome_zarr_models.v05.image import Image
-    from ome_zarr_models.v05.image_label import ImageLabel
-    from ome_zarr_models.v05.labels import Labels
+def test_migrate_moves_every_stage_and_keeps_pixels_and_provenance(tmp_path):
+    v1 = tmp_path / "old.zarr"
+    written = _write_v1_store(v1)
+    done = migrate_store(v1)
+    # moved: prob, phase, cracks, particles of a; phase of b and of c
+    assert done == {"from_version": 1, "to_version": 2, "images": 3, "moved": 6, "recompute": ["c: phase"]}
+    assert not (v1 / "cathodeflow.lock").exists()
+    st = open_store(v1, mode="r")
+    assert st.image_ids() == ["a", "b", "c"]
+    for (iid, stage), (arr, rec) in written.items():
+        assert (v1 / "images" / iid / LAYOUT[stage]).is_dir()
+        got = st.stage_info(iid, stage)
+        if (iid, stage) == ("c", "phase"):
+            assert st.stage_status(iid, stage) == "incomplete" and got["kind"] == "labels"
+            continue
+        assert {k: v for k, v in got.items() if k != "kind"} == {k: v for k, v in rec.items() if k != "kind"}
+        np.testing.assert_array_equal(st.read_stage(iid, stage).compute(), arr)
+    for iid in ("a", "b", "c"):
+        assert sorted(p.name for p in (v1 / "images" / iid).iterdir()) == ["raw", "sr", "zarr.json"]
+    assert st.stage_status("b", "sr") == "absent"  # b's sr group only holds the imported labels
+    assert _series(v1) == ["images/a/raw", "images/a/sr", "images/b/raw", "images/c/raw", "images/c/sr"]
+    labels = {i: json.loads((v1 / "images" / i / "sr/labels/zarr.json").read_text())["attributes"]["ome"]["labels"]
+              for i in ("a", "b", "c")}
+    assert labels == {"a": ["phase", "cracks", "particles"], "b": ["phase"], "c": []}  # c's listed when redone
+    for rel in ("a/sr/labels/phase", "a/sr/labels/cracks", "b/sr/labels/phase"):
+        label = json.loads((v1 / "images" / rel / "zarr.json").read_text())["attributes"]["ome"]["image-label"]
+        assert label["source"] == {"image": "../../"}
+    root = json.loads((v1 / "zarr.json").read_text())["attributes"]
+    assert root["cathodeflow"]["version"] == 2 and root["cathodeflow"]["created_utc"] == T0
+    assert migrate_store(v1)["moved"] == 0  # a second run finds version 2: nothing to do
 
-    _full_study(study)
-    base = study.path / "images" / "img-1"
-    for stage in ("raw", "sr", "prob", "phase"):
-        Image.from_zarr(zarr.open_group(str(base / stage), mode="r"))
-    for name in ("cracks", "particles"):
-        ImageLabel.from_zarr(zarr.open_group(str(base / "labels" / name), mode="r"))
-    assert Labels.from_zarr(zarr.open_group(str(base / "labels"), mode="r")).label_paths == ["cracks", "particles"]
+
+def _tree(path: Path) -> dict[str, object]:
+    """Every file below ``path``: zarr.json parsed (the root's migration time left out), other
+    files as their bytes."""
+    out = {}
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            rel = str(p.relative_to(path))
+            if p.name == "zarr.json":
+                meta = json.loads(p.read_text())
+                meta.get("attributes", {}).get("cathodeflow", {}).pop("migrated_utc", None)
+                out[rel] = meta
+            else:
+                out[rel] = p.read_bytes()
+    return out
 
 
-def test_ome_zarr_reader_opens_image_and_labels_with_their_scale(study):
-    pytest.importorskip("ome_zarr", reason="ome-zarr not installed (optional test dependency)")
-    from ome_zarr.io import parse_url
-    from ome_zarr.reader import Label, Multiscales, Reader
+@pytest.mark.parametrize("where", ["third rename", "root listing"])
+def test_interrupted_migration_is_refused_then_finished_by_running_it_again(tmp_path, monkeypatch, where):
+    import cathodeflow.io.store as store_mod
 
-    eta = _full_study(study)
-    base = study.path / "images" / "img-1"
-    (node,) = list(Reader(parse_url(str(base / "sr")))())
-    assert any(isinstance(s, Multiscales) for s in node.specs)
-    np.testing.assert_array_equal(np.asarray(node.data[0]), study.read_stage("img-1", "sr").compute())
-    assert node.metadata["coordinateTransformations"][0][0]["scale"] == [eta, eta]
-    nodes = list(Reader(parse_url(str(base / "labels")))())
-    label_nodes = [n for n in nodes if any(isinstance(s, Label) for s in n.specs)]
-    assert len(label_nodes) == 2
-    assert sorted(n.data[0].shape for n in label_nodes) == [(403, 457)] * 2
+    ref, cut = tmp_path / "ref.zarr", tmp_path / "cut.zarr"
+    _write_v1_store(ref)
+    _write_v1_store(cut)
+    migrate_store(ref)
+    with monkeypatch.context() as m:
+        if where == "third rename":
+            calls, rename = [], os.rename
+
+            def dying_rename(src, dst):
+                calls.append(src)
+                if len(calls) == 3:
+                    raise OSError("killed")
+                rename(src, dst)
+
+            m.setattr(store_mod.os, "rename", dying_rename)
+        else:
+            m.setattr(store_mod, "_series_ome", lambda series: (_ for _ in ()).throw(OSError("killed")))
+        with pytest.raises(OSError, match="killed"):
+            migrate_store(cut)
+    with pytest.raises(StoreError, match="cathodeflow migrate"):
+        open_store(cut)
+    assert migrate_store(cut)["from_version"] == 1
+    assert _tree(cut) == _tree(ref)
+
+
+def test_migrate_refuses_a_stage_in_both_places_and_moves_nothing(tmp_path):
+    v1 = tmp_path / "old.zarr"
+    _write_v1_store(v1)
+    zarr.create_group(str(v1 / "images" / "a" / "sr" / "prob"), zarr_format=3)
+    before = _snapshot(v1)
+    with pytest.raises(StoreError, match="'prob' both at prob"):
+        migrate_store(v1)
+    assert _snapshot(v1) == before
+
+
+def test_cli_migrate_converts_once_then_has_nothing_to_do(tmp_path, capsys):
+    from cathodeflow.cli import main
+
+    v1 = tmp_path / "old.zarr"
+    _write_v1_store(v1)
+    assert main(["migrate", str(v1)]) == 0
+    out = capsys.readouterr().out
+    assert "from store version 1 to 2" in out and "3 image(s)" in out and "c: phase" in out
+    assert main(["migrate", str(v1)]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    (tmp_path / "plain").mkdir()
+    assert main(["migrate", str(tmp_path / "plain")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cathodeflow: error:") and "not a study store" in err and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------ Dask workers
 
 
 def test_write_stage_on_a_distributed_worker_process(study):

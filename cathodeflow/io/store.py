@@ -1,22 +1,49 @@
-"""The study store (DESIGN §4.1, a contract): one Zarr v3 group per study.
+"""The study store (DESIGN §4.1, a contract): one Zarr v3 group per study, OME-Zarr 0.5 inside.
 
-Layout::
+Layout (store version 2)::
 
-    study.zarr/                      group; attrs {"cathodeflow": {"kind": "study", "version": 1}}
-      images/                        group
-        <image_id>/                  group; attrs {"cathodeflow": {"condition", "source", ...}}
-          raw/  sr/  prob/  phase/   one NGFF 0.5 single-scale image group per stage,
-            0                        holding the pixels as array "0"
-          labels/                    NGFF "labels" group; attrs {"ome": {"labels": [...]}}
-            cracks/  particles/      NGFF image-label groups, array "0" each
-      tables/                        group (zarr.json only) holding Parquet files, DESIGN §4.2
+    study.zarr/                        group; attrs {"ome": {"version": "0.5",
+      │                                  "bioformats2raw.layout": 3},
+      │                                  "cathodeflow": {"kind": "study", "version": 2, ...}}
+      OME/                             group; attrs {"ome": {"version": "0.5",
+      │                                  "series": ["images/<id>/raw", "images/<id>/sr", ...]}}
+      images/                          plain group
+        <image_id>/                    plain group; attrs {"cathodeflow": {"condition", "source", ...}}
+          raw/                         NGFF image (as acquired, ~38.5 nm); array "0" (y, x)
+          sr/                          NGFF image (~14.3 nm); array "0" (y, x)
+            prob/                      NGFF image, not listed by sr: array "0" (c, y, x) float16
+            labels/                    NGFF labels group; attrs {"ome": {"labels": [
+              phase/                     "phase", "cracks", "particles"]}}: NGFF image-labels,
+              cracks/                    array "0" (y, x) each, integer dtype,
+              particles/                 "image-label": {"source": {"image": "../../"}}
+      tables/                          group (zarr.json only) holding Parquet files, DESIGN §4.2
 
-Stage ``s`` of image ``i`` lives at ``images/<i>/<s>`` (``labels/cracks`` and
-``labels/particles`` included). It is a *group* holding array ``0`` because OME-Zarr keeps
-``multiscales`` on a group that lists its arrays; so ``napari images/<i>/sr`` (ome-zarr
-reader) opens a stage with its physical scale, and ``images/<i>/labels`` opens the label
-images, which name the image they annotate (``image-label.source``, the ``sr`` or ``phase``
-group on the same grid).
+Stage names map to groups below ``images/<image_id>/`` in one place, :data:`STAGE_PATHS`
+(``prob`` → ``sr/prob``, ``phase`` → ``sr/labels/phase``, ``labels/cracks`` →
+``sr/labels/cracks``, ...); :meth:`Store.stage_path` gives a stage's path in the store.
+
+How OME-Zarr readers find things. The root uses the bioformats2raw layout of NGFF 0.5
+(§ "bf2raw"): ``"bioformats2raw.layout": 3`` in the root's ``ome`` attributes and the group
+``OME`` whose ``series`` lists the path of every NGFF image in the store (``raw`` and ``sr`` of
+each image, sorted by image id; kept current by :meth:`Store.add_image`,
+:meth:`Store.write_stage` of ``raw``/``sr`` and :meth:`Store.remove_images`). The image group
+``images/<id>`` itself is a plain Zarr group: a reader opens ``images/<id>/sr`` (or ``raw``)
+as an image, and an image reader (``napari images/<id>/sr`` with napari-ome-zarr, or
+``ome_zarr.reader.Reader``) finds the ``labels`` group inside it and shows ``phase``, ``cracks``
+and ``particles`` as label layers over ``sr``; ``phase`` carries fixed colours (0 transparent,
+1 grey, 2 red), cracks and particles none (the viewer's palette). ``sr/labels`` carries its
+NGFF ``labels`` list from the first label write on (a label is listed once complete). The
+U-net's ``prob`` is an image of its own inside ``sr``, not listed by it (NGFF 0.5 does not
+forbid other groups in an image group; ome-zarr-models accepts it, readers ignore it): open
+``images/<id>/sr/prob``. No ``OME/METADATA.ome.xml`` is written (a SHOULD of the layout).
+
+Grids. Everything under ``sr`` has its own ``multiscales`` scale (the pixel size in µm of its
+own grid). When the U-net resamples an image whose pixel size is far from its own, ``prob``,
+``phase`` and the label images are on the U-net's grid, not ``sr``'s: they stay under ``sr``
+with their own scale, so a viewer that applies the scale (napari) still aligns them
+physically; their shape then differs from ``sr``'s. A phase map added with
+:meth:`Store.add_image` (``stage="phase"``, no ``sr``) lives in ``sr/labels`` of an ``sr``
+group that holds no image (not listed in ``OME/series``).
 
 Each stage group's attributes hold
 ``{"ome": {"version": "0.5", "multiscales": [...], ["image-label": {...}]},
@@ -24,20 +51,30 @@ Each stage group's attributes hold
 "params", "package_version", "weights_sha256", "start_utc", "end_utc"}}``. Axes are
 ``y, x`` (``c, y, x`` for ``prob``) with unit ``micrometer``; the scale is the pixel size in
 µm. The record sits on the stage's own group, so writing one stage never rewrites another
-stage's attributes.
+stage's attributes (the ``sr`` group's attributes are ``sr``'s alone; its children keep
+theirs).
 
 Completion: :meth:`Store.write_stage` first replaces the stage's attributes with
 ``complete: false`` (the "ome" metadata goes too, so no reader sees a half-written image),
 then writes every chunk, then writes the metadata with ``complete: true``. A stage whose
 write was interrupted therefore reads as incomplete; :meth:`Store.read_stage` refuses it and
 the pipeline recomputes it.
+
+Versions. Version 1 (the first layout) kept every stage as a sibling
+(``images/<id>/{raw,sr,prob,phase}``, ``images/<id>/labels/{cracks,particles}``) and had no
+root listing. :func:`open_store` refuses it with the command that converts it,
+``cathodeflow migrate STORE`` (:func:`migrate_store`): the groups are moved (directory
+renames), their metadata rewritten, and the version bumped last, so an interrupted
+migration leaves a version-1 store that the same command finishes.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,28 +85,54 @@ from ..errors import InputError, StoreError, one_line
 
 __all__ = [
     "Store",
+    "check_image_id",
     "create_store",
     "open_store",
+    "migrate_store",
     "STAGES",
     "IMAGE_STAGES",
     "LABEL_STAGES",
+    "STAGE_PATHS",
     "STORE_VERSION",
 ]
 
 #: Version of the store layout written by this module.
-STORE_VERSION = 1
-#: Stages holding images (``prob`` has a leading channel axis).
-IMAGE_STAGES = ("raw", "sr", "prob", "phase")
-#: Stages holding label images (integer ids, 0 = background).
-LABEL_STAGES = ("labels/cracks", "labels/particles")
+STORE_VERSION = 2
+#: Stages holding NGFF images (``prob`` has a leading channel axis).
+IMAGE_STAGES = ("raw", "sr", "prob")
+#: Stages holding NGFF label images (integer values, 0 = background), in ``sr/labels``.
+LABEL_STAGES = ("phase", "labels/cracks", "labels/particles")
 #: Every stage name a store accepts.
-STAGES = IMAGE_STAGES + LABEL_STAGES
+STAGES = ("raw", "sr", "prob", "phase", "labels/cracks", "labels/particles")
+#: Where each stage lives below ``images/<image_id>/``: the one map from names to paths.
+STAGE_PATHS = {
+    "raw": "raw",
+    "sr": "sr",
+    "prob": "sr/prob",
+    "phase": "sr/labels/phase",
+    "labels/cracks": "sr/labels/cracks",
+    "labels/particles": "sr/labels/particles",
+}
+#: Stages that are top-level NGFF images, listed in the root's ``OME/series``.
+SERIES_STAGES = ("raw", "sr")
+#: The NGFF labels group below ``images/<image_id>/`` (parent of the label stages).
+LABELS_GROUP = "sr/labels"
+#: ``image-label`` colours of the phase map (RGBA, 0-255): background transparent, solid
+#: grey, crack red. Crack and particle labels get none (a viewer's own palette).
+PHASE_COLORS = (
+    {"label-value": 0, "rgba": [0, 0, 0, 0]},
+    {"label-value": 1, "rgba": [128, 128, 128, 255]},
+    {"label-value": 2, "rgba": [255, 0, 0, 255]},
+)
 #: Default chunk edge (px) of stored arrays when neither the caller nor a Dask input gives one.
 DEFAULT_CHUNK_PX = 1024
 NGFF_VERSION = "0.5"
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _STUDY_MARK = {"kind": "study", "version": STORE_VERSION}
+#: Serialises read-modify-write of ``OME/series`` between the threads of one process (the
+#: pipeline writes several images at once; one writer process per store, see io/lock.py).
+_SERIES_LOCK = threading.Lock()
 
 
 def _now() -> str:
@@ -122,6 +185,15 @@ def _check_image_id(image_id: Any) -> str:
     return image_id
 
 
+def check_image_id(image_id: Any) -> str:
+    """``image_id`` if it is a safe image id (the name of its group), else InputError.
+
+    Safe: 1-128 characters from letters, digits, ``.``, ``_``, ``-``, starting with a letter
+    or digit (so an id is a valid file and Zarr node name everywhere).
+    """
+    return _check_image_id(image_id)
+
+
 def _check_stage(stage: Any) -> str:
     if stage not in STAGES:
         raise InputError(f"stage must be one of {', '.join(STAGES)}; got {stage!r}")
@@ -157,6 +229,52 @@ def _ngff_multiscales(name: str, ndim: int, pixel_size_um: float) -> list[dict]:
     ]
 
 
+def _label_name(stage: str) -> str:
+    """Name of a label stage's group inside ``sr/labels`` (``labels/cracks`` → ``cracks``)."""
+    return STAGE_PATHS[stage].rsplit("/", 1)[1]
+
+
+def _stage_ome(stage: str, shape, pixel_size_um: float) -> dict:
+    """The ``ome`` attributes of a complete stage: NGFF 0.5 image, or image-label whose
+    source is ``sr`` (``../../`` from ``sr/labels/<name>``)."""
+    ome: dict[str, Any] = {
+        "version": NGFF_VERSION,
+        "multiscales": _ngff_multiscales(stage.split("/")[-1], len(shape), pixel_size_um),
+    }
+    if stage in LABEL_STAGES:
+        label: dict[str, Any] = {"source": {"image": "../../"}}
+        if stage == "phase":
+            label["colors"] = [dict(c) for c in PHASE_COLORS]
+        ome["image-label"] = label
+    return ome
+
+
+def _labels_ome(names) -> dict:
+    """The ``ome`` attributes of ``sr/labels``: ``names`` in the order of :data:`LABEL_STAGES`."""
+    order = [_label_name(s) for s in LABEL_STAGES]
+    return {"version": NGFF_VERSION, "labels": [n for n in order if n in set(names)]}
+
+
+#: The root's ``ome`` attributes: an NGFF 0.5 bioformats2raw-layout collection.
+_ROOT_OME = {"version": NGFF_VERSION, "bioformats2raw.layout": 3}
+
+
+def _series_ome(series: list[str]) -> dict:
+    """The ``ome`` attributes of the ``OME`` group: the image paths, sorted."""
+    return {"version": NGFF_VERSION, "series": sorted(series, key=_series_key)}
+
+
+def _series_key(path: str):
+    """Sort key of an ``OME/series`` entry ``images/<id>/<raw|sr>``: by id, raw before sr."""
+    _, iid, grid = (path.split("/", 2) + ["", ""])[:3]
+    return (iid, SERIES_STAGES.index(grid) if grid in SERIES_STAGES else len(SERIES_STAGES), grid)
+
+
+def _rel(image_id: str, stage: str) -> str:
+    """A stage's group path relative to the store root (ids and stage already checked)."""
+    return f"images/{image_id}/{STAGE_PATHS[stage]}"
+
+
 def _read_zarr_json(path: Path) -> dict | None:
     try:
         return json.loads((path / "zarr.json").read_text(encoding="utf-8"))
@@ -166,8 +284,9 @@ def _read_zarr_json(path: Path) -> dict | None:
         raise StoreError(one_line(f"{path}: unreadable zarr.json ({type(e).__name__}: {e})")) from None
 
 
-def _identify(path: Path) -> str:
-    """Raise StoreError unless ``path`` is a cathodeflow study store; return 'study'."""
+def _study_version(path: Path) -> Any:
+    """The layout version of the cathodeflow study store at ``path`` (any version);
+    StoreError (one line) for anything that is not a study store."""
     if not path.exists():
         raise StoreError(f"{path}: no study store here (the path does not exist)")
     if not path.is_dir():
@@ -187,9 +306,21 @@ def _identify(path: Path) -> str:
     if not isinstance(cf, dict) or cf.get("kind") != "study":
         kind = f"kind {cf.get('kind')!r}" if isinstance(cf, dict) else "no cathodeflow study attribute"
         raise StoreError(f"{path}: a Zarr group of another kind ({kind}), not a cathodeflow study store")
-    if cf.get("version") != STORE_VERSION:
+    return cf.get("version")
+
+
+def _identify(path: Path) -> str:
+    """Raise StoreError unless ``path`` is a study store of :data:`STORE_VERSION`; return 'study'."""
+    version = _study_version(path)
+    if version == 1:
         raise StoreError(
-            f"{path}: study store version {cf.get('version')!r}; this cathodeflow reads version {STORE_VERSION}"
+            f"{path}: a study store of layout version 1 (before OME-Zarr labels inside sr); "
+            f"convert it in place with `cathodeflow migrate {path}`"
+        )
+    if version != STORE_VERSION:
+        raise StoreError(
+            f"{path}: study store version {version!r}; this cathodeflow reads version {STORE_VERSION} "
+            "(a newer cathodeflow wrote it?)"
         )
     return "study"
 
@@ -222,13 +353,17 @@ def create_store(path: str | Path, *, exist_ok: bool = False) -> "Store":
             return open_store(p, mode="r+")
     p.mkdir(parents=True, exist_ok=True)
     root = zarr.create_group(str(p), zarr_format=3, overwrite=False)
+    root.create_group("OME", attributes={"ome": _series_ome([])})
     root.create_group("images")
     root.create_group(
         "tables",
         attributes={"cathodeflow": {"kind": "tables", "note": "Parquet tables (DESIGN §4.2), plain files"}},
     )
     # the study mark last: a creation cut short is not mistaken for a study
-    root.attrs.put({"cathodeflow": dict(_STUDY_MARK, created_utc=_now(), created_by=_package_version())})
+    root.attrs.put({
+        "ome": _ROOT_OME,
+        "cathodeflow": dict(_STUDY_MARK, created_utc=_now(), created_by=_package_version()),
+    })
     return Store(p, root, "r+")
 
 
@@ -313,6 +448,11 @@ class Store:
             return []
         return sorted(name for name, _ in images.groups())
 
+    def stage_path(self, image_id: str, stage: str) -> str:
+        """Path of a stage's NGFF group relative to the store root (its array is ``<path>/0``),
+        e.g. ``images/<image_id>/sr/labels/phase``; whether or not it exists."""
+        return _rel(_check_image_id(image_id), _check_stage(stage))
+
     def has_image(self, image_id: str) -> bool:
         """Whether ``images/<image_id>`` exists."""
         return self._group(f"images/{_check_image_id(image_id)}") is not None
@@ -333,8 +473,7 @@ class Store:
 
     def stage_info(self, image_id: str, stage: str) -> dict | None:
         """The stage's cathodeflow record (completion and provenance), or None if absent."""
-        _check_stage(stage)
-        g = self._group(f"images/{_check_image_id(image_id)}/{stage}")
+        g = self._group(self.stage_path(image_id, stage))
         if g is None:
             return None
         rec = g.attrs.asdict().get("cathodeflow")
@@ -348,10 +487,17 @@ class Store:
         if not rec or rec.get("complete") is not True:
             return False
         try:
-            arr = zarr.open_array(store=self._root.store, path=f"images/{image_id}/{stage}/0", mode="r", zarr_format=3)
+            arr = zarr.open_array(store=self._root.store, path=f"{_rel(image_id, stage)}/0", mode="r", zarr_format=3)
         except Exception:  # missing or unreadable array: not complete
             return False
         return list(arr.shape) == list(rec.get("shape", []))
+
+    def stage_status(self, image_id: str, stage: str) -> str:
+        """``'complete'``, ``'incomplete'`` (written without its completion mark: interrupted,
+        or marked for recomputation) or ``'absent'`` (never written)."""
+        if self.stage_info(image_id, stage) is None:
+            return "absent"
+        return "complete" if self.is_complete(image_id, stage) else "incomplete"
 
     def _complete_record(self, image_id: str, stage: str) -> dict:
         if not self.is_complete(image_id, stage):
@@ -377,7 +523,7 @@ class Store:
         import zarr
 
         self._complete_record(image_id, _check_stage(stage))
-        arr = zarr.open_array(store=self._root.store, path=f"images/{image_id}/{stage}/0", mode="r", zarr_format=3)
+        arr = zarr.open_array(store=self._root.store, path=f"{_rel(image_id, stage)}/0", mode="r", zarr_format=3)
         return da.from_zarr(arr)
 
     # ----------------------------------------------------------------- writing
@@ -445,6 +591,7 @@ class Store:
         if image_id in images:
             if not overwrite:
                 raise StoreError(f"{self.path}: image {image_id!r} is already in the store (pass overwrite=True to replace it)")
+            self._update_series(drop=[image_id])  # unlisted before its groups go
             del images[image_id]
         images.create_group(
             image_id,
@@ -481,9 +628,9 @@ class Store:
         params : dict
             The stage's parameters (JSON-serialisable), kept as provenance.
         kind : {'image', 'labels'}, optional
-            Default: 'labels' for ``labels/*`` (required there), else 'image'. 'labels'
-            needs an integer dtype and adds NGFF ``image-label`` metadata (e.g. ``phase``
-            opened as a label layer).
+            Follows from the stage (checked when given): 'labels' for :data:`LABEL_STAGES`
+            (``phase``, ``labels/*``: integer dtype, NGFF ``image-label`` metadata, listed in
+            ``sr/labels``), 'image' for :data:`IMAGE_STAGES`.
         chunks : tuple of int, optional
             Stored chunk shape; default: the Dask array's chunk size, else 1024 px squares
             (all channels of ``prob`` in one chunk).
@@ -517,16 +664,61 @@ class Store:
         self._image_group(image_id)
         self._write(image_id, stage, data, kind, zchunks, ps, params, weights_sha256, compute_kw)
 
+    def remove_images(self, image_ids) -> list[str]:
+        """Remove images (their groups, every stage) from the store, all or nothing.
+
+        Parameters
+        ----------
+        image_ids : sequence of str
+            Ids of images in the store; repeats are removed once.
+
+        Returns
+        -------
+        list of str
+            The removed ids, in the order given.
+
+        Raises
+        ------
+        InputError
+            No ids, or an id that is not in the store (all such ids named); nothing is removed.
+        StoreError
+            Read-only store.
+
+        Notes
+        -----
+        Only the ``images/<id>`` groups are removed (after their entries in the root's
+        ``OME/series``); files that other layers keep beside the images (tables under
+        :attr:`tables_dir`) are theirs to update.
+        """
+        import zarr
+
+        self._writable()
+        ids = list(dict.fromkeys(image_ids))
+        if not ids:
+            raise InputError(f"{self.path}: no image ids given to remove")
+        held = set(self.image_ids())
+        unknown = [i for i in ids if not (isinstance(i, str) and i in held)]
+        if unknown:
+            listed = ", ".join(repr(i) for i in unknown)
+            raise InputError(
+                f"{self.path}: no image {listed} in the store (it holds {len(held)}: "
+                f"{_shorten(sorted(held))}); nothing was removed"
+            )
+        self._update_series(drop=ids)  # unlisted before their groups go
+        images = zarr.open_group(store=self._root.store, path="images", mode="r+", zarr_format=3)
+        for iid in ids:
+            del images[iid]
+        return ids
+
     def mark_incomplete(self, image_id: str, stage: str) -> None:
         """Clear a stage's completion mark (it will be recomputed); no-op if absent."""
         self._writable()
-        _check_stage(stage)
-        g = self._group(f"images/{_check_image_id(image_id)}/{stage}")
-        if g is None:
+        rel = self.stage_path(image_id, stage)
+        if self._group(rel) is None:
             return
         import zarr
 
-        g = zarr.open_group(store=self._root.store, path=f"images/{image_id}/{stage}", mode="r+", zarr_format=3)
+        g = zarr.open_group(store=self._root.store, path=rel, mode="r+", zarr_format=3)
         rec = dict(g.attrs.asdict().get("cathodeflow") or {})
         rec["complete"] = False
         g.attrs.put({"cathodeflow": rec})
@@ -554,11 +746,11 @@ class Store:
         if kind not in ("image", "labels"):
             raise InputError(f"kind must be 'image' or 'labels', got {kind!r}")
         if stage in LABEL_STAGES and kind != "labels":
-            raise InputError(f"stage {stage!r} holds labels; kind must be 'labels', got {kind!r}")
+            raise InputError(f"stage {stage!r} is an NGFF label image (in sr/labels); kind must be 'labels', got {kind!r}")
+        if stage in IMAGE_STAGES and kind != "image":
+            raise InputError(f"stage {stage!r} is an NGFF image; kind must be 'image', got {kind!r}")
         if kind == "labels" and dt.kind not in "ui":
             raise InputError(f"label array for stage {stage!r} must have an integer dtype, got {dt}")
-        if kind == "labels" and stage == "prob":
-            raise InputError("stage 'prob' holds probabilities; kind must be 'image'")
         if dt.kind == "b":
             data = data.astype(np.uint8)
         shape = tuple(int(s) for s in data.shape)
@@ -579,28 +771,12 @@ class Store:
             zchunks = tuple(min(c, s) for c, s in zip(zchunks, shape))
         return data, kind, zchunks
 
-    def _label_source(self, image_id: str, stage: str, shape: tuple[int, ...]) -> dict | None:
-        """NGFF image-label ``source``: the sr (else phase) group on the same grid."""
-        import zarr
-
-        up = "../../" if stage in LABEL_STAGES else "../"
-        for cand in ("sr", "phase"):
-            if cand == stage:
-                continue
-            try:
-                arr = zarr.open_array(store=self._root.store, path=f"images/{image_id}/{cand}/0", mode="r", zarr_format=3)
-            except Exception:
-                continue
-            if tuple(arr.shape[-2:]) == tuple(shape[-2:]):
-                return {"image": up + cand}
-        return None
-
     def _write(self, image_id, stage, data, kind, zchunks, ps, params, weights_sha256, compute_kw):
         import dask.array as da
         import zarr
 
         store = self._root.store
-        gpath = f"images/{image_id}/{stage}"
+        gpath = _rel(image_id, stage)
         shape = tuple(int(s) for s in data.shape)
         dtype = np.dtype(data.dtype)
         record = {
@@ -618,6 +794,8 @@ class Store:
             "end_utc": None,
         }
         # 1. clear the completion mark (and the NGFF metadata) before touching any chunk
+        if stage in LABEL_STAGES:
+            self._register_label(image_id)  # sr/labels is an NGFF labels group from the start
         grp = zarr.open_group(store=store, path=gpath, mode="a", zarr_format=3)
         grp.attrs.put({"cathodeflow": record})
         # 2. the array, then every chunk
@@ -630,28 +808,174 @@ class Store:
         else:
             for sl in _chunk_slabs(shape, zchunks):
                 arr[sl] = data[sl]
-        # 3. metadata and completion mark, after the last chunk
-        ome: dict[str, Any] = {"version": NGFF_VERSION, "multiscales": _ngff_multiscales(stage.split("/")[-1], len(shape), ps)}
-        if kind == "labels":
-            label: dict[str, Any] = {}
-            src = self._label_source(image_id, stage, shape)
-            if src is not None:
-                label["source"] = src
-            ome["image-label"] = label
+        # 3. metadata and completion mark, after the last chunk; then the listings
         record.update(complete=True, end_utc=_now())
-        grp.attrs.put({"ome": ome, "cathodeflow": record})
+        grp.attrs.put({"ome": _stage_ome(stage, shape, ps), "cathodeflow": record})
         if stage in LABEL_STAGES:
-            self._register_label(image_id, stage.split("/", 1)[1])
+            self._register_label(image_id, _label_name(stage))
+        if stage in SERIES_STAGES:
+            self._update_series(add=[_rel(image_id, stage)])
 
-    def _register_label(self, image_id: str, name: str) -> None:
+    def _register_label(self, image_id: str, name: str | None = None) -> None:
+        """List ``name`` (None: none) in the image's ``sr/labels`` group, created if missing
+        and always carrying its NGFF ``labels`` metadata (an empty list at first)."""
         import zarr
 
-        lg = zarr.open_group(store=self._root.store, path=f"images/{image_id}/labels", mode="a", zarr_format=3)
-        ome = dict(lg.attrs.asdict().get("ome") or {})
-        names = list(ome.get("labels") or [])
-        if name not in names:
-            names.append(name)
-        lg.attrs.put({"ome": {"version": NGFF_VERSION, "labels": names}})
+        lg = zarr.open_group(store=self._root.store, path=f"images/{image_id}/{LABELS_GROUP}", mode="a", zarr_format=3)
+        ome = lg.attrs.asdict().get("ome")
+        names = list((ome or {}).get("labels") or [])
+        new = _labels_ome(names + ([name] if name else []))
+        if new != ome:
+            lg.attrs.put({"ome": new})
+
+    def _update_series(self, *, add=(), drop=()) -> None:
+        """Add image paths to, and drop every path of the images ``drop`` from, ``OME/series``."""
+        import zarr
+
+        with _SERIES_LOCK:
+            g = zarr.open_group(store=self._root.store, path="OME", mode="a", zarr_format=3)
+            old = list((g.attrs.asdict().get("ome") or {}).get("series") or [])
+            gone = set(drop)
+            series = [p for p in old if _series_key(p)[0] not in gone]
+            series += [p for p in add if p not in series]
+            new = _series_ome(series)
+            if new["series"] != old:
+                g.attrs.put({"ome": new})
+
+
+# --------------------------------------------------------------------------- migration
+
+
+def migrate_store(path: str | Path) -> dict:
+    """Convert a study store of layout version 1 into the current layout, in place.
+
+    Parameters
+    ----------
+    path : str or Path
+        A local study store (a folder).
+
+    Returns
+    -------
+    dict
+        ``{"from_version": int, "to_version": int, "images": int, "moved": int,
+        "recompute": [str]}``: the version found, the number of images, of groups moved,
+        and the stages (``"<image_id>: <stage>"``) that cannot be label images (a phase map
+        of non-integer dtype) and were marked for recomputation. A store already of
+        :data:`STORE_VERSION` is left untouched (``moved`` 0).
+
+    Raises
+    ------
+    StoreError
+        Not a study store, an unknown version, an image group holding something else where
+        a stage must go (nothing is moved then), or another process holds the store's lock.
+
+    Notes
+    -----
+    Under the store's writer lock (``cathodeflow.lock``): (1) every image is checked before
+    anything is written; (2) the groups move by directory renames: ``prob`` → ``sr/prob``,
+    ``phase`` → ``sr/labels/phase``, ``labels/{cracks,particles}`` →
+    ``sr/labels/{cracks,particles}``, and the old ``labels`` group goes; (3) the metadata
+    is rewritten from each stage's record (image-label source ``../../``, phase colours,
+    ``sr/labels`` listing); (4) the root gets the ``OME/series`` listing; (5) the version is
+    bumped last. Provenance (parameters, times) is kept, so tables stay current. Every step
+    is idempotent: an interrupted migration leaves a version-1 store, which
+    :func:`open_store` refuses and which running this again finishes.
+    """
+    import zarr
+
+    from .lock import store_lock
+
+    p = Path(path)
+    version = _study_version(p)
+    if version not in (1, STORE_VERSION):
+        raise StoreError(f"{p}: study store version {version!r}; cathodeflow migrates version 1 only")
+    if version == STORE_VERSION:
+        n = len(open_store(p, mode="r").image_ids())
+        return {"from_version": version, "to_version": STORE_VERSION, "images": n, "moved": 0, "recompute": []}
+    with store_lock(p, command="cathodeflow migrate"):
+        images_dir = p / "images"
+        ids = sorted(d.name for d in images_dir.iterdir() if (d / "zarr.json").exists()) if images_dir.is_dir() else []
+        # 1. check every image before moving anything
+        moves = []
+        for iid in ids:
+            base = images_dir / iid
+            for stage in STAGES:
+                src, dst = base / stage, base / STAGE_PATHS[stage]
+                if src == dst or not src.exists():
+                    continue
+                if dst.exists():
+                    raise StoreError(one_line(
+                        f"{p}: image {iid!r} holds stage {stage!r} both at {stage} (version 1) and at "
+                        f"{STAGE_PATHS[stage]} (version 2); remove one and run `cathodeflow migrate {p}` again"))
+                moves.append((src, dst))
+            old_labels = base / "labels"
+            extra = sorted(set(os.listdir(old_labels)) - {"zarr.json", "cracks", "particles"}) if old_labels.is_dir() else []
+            if extra:
+                raise StoreError(one_line(
+                    f"{old_labels}: holds {', '.join(extra)} besides cracks and particles; expected only "
+                    "those in a version-1 store; move them away and run the migration again"))
+        root = zarr.open_group(str(p), mode="r+", zarr_format=3)
+
+        def group(rel: str, *, create: bool = False):
+            try:
+                return zarr.open_group(store=root.store, path=rel, mode="a" if create else "r+", zarr_format=3)
+            except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+                return None
+
+        # 2. move the groups
+        for src, dst in moves:
+            group(str(dst.parent.relative_to(p)), create=True)  # sr and sr/labels (plain until written)
+            os.rename(src, dst)
+        for iid in ids:
+            old_labels = images_dir / iid / "labels"
+            if old_labels.is_dir() and set(os.listdir(old_labels)) <= {"zarr.json"}:
+                (old_labels / "zarr.json").unlink(missing_ok=True)
+                old_labels.rmdir()
+        # 3. metadata of every stage, from its record
+        recompute, series = [], []
+        for iid in ids:
+            names = []
+            for stage in STAGES:
+                g = group(_rel(iid, stage))
+                attrs = g.attrs.asdict() if g is not None else {}
+                rec = attrs.get("cathodeflow")
+                if not isinstance(rec, dict):
+                    continue
+                rec = dict(rec, kind="labels" if stage in LABEL_STAGES else "image")
+                bad = stage in LABEL_STAGES and np.dtype(rec.get("dtype", "float64")).kind not in "ui"
+                if bad:  # a v1 phase map written as a float image: not a label image, recompute
+                    rec["complete"] = False
+                    recompute.append(f"{iid}: {stage}")
+                if stage in LABEL_STAGES and not bad:  # listed again when recomputed
+                    names.append(_label_name(stage))
+                new = {k: v for k, v in attrs.items() if k != "ome"}
+                new["cathodeflow"] = rec
+                if not bad and (rec.get("complete") is True or "ome" in attrs):
+                    new["ome"] = _stage_ome(stage, rec["shape"], float(rec["pixel_size_um"]))
+                if new != attrs:
+                    g.attrs.put(new)
+                if stage in SERIES_STAGES:
+                    series.append(_rel(iid, stage))
+            labels = group(f"images/{iid}/{LABELS_GROUP}")
+            if labels is not None:
+                labels.attrs.put({"ome": _labels_ome(names)})
+        # 4. the root's listing
+        group("OME", create=True).attrs.put({"ome": _series_ome(series)})
+        attrs = root.attrs.asdict()
+        root.attrs.put({**attrs, "ome": _ROOT_OME})
+        # 5. the version, last
+        mark = dict(attrs["cathodeflow"], version=STORE_VERSION, migrated_from=1, migrated_utc=_now())
+        root.attrs.put({**attrs, "ome": _ROOT_OME, "cathodeflow": mark})
+    return {"from_version": 1, "to_version": STORE_VERSION, "images": len(ids), "moved": len(moves),
+            "recompute": recompute}
+
+
+def _shorten(names: list[str], n: int = 8) -> str:
+    """``a, b, c, … (+k more)``: a list for a one-line message."""
+    if not names:
+        return "none"
+    more = f", … (+{len(names) - n} more)" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
 
 
 def _chunk_slabs(shape: tuple[int, ...], chunks: tuple[int, ...]):
