@@ -104,12 +104,12 @@ def serial_describe(
         Values of the ``condition`` and ``image_id`` columns (``cathodeflow.describe`` names
         a single numpy input ``"image_000"``).
     params : Params, optional
-        r (marker_radius_px), 2.5 η filter, λ_pristine, bins, stereology models.
+        r (marker_radius_um, converted with η), 2.5 η filter, λ_pristine, bins, stereology models.
     """
     params = params or Params()
     eta = float(pixel_size_um)
     H, W = phase.shape
-    r = params.marker_radius_px
+    r = params.marker_radius_px_at(eta)
     bins = params.bins
     dcenter = {m: DCenterTable.from_params(params, model=m) for m in params.stereology_models}
 
@@ -180,7 +180,7 @@ def serial_describe(
     n_per_particle = kept.loc[kept["particle_id"] > 0, "particle_id"].value_counts().to_dict()
     particles = particle_rows(
         measures, image_id=image_id, condition=condition, pixel_size_um=eta,
-        n_cracks=n_per_particle, min_area_px=params.min_particle_area_px,
+        n_cracks=n_per_particle, min_area_px=params.min_particle_area_px_at(eta),
     )
     kept_ids = set(particles["particle_id"].tolist())
 

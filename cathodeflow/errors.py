@@ -23,3 +23,15 @@ class StoreError(CathodeflowError):
 def one_line(message: str) -> str:
     """Collapse a message to a single line (for the command line)."""
     return " ".join(str(message).split())
+
+
+class CathodeflowWarning(UserWarning):
+    """Base class of the warnings cathodeflow issues on purpose; the command line prints
+    each as one ``cathodeflow: warning: …`` line."""
+
+
+class PixelSizeWarning(CathodeflowWarning):
+    """A pixel size or a length in pixels that the method's defaults were not made for
+    (a marker radius of very few or very many pixels, a raw image far from the 38.5 nm the
+    super-resolution expects). The command line prints it as one ``cathodeflow: warning:``
+    line; the result is computed anyway."""

@@ -27,7 +27,9 @@ from cathodeflow.measure import describe as describe_mod
 from cathodeflow.measure.describe import describe
 
 ETA = 0.0143
-P10 = Params(marker_radius_px=10)
+P10 = Params(marker_radius_um=10 * ETA)  # r = 10 px
+# Marker radii of a few px are on purpose here (tiny maps): their PixelSizeWarning is expected.
+pytestmark = pytest.mark.filterwarnings("ignore::cathodeflow.errors.PixelSizeWarning")
 TABLES = ("images", "cracks", "particles", "local_porosity", "conditions")
 
 
@@ -288,10 +290,10 @@ def test_crack_in_a_particle_left_out_by_min_area_gets_particle_id_zero():
     shape = (100, 150)
     ph = np.zeros(shape, np.uint8)
     ph[disc(shape, 50, 45, 40)] = 1  # ~5000 px: listed
-    ph[disc(shape, 50, 120, 15)] = 1  # ~700 px: a particle, but below min_particle_area_px
+    ph[disc(shape, 50, 120, 15)] = 1  # ~700 px: a particle, but below min_particle_area_um2
     ph[50, 30:60] = 2
     ph[50, 112:128] = 2
-    out = describe(ph, pixel_size_um=ETA, params=Params(marker_radius_px=10, min_particle_area_px=1000))
+    out = describe(ph, pixel_size_um=ETA, params=Params(marker_radius_um=10 * ETA, min_particle_area_um2=1000 * ETA**2))
     assert out["particles"].particle_id.tolist() == [1]
     cr = out["cracks"].sort_values("crack_id")
     assert cr.particle_id.tolist() == [1, 0]
@@ -306,7 +308,7 @@ def test_local_porosity_pools_exactly_the_particle_pixels_per_model():
     ph[50, 30:90] = 2
     ph[20:80, 60] = 2
     eta = 0.1  # a 4.5 µm section, like the paper's particles
-    out = run(ph, pixel_size_um=eta)
+    out = run(ph, pixel_size_um=eta, params=Params(marker_radius_um=10 * eta))
     lp = out["local_porosity"]
     assert set(lp.method) == {"paper", "wicksell"}
     assert len(lp) == 2 * len(P10.bins)  # 10 bins + the overflow bin, per model
@@ -341,7 +343,7 @@ def test_adjusted_removes_the_n_pristine_smallest_kept_cracks_pooled_over_a_cond
     n_y = math.floor(area_y * lam)
     assert n_y == 1
     out = run({"a": a, "b": b, "c": c}, condition=["x", "x", "y"],
-              params=Params(marker_radius_px=10, lambda_pristine_per_um2=lam))
+              params=Params(marker_radius_um=10 * ETA, lambda_pristine_per_um2=lam))
     cr = out["cracks"]
     by = {(r.image_id, r.area_px): r for r in cr.itertuples()}
     assert not by[("a", 3)].kept and not by[("a", 3)].adjusted  # dropped by the size filter
@@ -355,16 +357,16 @@ def test_adjusted_removes_the_n_pristine_smallest_kept_cracks_pooled_over_a_cond
 
 def test_adjusted_with_lambda_zero_keeps_all_kept_cracks_and_huge_lambda_removes_all():
     ph = _ladder([4, 6, 9])
-    out0 = run(ph, params=Params(marker_radius_px=10, lambda_pristine_per_um2=0.0))
+    out0 = run(ph, params=Params(marker_radius_um=10 * ETA, lambda_pristine_per_um2=0.0))
     assert (out0["cracks"].adjusted == out0["cracks"].kept).all()
-    out1 = run(ph, params=Params(marker_radius_px=10, lambda_pristine_per_um2=1e9))
+    out1 = run(ph, params=Params(marker_radius_um=10 * ETA, lambda_pristine_per_um2=1e9))
     assert not out1["cracks"].adjusted.any()
 
 
 def test_adjusted_ties_in_d_are_broken_by_image_id_then_crack_id():
     a, b = _ladder([6, 6]), _ladder([6])
     area = ETA**2 * (np.count_nonzero(a) + np.count_nonzero(b))
-    out = run({"b": b, "a": a}, params=Params(marker_radius_px=10, lambda_pristine_per_um2=2.5 / area))
+    out = run({"b": b, "a": a}, params=Params(marker_radius_um=10 * ETA, lambda_pristine_per_um2=2.5 / area))
     cr = out["cracks"]
     # removed: the two first of (a,1), (a,2), (b,1)
     assert cr.loc[cr.adjusted, ["image_id", "crack_id"]].values.tolist() == [["b", 1]]
@@ -433,7 +435,7 @@ def phase_maps(draw):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ph=phase_maps(), r=st.sampled_from([1.0, 2.0, 3.5]), lam=st.sampled_from([0.0, 50.0, 1e4]))
 def test_invariants_on_random_phase_maps(ph, r, lam):
-    params = Params(marker_radius_px=r, lambda_pristine_per_um2=lam)
+    params = Params(marker_radius_um=r * 0.05, lambda_pristine_per_um2=lam)  # r px at 0.05 µm
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(describe_mod, "dcenter_tables", _cached_dcenter)
         out = describe(ph, pixel_size_um=0.05, params=params, scheduler="sync")
@@ -501,7 +503,7 @@ def test_all_background_gives_empty_tables_and_nan_porosity_without_error():
 
 def test_image_that_is_all_crack_is_one_crack_of_infinite_width():
     ph = np.full((12, 15), 2, np.uint8)
-    out = run(ph, params=Params(marker_radius_px=3))
+    out = run(ph, params=Params(marker_radius_um=3 * ETA))
     im = out["images"].iloc[0]
     assert im.porosity == 1.0 and im.crack_px == 180
     assert out["cracks"].area_px.sum() == 180

@@ -23,7 +23,9 @@ from cathodeflow.measure.image import describe_phase
 from cathodeflow.measure.tiled import describe_phase_dask
 
 ETA = 0.0143
-PARAMS = Params(marker_radius_px=10)
+PARAMS = Params(marker_radius_um=10 * ETA)  # r = 10 px
+# Marker radii of a few px are on purpose here (tiny maps): their PixelSizeWarning is expected.
+pytestmark = pytest.mark.filterwarnings("ignore::cathodeflow.errors.PixelSizeWarning")
 TABLES = ("images", "cracks", "particles", "local_porosity", "conditions")
 
 
@@ -162,7 +164,7 @@ def test_tiled_equals_whole_on_random_maps_and_chunks(seed, ch, cw, r):
                       *rng.integers(0, shape[0], 1), *rng.integers(0, shape[1], 1))
         m = ph[rr, cc] > 0
         ph[rr[m], cc[m]] = 2
-    params = Params(marker_radius_px=r)
+    params = Params(marker_radius_um=r * 0.05)  # r px at 0.05 µm
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(describe_mod, "dcenter_tables", _cached_dcenter)
         w = describe(ph, pixel_size_um=0.05, params=params, scheduler="sync")
@@ -179,7 +181,7 @@ def test_tiled_equals_whole_on_degenerate_maps(kind):
         "all_crack": np.full((50, 70), 2, np.uint8),
         "one_px": np.pad(np.array([[2]], np.uint8), ((20, 29), (33, 36))),
     }[kind]
-    params = Params(marker_radius_px=5)
+    params = Params(marker_radius_um=5 * ETA)
     w = describe(ph, pixel_size_um=ETA, params=params, scheduler="sync")
     t = describe(ph, pixel_size_um=ETA, params=params, scheduler="threads", chunk_px=16)
     assert_tables_equal(w, t)
@@ -191,7 +193,7 @@ def test_tiled_equals_whole_on_degenerate_maps(kind):
                      elements=st.integers(0, 2)),
        ch=st.integers(1, 30), cw=st.integers(1, 30), r=st.sampled_from([0.5, 1.0, 2.0, 3.0]))
 def test_tiled_equals_whole_on_noise_maps_with_tiny_chunks(ph, ch, cw, r):
-    params = Params(marker_radius_px=r)
+    params = Params(marker_radius_um=r * 0.05)  # r px at 0.05 µm
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(describe_mod, "dcenter_tables", _cached_dcenter)
         w = describe(ph, pixel_size_um=0.05, params=params, scheduler="sync")

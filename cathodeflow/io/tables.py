@@ -1,13 +1,17 @@
 """Table schemas (DESIGN §4.2, a contract) and Parquet I/O.
 
 One row per object, units in column names. Empty results are empty tables with the right
-columns and dtypes, never errors.
+columns and dtypes, never errors. Each file's Parquet metadata holds, under the key
+:data:`METADATA_KEY`, the parameters the table was made with, their hash and the package
+version (:func:`read_table_metadata`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 #: Column name -> pandas dtype, per table, in contract order.
@@ -23,6 +27,13 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "crack_intensity_per_um2": "float64",
         "area_um2": "float64",
         "pixel_size_um": "float64",
+        # quality flags (measure/image.py, quality_flags); nullable: NA in tables written
+        # before they existed
+        "unmarked_components": "Int64",
+        "unmarked_area_um2": "float64",
+        "particles_with_holes": "Int64",
+        "cracks_outside_particles": "Int64",
+        "particles_cut_fraction": "float64",
     },
     "cracks": {
         "image_id": "string",
@@ -74,6 +85,19 @@ SCHEMAS: dict[str, dict[str, str]] = {
 }
 
 
+#: Columns a table may lack (it was written before they existed): :func:`conform` adds them
+#: as missing values (NA / NaN), meaning "not measured".
+OPTIONAL: dict[str, tuple[str, ...]] = {
+    "images": (
+        "unmarked_components",
+        "unmarked_area_um2",
+        "particles_with_holes",
+        "cracks_outside_particles",
+        "particles_cut_fraction",
+    ),
+}
+
+
 def empty_table(name: str) -> pd.DataFrame:
     """An empty table ``name`` with the contract's columns and dtypes."""
     return conform(pd.DataFrame(), name)
@@ -82,11 +106,15 @@ def empty_table(name: str) -> pd.DataFrame:
 def conform(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """Return ``df`` with exactly the columns of table ``name``, in order, with its dtypes.
 
-    Raises ``KeyError`` naming the missing columns (a programming error, not user input).
+    Columns of :data:`OPTIONAL` that ``df`` lacks are added as missing values. Raises
+    ``KeyError`` naming the other missing columns (a programming error, not user input).
     """
     schema = SCHEMAS[name]
     if len(df.columns) == 0 and len(df) == 0:
         return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in schema.items()})
+    absent = [c for c in OPTIONAL.get(name, ()) if c not in df.columns]
+    if absent:
+        df = df.assign(**{c: pd.Series(np.nan, index=df.index).astype(schema[c]) for c in absent})
     missing = [c for c in schema if c not in df.columns]
     if missing:
         raise KeyError(f"table {name!r} lacks columns {missing}")
@@ -94,18 +122,59 @@ def conform(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> dict[str, Path]:
-    """Write each table as ``<out_dir>/<name>.parquet`` (atomically: temp file, then rename)."""
+#: Key of the Parquet (schema) metadata holding the provenance of a table, as JSON.
+METADATA_KEY = "cathodeflow"
+
+
+def write_tables(
+    tables: dict[str, pd.DataFrame], out_dir: str | Path, *, metadata: dict | None = None
+) -> dict[str, Path]:
+    """Write each table as ``<out_dir>/<name>.parquet`` (atomically: temp file, then rename).
+
+    Parameters
+    ----------
+    tables : dict of str -> DataFrame
+        Keyed by table name (:data:`SCHEMAS`); conformed to the contract.
+    out_dir : str or Path
+        Created if missing.
+    metadata : dict, optional, keyword-only
+        JSON-serialisable provenance, e.g. :func:`cathodeflow.config.params_record`
+        (``params``, ``params_hash``). Stored with ``package_version`` added as JSON under
+        :data:`METADATA_KEY` in every file's Parquet metadata.
+
+    Returns
+    -------
+    dict of str -> Path
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .. import __version__
+
+    record = json.dumps({**(metadata or {}), "package_version": __version__}, ensure_ascii=False)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, df in tables.items():
         path = out_dir / f"{name}.parquet"
         tmp = path.with_suffix(".parquet.tmp")
-        conform(df, name).to_parquet(tmp, index=False)
+        table = pa.Table.from_pandas(conform(df, name), preserve_index=False)
+        meta = dict(table.schema.metadata or {})
+        meta[METADATA_KEY.encode()] = record.encode("utf-8")
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
         tmp.replace(path)
         paths[name] = path
     return paths
+
+
+def read_table_metadata(path: str | Path) -> dict:
+    """The provenance :func:`write_tables` stored in a table's Parquet metadata
+    (``params``, ``params_hash``, ``package_version``); ``{}`` for a file without it."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(METADATA_KEY.encode())
+    return json.loads(raw) if raw else {}
 
 
 def read_table(path: str | Path, name: str | None = None) -> pd.DataFrame:

@@ -15,9 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import Params
+from ..config import Params, check_pixel_size_um, warn_marker_radius
 from ..errors import InputError
-from ..io.phasefile import image_id_from_path, read_phase_file, validate_phase
+from ..io.phasefile import (
+    DEFAULT_PHASE_VALUES,
+    check_phase_values,
+    image_id_from_path,
+    read_phase_file,
+    validate_phase,
+)
 from ..io.tables import conform, empty_table
 from .descriptors import conditions_table, local_porosity_rows, mark_adjusted
 from .image import ImageDescription, describe_phase
@@ -88,6 +94,7 @@ def describe(
     scheduler=None,
     chunk_px: int | None = None,
     progress: bool = False,
+    phase_values: Sequence[int] = DEFAULT_PHASE_VALUES,
 ) -> dict[str, pd.DataFrame]:
     """Compute the tables ``images``, ``cracks``, ``particles``, ``local_porosity`` and
     ``conditions`` (DESIGN §4.2) from phase maps S (eq. 1: 0 background, 1 solid, 2 crack).
@@ -98,7 +105,10 @@ def describe(
         2D integer arrays (numpy, Dask, xarray) or files (TIFF, PNG, NPY, Zarr). A mapping
         gives image ids as keys; files get their name without extension as id.
     pixel_size_um : float or sequence of float
-        η in µm, per image or one for all. Required: there is no default pixel size.
+        η in µm, per image or one for all. Required: there is no default pixel size. Values
+        outside 0.1 nm – 10 µm are refused (a unit slip); lengths of ``params`` are converted
+        to pixels with it, and a marker radius of under 5 or over 500 px gets a
+        :class:`~cathodeflow.errors.PixelSizeWarning`.
     condition : str or sequence of str, optional
         The cycling condition of each image (default ``"all"``).
     params : Params, optional
@@ -108,6 +118,10 @@ def describe(
         than one chunk (or ``chunk_px``) is processed tile-wise.
     chunk_px : int, optional
         Process images as Dask arrays with square chunks of this edge (tiled path).
+    phase_values : sequence of int, shape (3,)
+        The stored values (B, S, C) meaning background, solid, crack in ``phases``, mapped
+        to S = 0, 1, 2 as each map is read (per chunk for lazy input; default ``(0, 1, 2)``;
+        ``(1, 2, 3)`` for an ilastik export). Any other value is refused, naming the file.
 
     Returns
     -------
@@ -115,6 +129,7 @@ def describe(
     columns and dtypes.
     """
     params = params or Params()
+    phase_values = check_phase_values(phase_values)
     items = _inputs(phases, image_ids)
     n = len(items)
     if n == 0:
@@ -126,6 +141,7 @@ def describe(
             raise InputError(f"{iid}: no pixel size; pass pixel_size_um (--pixel-size-um) in µm")
         if not isinstance(s, numbers.Real) or isinstance(s, bool) or not math.isfinite(s) or s <= 0:
             raise InputError(f"{iid}: pixel_size_um must be a positive number of µm, got {s!r}")
+        check_pixel_size_um(s, name=f"{iid}: pixel_size_um")
         if not isinstance(c, str):
             raise InputError(f"{iid}: condition must be a string, got {type(c).__name__} {c!r}")
 
@@ -137,8 +153,11 @@ def describe(
     arrays = []
     for iid, p in items:
         arr = read_phase_file(p) if isinstance(p, (str, Path)) else p
-        arrays.append(validate_phase(arr, name=str(p) if isinstance(p, (str, Path)) else iid))
+        name = str(p) if isinstance(p, (str, Path)) else iid
+        arrays.append(validate_phase(arr, name=name, values=phase_values))
 
+    for s in dict.fromkeys(float(s) for s in sizes):  # once per pixel size
+        warn_marker_radius(params, s)
     tables = dcenter_tables(params)
     descs = _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress)
     return reduce_descriptions(descs, params=params)

@@ -158,7 +158,7 @@ def particle_rows(
     condition: str,
     pixel_size_um: float,
     n_cracks: dict[int, int] | None = None,
-    min_area_px: int = 0,
+    min_area_px: float = 0,
 ) -> pd.DataFrame:
     """Per-particle descriptors (eq. 20, 21, 34) from :class:`ParticleMeasure` objects.
 

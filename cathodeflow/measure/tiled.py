@@ -3,9 +3,11 @@
 Same kernels as the whole-image path (:mod:`.image`), run on object crops read from the
 chunks: crack labels (:func:`~cathodeflow.stages.cracks.crack_labels_dask`), particle labels
 (:func:`~cathodeflow.stages.particles.particle_labels_dask`), per-particle measurements on
-particle crops (:func:`~cathodeflow.tiling.components.map_object_crops`) and the
-crack → particle assignment from per-chunk pair counts. The tables equal the whole-image
-tables exactly (tested).
+particle crops (:func:`~cathodeflow.tiling.components.map_object_crops`), the
+crack → particle assignment from per-chunk pair counts and the quality flags (holes on the
+particle crops, unmarked components of B from global component labels,
+:func:`~cathodeflow.tiling.components.label_components`). The tables equal the
+whole-image tables exactly (tested).
 """
 
 from __future__ import annotations
@@ -17,22 +19,32 @@ import numpy as np
 from ..config import Params
 from ..stages.cracks import crack_labels_dask
 from ..stages.particles import particle_labels_dask
-from ..tiling.components import map_object_crops, object_boxes
+from ..tiling.components import label_components, map_object_crops, object_boxes
 from .descriptors import majority_pairs
-from .image import ImageDescription, assemble_image, phase_counts
+from .image import ImageDescription, assemble_image, encloses_background, phase_counts
 from .particles import measure_particle
 
 
 def _measure_kernel(pid, box, phase_crop, plab_crop, *, image_shape, pixel_size_um, dcenter, bins):
+    """(ParticleMeasure, encloses background) of particle ``pid`` on its bounding box."""
+    mask = plab_crop == pid
     return measure_particle(
         phase_crop,
-        plab_crop == pid,
+        mask,
         origin=(box[0].start, box[1].start),
         image_shape=image_shape,
         pixel_size_um=pixel_size_um,
         dcenter=dcenter,
         bins=bins,
-    )
+    ), encloses_background(phase_crop, mask)
+
+
+def _unmarked(phase: da.Array, plab: da.Array, *, client=None) -> tuple[int, int]:
+    """:func:`~.image.unmarked_counts` on chunks: global 4-connected components."""
+    free = (phase > 0) & (plab.rechunk(phase.chunks) == 0)
+    (free,) = _persist(free, client=client)
+    n = label_components(free, connectivity=1)[1]
+    return int(n), int(free.sum().compute())
 
 
 def _pair_counts(clab: np.ndarray, plab: np.ndarray) -> np.ndarray:
@@ -77,7 +89,7 @@ def describe_phase_dask(
     count_task = dask.delayed(phase_counts, pure=True)
     counts = [count_task(b) for b in phase.to_delayed(optimize_graph=False).ravel()]
     clab, ctable = crack_labels_dask(phase)
-    plab = particle_labels_dask(phase, marker_radius_px=params.marker_radius_px)
+    plab = particle_labels_dask(phase, marker_radius_px=params.marker_radius_px_at(pixel_size_um))
     clab, plab = _persist(clab, plab, client=client)
 
     boxes = object_boxes(plab)
@@ -97,7 +109,8 @@ def describe_phase_dask(
     counts, results, pairs = dask.compute(counts, [b.result for b in batches], pairs)
     counts = np.sum(counts, axis=0)
 
-    measures = [(i, m) for b, res in zip(batches, results) for i, m in zip(b.ids, res)]
+    done = [(i, r) for b, res in zip(batches, results) for i, r in zip(b.ids, res)]
+    measures = [(i, m) for i, (m, _) in done]
     pairs = np.concatenate(pairs, axis=1) if pairs else np.zeros((3, 0), np.int64)
     crack_particle = majority_pairs(pairs[0], pairs[1], pairs[2]) if pairs.size else {}
     return assemble_image(
@@ -105,6 +118,8 @@ def describe_phase_dask(
         crack_table=ctable,
         crack_particle=crack_particle,
         measures=measures,
+        holed={i for i, (_, h) in done if h},
+        unmarked=_unmarked(phase, plab, client=client),
         image_id=image_id,
         condition=condition,
         pixel_size_um=pixel_size_um,

@@ -7,7 +7,8 @@
     crack_boxplots.png              Fig. 7 (kept cracks and adjusted data set)
     particle_boxplots.png           Fig. 8
     local_porosity.png              Fig. 9, one panel per stereological model
-    index.html                      everything above on one page (plain HTML)
+    index.html                      everything above on one page (plain HTML), with the
+                                    images whose quality flags are raised
 
 Table 1 rows come from the ``conditions`` table (DESIGN §4.2, §4.4 item 12: per-image ρ⁽ⁱ⁾
 and λ⁽ⁱ⁾, mean and sample standard deviation over the images of a condition, pooled ρ of
@@ -27,6 +28,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io.tables import SCHEMAS, conform, empty_table
+from ..measure.image import flag_summary
 from .figures import (
     condition_label,
     condition_order,
@@ -267,6 +269,36 @@ def table1_html(t1: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def flagged_images(images: pd.DataFrame) -> pd.DataFrame:
+    """The images whose quality flags are raised: ``image_id``, ``condition``, ``flags``
+    (:func:`~cathodeflow.measure.image.flag_summary`), in table order; images without flags
+    ("ok") or from tables that predate them ("–") are left out."""
+    images = conform(images, "images")
+    rows = [{"image_id": str(r["image_id"]), "condition": str(r["condition"]), "flags": flag_summary(r)}
+            for r in images.to_dict("records")]
+    rows = [r for r in rows if r["flags"] not in ("ok", "–")]
+    return pd.DataFrame(rows, columns=["image_id", "condition", "flags"])
+
+
+def _flags_html(images: pd.DataFrame) -> list[str]:
+    esc = html.escape
+    flagged = flagged_images(images)
+    parts = ["<h2>Quality flags</h2>",
+             '<p class="note">Per image (images table): unmarked = components of S &gt; 0 with no '
+             "marker (D &lt; r, eq. 10), which get no particle; holed = particles enclosing "
+             "background (a hollow particle may be split); cracks outside = kept cracks in no "
+             "particle; % cut = particles touching the image frame.</p>"]
+    if not len(flagged):
+        parts.append(f'<p class="note">No flag raised ({len(images)} image(s)).</p>')
+        return parts
+    parts += ["<table>", "<thead><tr><th>image</th><th>condition</th><th>flags</th></tr></thead>",
+              "<tbody>"]
+    parts += [f"<tr><td>{esc(r.image_id)}</td><td>{esc(r.condition)}</td><td>{esc(r.flags)}</td></tr>"
+              for r in flagged.itertuples()]
+    parts += ["</tbody>", "</table>"]
+    return parts
+
+
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
@@ -278,7 +310,8 @@ figcaption { font-size: 0.9em; color: #444; margin-top: 0.4em; }
 """
 
 
-def _index_html(title: str, t1: pd.DataFrame, counts: dict[str, int], provenance: str | None) -> str:
+def _index_html(title: str, t1: pd.DataFrame, counts: dict[str, int], provenance: str | None,
+                images: pd.DataFrame) -> str:
     esc = html.escape
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
@@ -297,6 +330,7 @@ def _index_html(title: str, t1: pd.DataFrame, counts: dict[str, int], provenance
         '<a href="table1.md">table1.md</a>.</p>',
         table1_html(t1),
     ]
+    parts += _flags_html(images)
     for name, caption in FIGURES.items():
         parts += ["<figure>", f'<img src="{name}" alt="{esc(name)}">',
                   f"<figcaption>{esc(caption)}</figcaption>", "</figure>"]
@@ -360,5 +394,5 @@ def build_report(
 
     counts = {name: len(df) for name, df in tabs.items()}
     index = out / "index.html"
-    index.write_text(_index_html(title, t1, counts, provenance), encoding="utf-8")
+    index.write_text(_index_html(title, t1, counts, provenance, tabs["images"]), encoding="utf-8")
     return index
