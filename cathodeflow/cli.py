@@ -7,6 +7,7 @@ error: …``), and accepts ``--help``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -17,11 +18,23 @@ from .errors import CathodeflowError, one_line
 STAGE_CHOICES = ("sr", "phase", "labels", "tables")
 
 
+def _scheduler_help() -> str:
+    from .study.cluster import SCHEDULER_TIMEOUT_S
+
+    return ("where the Dask work runs: sync | threads | processes (= local: a cluster of one worker "
+            "process per core on this machine) | tcp://host:port (your cluster's scheduler; refused "
+            f"if it does not answer as one within {SCHEDULER_TIMEOUT_S} s). Default: processes for "
+            "several images on several cores, threads otherwise")
+
+
 def _common_params(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method parameters (defaults: the paper's values)")
     g.add_argument("--config", type=Path, help="TOML file with a [params] table")
-    g.add_argument("--marker-radius-px", type=float, help="r of eq. 10 (default 50)")
-    g.add_argument("--min-particle-area-px", type=int, help="leave out smaller particles (default 0)")
+    g.add_argument("--marker-radius-um", type=float,
+                   help="r of eq. 10 in µm (default 0.715 = the paper's 50 px at 0.0143 µm)")
+    g.add_argument("--min-particle-area-um2", type=float, help="leave out smaller particles, µm² (default 0)")
+    for old in _RENAMED_OPTIONS:  # refused with the name of their replacement
+        g.add_argument(old, help=argparse.SUPPRESS)
     g.add_argument("--min-crack-d-factor", type=float,
                    help="drop cracks with d < factor·η (default 2.5, §2.4.2)")
     g.add_argument("--lambda-pristine", type=float, dest="lambda_pristine_per_um2",
@@ -29,13 +42,23 @@ def _common_params(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bins", type=str, help="d_center bin edges, comma-separated (default 0,0.1,…,1)")
     g.add_argument("--stereology-model", choices=("paper", "wicksell", "both"),
                    help="stereology model(s) for local porosity (default both)")
-    g.add_argument("--chunk-size", type=int, dest="chunk_px", help="tile edge in px for Dask")
-    g.add_argument("--scheduler", help="sync | threads | processes | local | tcp://host:port")
+    g.add_argument("--chunk-size", type=int, dest="chunk_px",
+                   help="tile edge in px: describe works on tiles of this edge; run stores the stages "
+                        "it writes in chunks of this edge (each next stage is tiled on them; default 2048)")
+    g.add_argument("--scheduler", help=_scheduler_help())
+
+
+#: Options replaced when lengths became µm: old option -> the Params field it was.
+_RENAMED_OPTIONS = {"--marker-radius-px": "marker_radius_px", "--min-particle-area-px": "min_particle_area_px"}
 
 
 def _params(args):
-    from .config import load_params
+    from .config import RENAMED, load_params
 
+    for opt, key in _RENAMED_OPTIONS.items():
+        if getattr(args, key, None) is not None:
+            new, conversion = RENAMED[key]
+            raise CathodeflowError(f"{opt} was replaced by --{new.replace('_', '-')} ({conversion})")
     bins = None
     if getattr(args, "bins", None):
         try:
@@ -47,14 +70,36 @@ def _params(args):
         models = ("paper", "wicksell") if args.stereology_model == "both" else (args.stereology_model,)
     return load_params(
         getattr(args, "config", None),
-        marker_radius_px=getattr(args, "marker_radius_px", None),
-        min_particle_area_px=getattr(args, "min_particle_area_px", None),
+        marker_radius_um=getattr(args, "marker_radius_um", None),
+        min_particle_area_um2=getattr(args, "min_particle_area_um2", None),
         min_crack_d_factor=getattr(args, "min_crack_d_factor", None),
         lambda_pristine_per_um2=getattr(args, "lambda_pristine_per_um2", None),
         bins=bins,
         stereology_models=models,
         chunk_px=getattr(args, "chunk_px", None),
     )
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Within: a :class:`~cathodeflow.errors.CathodeflowWarning` (pixel sizes, a stale store
+    lock) is printed as one ``cathodeflow: warning: …`` line on stderr (other warnings as
+    Python prints them)."""
+    import warnings
+
+    from .errors import CathodeflowWarning
+
+    with warnings.catch_warnings():
+        default = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, CathodeflowWarning):
+                print(f"cathodeflow: warning: {one_line(message)}", file=sys.stderr, flush=True)
+            else:
+                default(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,16 +117,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--images-per-condition", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scheduler", help="sync | threads | processes | local | tcp://host:port")
+    p.add_argument("--scheduler", help=_scheduler_help())
     p.add_argument("--phase-method", choices=("unet", "classical"), default="classical",
                    help="phase segmentation: the classical baseline (default) or the shipped U-net")
 
-    p = sub.add_parser("ingest", help="add SEM images to a study store")
-    p.add_argument("files", nargs="+", type=Path)
+    p = sub.add_parser("ingest", help="add SEM images to a study store",
+                       description="Add SEM images to a study store (created if missing), all or "
+                       "nothing: every file is read and checked before the store is touched.")
+    p.add_argument("files", nargs="*", type=Path, help="SEM images (TIFF, PNG, …); not with --manifest")
     p.add_argument("--store", type=Path, required=True)
-    p.add_argument("--condition", required=True)
+    p.add_argument("--condition", help="condition label of the files, e.g. 20C (required without --manifest)")
     p.add_argument("--pixel-size-um", type=float, help="pixel size in µm when the files lack it")
+    p.add_argument("--image-id", help="image id of the one file given (default: its name without extension)")
+    p.add_argument("--manifest", type=Path,
+                   help="CSV with columns file, condition[, pixel_size_um][, image_id], one row per image; "
+                   "relative paths are relative to the CSV's folder; empty pixel_size_um: from the file")
     p.add_argument("--keep-databar", action="store_true", help="do not crop the microscope's data bar")
+
+    p = sub.add_parser("ls", help="what a study store holds: images, stage status, parameters")
+    p.add_argument("store", type=Path, metavar="STORE")
+    p.add_argument("--json", action="store_true", help="print the same as JSON (for scripts)")
+
+    p = sub.add_parser("rm", help="remove images from a study store (and its now stale tables)",
+                       description="Remove images (all their stages and per-image tables) from a study "
+                       "store; unknown ids are refused before anything is removed. The combined "
+                       "tables are deleted: `cathodeflow run --store STORE --from tables` rebuilds them.")
+    p.add_argument("store", type=Path, metavar="STORE")
+    p.add_argument("image_ids", nargs="+", metavar="IMAGE", help="image ids, as `cathodeflow ls` lists them")
+
+    p = sub.add_parser("migrate", help="convert a study store of an older layout to the current one, in place",
+                       description="Convert a study store of layout version 1 (stages side by side) to "
+                       "the current OME-Zarr layout (prob and labels inside sr, root listing), in place: "
+                       "groups are moved, metadata rewritten, the version bumped last; an interrupted "
+                       "migration is finished by running the command again.")
+    p.add_argument("store", type=Path, metavar="STORE")
 
     p = sub.add_parser("run", help="run the pipeline on a study store")
     p.add_argument("--store", type=Path, required=True)
@@ -95,18 +164,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="U-net weights: a registry name or a .weights.h5 file (default: the shipped ones)")
     g.add_argument("--crack-threshold", type=float,
                    help="t of eq. 7 (default: the t calibrated for the weights)")
+    g.add_argument("--crack-threshold-low", type=float,
+                   help="t_low of the hysteresis variant of eq. 7: pixels with Ŷ3 ≥ t_low connected to "
+                        "a pixel with Ŷ3 ≥ t are crack too (default 0.3; 1 = eq. 7 alone)")
+    g.add_argument("--prob-sigma-um", type=float,
+                   help="σ (µm) of a Gaussian smoothing of Ŷ before eq. 7 (default 0.0143 = 1 px at "
+                        "14.3 nm; 0 = none)")
     g.add_argument("--force", action="store_true",
                    help="resample images whose pixel size is far from the U-net's (refused otherwise)")
 
-    p = sub.add_parser("describe", help="phase maps (0/1/2) → Parquet tables")
-    p.add_argument("files", nargs="+", type=Path, help="TIFF, PNG, NPY or Zarr phase maps")
-    p.add_argument("--pixel-size-um", type=float, required=True, help="η in µm")
+    p = sub.add_parser("describe", help="phase maps segmented elsewhere (ilastik, Dragonfly…) → Parquet tables")
+    p.add_argument("files", nargs="*", type=Path, help="TIFF, PNG, NPY or Zarr phase maps (or --manifest)")
+    p.add_argument("--manifest", type=Path,
+                   help="CSV with the columns file, condition, pixel_size_um (empty: --pixel-size-um) and "
+                        "image_id (empty: the file name); paths relative to the CSV; replaces FILES and --condition")
+    p.add_argument("--pixel-size-um", type=float, help="η in µm (required with FILES)")
     p.add_argument("--out", type=Path, required=True, help="folder for the Parquet tables")
-    p.add_argument("--condition", default="all")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the tables already in --out (only once the new ones are computed)")
+    p.add_argument("--condition", help="the condition of all FILES (default all)")
+    p.add_argument("--phase-values", default="0,1,2", metavar="B,S,C",
+                   help="the stored values of background, solid, crack (default 0,1,2; ilastik: 1,2,3); "
+                        "any other value is refused")
     _common_params(p)
 
-    p = sub.add_parser("report", help="Table 1, figures and HTML from a study store")
-    p.add_argument("--store", type=Path, required=True)
+    p = sub.add_parser("report", help="Table 1, figures and HTML from a study store or a describe output")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--store", type=Path, help="a study store (its tables must be current)")
+    src.add_argument("--tables", type=Path, help="a folder of tables: the --out of `cathodeflow describe`")
     p.add_argument("--out", type=Path, required=True)
 
     p = sub.add_parser("train", help="train the U-net (the SRGAN is not available yet)",
@@ -145,8 +230,10 @@ def main(argv=None) -> int:
         print(f"cathodeflow: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("cathodeflow: interrupted; completed stages are kept, the rest resumes on the next run",
-              file=sys.stderr)
+        # Reached within a second or two of Ctrl-C: the Dask workers never see the signal, and
+        # leaving the scheduler context stops their work (cathodeflow.study.cluster).
+        resumes = "; completed stages are kept, the rest resumes on the next run" if args.command == "run" else ""
+        print(f"cathodeflow: interrupted{resumes}", file=sys.stderr, flush=True)
         return 130
 
 
@@ -162,41 +249,108 @@ def _dispatch(args):
                        scheduler=args.scheduler, params=Params(phase_method=args.phase_method))
         print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {out}")
     elif cmd == "ingest":
-        from .study.pipeline import ingest
+        from .study.pipeline import ingest, ingest_manifest
 
-        ids = ingest(args.files, store=args.store, condition=args.condition,
-                     pixel_size_um=args.pixel_size_um, crop_databar=not args.keep_databar)
+        if args.manifest is not None:
+            given = [o for o, v in (("FILES", args.files), ("--condition", args.condition),
+                                    ("--pixel-size-um", args.pixel_size_um), ("--image-id", args.image_id))
+                     if v is not None and v != []]
+            if given:
+                raise CathodeflowError(f"--manifest lists the files and their columns; {', '.join(given)} "
+                                       "cannot be given with it")
+            ids = ingest_manifest(args.manifest, store=args.store, crop_databar=not args.keep_databar)
+        else:
+            if not args.files:
+                raise CathodeflowError("ingest: no files given; expected FILES… or --manifest CSV")
+            if args.condition is None:
+                raise CathodeflowError("ingest: --condition is required with FILES (or use --manifest)")
+            if args.image_id is not None and len(args.files) != 1:
+                raise CathodeflowError(f"--image-id names one image, but {len(args.files)} files were given; "
+                                       "use --manifest with an image_id column for several")
+            ids = ingest(args.files, store=args.store, condition=args.condition,
+                         pixel_size_um=args.pixel_size_um, crop_databar=not args.keep_databar,
+                         image_ids=None if args.image_id is None else [args.image_id])
         print(f"ingested {len(ids)} image(s) into {args.store}: {', '.join(ids)}")
+    elif cmd == "ls":
+        import json
+
+        from .study.inventory import format_summary, summarize_store
+
+        summary = summarize_store(args.store)
+        print(json.dumps(summary, indent=1, ensure_ascii=False) if args.json else format_summary(summary))
+    elif cmd == "rm":
+        from .study.inventory import remove_images
+
+        removed, had_tables = remove_images(args.store, args.image_ids)
+        tables = (f"; its combined tables included them and were deleted (rebuild: `cathodeflow run "
+                  f"--store {args.store} --from tables`)" if had_tables else "")
+        print(f"removed {len(removed)} image(s) from {args.store}: {', '.join(removed)}{tables}")
+    elif cmd == "migrate":
+        from .io.store import migrate_store
+
+        done = migrate_store(args.store)
+        if done["from_version"] == done["to_version"]:
+            print(f"{args.store}: already a store of version {done['to_version']} "
+                  f"({done['images']} image(s)); nothing to do")
+        else:
+            again = (f"; marked for recomputation (`cathodeflow run` redoes them): {', '.join(done['recompute'])}"
+                     if done["recompute"] else "")
+            print(f"migrated {args.store} from store version {done['from_version']} to {done['to_version']}: "
+                  f"{done['images']} image(s), {done['moved']} group(s) moved{again}")
     elif cmd == "run":
         from .study.pipeline import run_study
 
         params = _params(args).replace(phase_method=args.phase_method, unet_weights=args.unet_weights,
-                                       crack_threshold=args.crack_threshold)
+                                       crack_threshold=args.crack_threshold,
+                                       crack_threshold_low=args.crack_threshold_low,
+                                       prob_sigma_um=args.prob_sigma_um)
         if args.force and params.phase_method != "unet":
             raise CathodeflowError("--force applies to --phase-method unet (it lets the U-net resample "
                                    "images of a far pixel size)")
-        run_study(args.store, params=params, scheduler=args.scheduler, from_stage=args.from_stage,
-                  to_stage=args.to_stage, progress=True, force_pixel_size=args.force)
+        with _warnings_as_lines():
+            run_study(args.store, params=params, scheduler=args.scheduler, from_stage=args.from_stage,
+                      to_stage=args.to_stage, progress=True, force_pixel_size=args.force)
     elif cmd == "describe":
-        from .io.tables import write_tables
-        from .measure.describe import describe
+        from .config import params_record
+        from .io.phasefile import check_phase_values
+        from .measure.describe import TABLE_NAMES, describe
 
         params = _params(args)
+        values = check_phase_values(args.phase_values, name="--phase-values")
+        if args.manifest is not None:
+            given = [o for o, v in (("FILES", args.files), ("--condition", args.condition)) if v]
+            if given:
+                raise CathodeflowError(f"--manifest lists the files and their conditions; {', '.join(given)} "
+                                       "cannot be given with it")
+            phases, sizes, conds = _describe_manifest(args.manifest, pixel_size_um=args.pixel_size_um)
+        else:
+            if not args.files:
+                raise CathodeflowError("describe: no phase maps given; expected FILES… or --manifest CSV")
+            if args.pixel_size_um is None:
+                raise CathodeflowError("describe: --pixel-size-um is required with FILES (η in µm; phase maps "
+                                       "carry no pixel size), or use --manifest with a pixel_size_um column")
+            phases, sizes, conds = [str(f) for f in args.files], args.pixel_size_um, args.condition or "all"
         if args.out.exists() and not args.out.is_dir():  # fail before the work, not after
             raise CathodeflowError(f"--out {args.out}: exists and is not a folder")
-        tables = describe([str(f) for f in args.files], pixel_size_um=args.pixel_size_um,
-                          condition=args.condition, params=params, scheduler=args.scheduler,
-                          chunk_px=args.chunk_px, progress=sys.stderr.isatty())
+        held = [n for n in TABLE_NAMES if (args.out / f"{n}.parquet").exists()]
+        if held and not args.overwrite:
+            raise CathodeflowError(f"--out {args.out}: already holds tables ({', '.join(held)}); pass "
+                                   "--overwrite to replace them, or choose another folder")
+        with _warnings_as_lines():
+            tables = describe(phases, pixel_size_um=sizes, condition=conds, params=params,
+                              scheduler=args.scheduler, chunk_px=args.chunk_px,
+                              progress=sys.stderr.isatty(), phase_values=values)
+        record = {**params_record(params, "labels", "tables"), "phase_values": list(values)}
         try:
-            paths = write_tables(tables, args.out)
+            paths = _replace_tables(tables, args.out, metadata=record)
         except OSError as e:
             raise CathodeflowError(f"--out {args.out}: cannot write the tables ({e})") from None
         for name, path in paths.items():
             print(f"{name:15s} {len(tables[name]):7d} rows  {path}")
     elif cmd == "report":
-        from .study.pipeline import report_study
+        from .study.pipeline import report_study, report_tables
 
-        out = report_study(args.store, args.out)
+        out = report_study(args.store, args.out) if args.store is not None else report_tables(args.tables, args.out)
         print(f"report: {out}")
     elif cmd == "train":
         if args.model == "sr":
@@ -218,6 +372,58 @@ def _dispatch(args):
         print(f"t = {cal.t:.4f}: pixel accuracy {cal.accuracy:.4f} ({cal.accuracy_at_half:.4f} at t = 0.5) "
               f"on {cal.n_pixels} annotated pixels; {where}")
     return 0
+
+
+def _describe_manifest(manifest, *, pixel_size_um):
+    """(phase files by image id, pixel sizes, conditions) from a ``describe --manifest`` CSV.
+
+    Every row is checked (file present, pixel size, unique image id) before any work; an
+    error names the row and column.
+    """
+    from .config import check_pixel_size_um
+    from .io.phasefile import image_id_from_path
+    from .study.pipeline import _read_manifest
+
+    phases, sizes, conds, first = {}, [], [], {}
+    for e in _read_manifest(manifest):
+        iid = e.image_id or image_id_from_path(e.file)
+        if iid in first:
+            raise CathodeflowError(f"{e.where}: image id {iid!r} is also that of {first[iid]}; give one of "
+                                   "them another image_id")
+        first[iid] = e.where
+        if not e.file.exists():
+            raise CathodeflowError(f"{e.where}, column file: {e.file} not found")
+        size = e.pixel_size_um if e.pixel_size_um is not None else pixel_size_um
+        if size is None:
+            raise CathodeflowError(f"{e.where}, column pixel_size_um: empty and no --pixel-size-um given; "
+                                   "expected η in µm (phase maps carry no pixel size)")
+        check_pixel_size_um(size, name=f"{e.where}, column pixel_size_um")
+        phases[iid] = str(e.file)
+        sizes.append(size)
+        conds.append(e.condition)
+    return phases, sizes, conds
+
+
+def _replace_tables(tables, out: Path, *, metadata) -> dict:
+    """Write ``tables`` into a temporary folder beside ``out``, then move each file into ``out``
+    (replacing the old ones): a run that fails before leaves the old tables as they were."""
+    import shutil
+    import tempfile
+
+    from .io.tables import write_tables
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        written = write_tables(tables, tmp, metadata=metadata)
+        out.mkdir(exist_ok=True)
+        paths = {}
+        for name, path in written.items():
+            paths[name] = out / path.name
+            os.replace(path, paths[name])
+        return paths
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

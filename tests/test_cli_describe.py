@@ -14,7 +14,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from cathodeflow.cli import build_parser, main
+from cathodeflow.cli import main
 from cathodeflow.config import Params
 from cathodeflow.io.tables import SCHEMAS, read_table
 from cathodeflow.measure.describe import describe
@@ -87,15 +87,15 @@ def test_describe_writes_five_parquet_tables_equal_to_the_python_api(files):
 
 def test_parameter_options_and_config_file_reach_describe(files):
     tmp, paths, maps = files
-    (tmp / "p.toml").write_text("[params]\nmarker_radius_px = 10\nlambda_pristine_per_um2 = 0.0\n")
+    (tmp / "p.toml").write_text("[params]\nmarker_radius_um = 0.143\nlambda_pristine_per_um2 = 0.0\n")
     assert main(["describe", str(paths[0]), "--pixel-size-um", "0.0143", "--out", str(tmp / "o1"),
                  "--config", str(tmp / "p.toml")]) == 0
     assert main(["describe", str(paths[0]), "--pixel-size-um", "0.0143", "--out", str(tmp / "o2"),
-                 "--marker-radius-px", "10", "--lambda-pristine", "0", "--stereology-model",
+                 "--marker-radius-um", "0.143", "--lambda-pristine", "0", "--stereology-model",
                  "paper", "--chunk-size", "64", "--scheduler", "threads"]) == 0
     o1, o2 = read_out(tmp / "o1"), read_out(tmp / "o2")
     api = describe({"a": maps["a"]}, pixel_size_um=ETA, scheduler="sync",
-                   params=Params(marker_radius_px=10, lambda_pristine_per_um2=0.0))
+                   params=Params(marker_radius_um=10 * ETA, lambda_pristine_per_um2=0.0))
     for name in TABLES:
         pd.testing.assert_frame_equal(o1[name], api[name], obj=name)
     for name in ("images", "cracks", "particles", "conditions"):  # tiled == whole
@@ -163,7 +163,7 @@ def test_other_bad_files_exit_2_with_one_line_naming_the_file(tmp_path, capsys, 
     [
         (["--pixel-size-um", "0"], ["pixel_size_um", "0.0"]),
         (["--pixel-size-um", "nan"], ["pixel_size_um", "nan"]),
-        (["--pixel-size-um", "0.0143", "--marker-radius-px", "-3"], ["marker_radius_px"]),
+        (["--pixel-size-um", "0.0143", "--marker-radius-um", "-3"], ["marker_radius_um"]),
         (["--pixel-size-um", "0.0143", "--bins", "0,0.5,x"], ["--bins"]),
         (["--pixel-size-um", "0.0143", "--config", "missing.toml"], ["missing.toml"]),
         (["--pixel-size-um", "0.0143", "--scheduler", "bogus"], ["scheduler", "bogus"]),
@@ -193,11 +193,12 @@ def test_duplicate_image_ids_from_two_files_exit_2(files, capsys):
     assert code == 2 and "unique" in err and "'a'" in err, err
 
 
-def test_missing_required_pixel_size_is_a_usage_error(files):
+def test_missing_pixel_size_is_refused_in_one_line_naming_the_option(files, capsys):
     tmp, paths, _ = files
-    with pytest.raises(SystemExit) as e:
-        build_parser().parse_args(["describe", str(paths[0]), "--out", str(tmp / "o")])
-    assert e.value.code == 2
+    assert main(["describe", str(paths[0]), "--out", str(tmp / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--pixel-size-um" in err[0]
+    assert not (tmp / "o").exists()
 
 
 # ------------------------------------------------------------------ --help

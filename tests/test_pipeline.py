@@ -21,7 +21,7 @@ from cathodeflow.measure.describe import describe
 from cathodeflow.study.pipeline import ingest, report_study, run_study
 from cathodeflow.synth import generate_image
 
-PARAMS = Params(marker_radius_px=10)
+PARAMS = Params(marker_radius_um=0.143)  # 10 px at the sr grid's 0.0143 µm
 SMALL = dict(shape_lr=(104, 156), r10_um=0.6, r50_um=0.8, r90_um=1.0, crack_intensity_per_um2=1.5)
 CLI = [sys.executable, "-m", "cathodeflow.cli"]
 
@@ -154,7 +154,7 @@ def test_cli_ingest_bad_input_one_line_error_exit_2_store_unchanged(tmp_path, st
 def test_cli_run_and_report_on_the_store(study, tmp_path):
     store, _ = study
     r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads",
-                              "--marker-radius-px", "10"], capture_output=True, text=True, timeout=300)
+                              "--marker-radius-um", "0.143"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     r = subprocess.run(CLI + ["report", "--store", str(store), "--out", str(tmp_path / "rep")],
                        capture_output=True, text=True, timeout=120)
@@ -172,7 +172,7 @@ def test_cli_ingest_and_run_an_image_whose_size_is_no_multiple_of_13(tmp_path):
     r = subprocess.run(CLI + ["ingest", str(f), "--store", str(store), "--condition", "20C"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-px", "10"],
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um", "0.143"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     st = open_store(store, mode="r")

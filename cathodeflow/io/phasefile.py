@@ -1,5 +1,8 @@
 """Reading phase maps (S: 0 background, 1 solid, 2 crack; eq. 1) that users bring.
 
+Files that code the phases with other values (an ilastik export: 1, 2, 3) are mapped to S
+while they are validated (:func:`validate_phase` with ``values``), chunk by chunk if lazy.
+
 Formats: TIFF (tifffile), PNG (Pillow), NPY (memory-mapped), Zarr arrays (lazy, as Dask).
 Every problem raises :class:`~cathodeflow.errors.InputError` naming the file.
 """
@@ -61,15 +64,61 @@ def read_phase_file(path: str | Path):
     )
 
 
-def validate_phase(phase, *, name: str = "phase"):
-    """Check that ``phase`` is a 2D integer array with values in {0, 1, 2}; return it as uint8.
+#: The stored values of background, solid and crack that :func:`validate_phase` expects by default.
+DEFAULT_PHASE_VALUES = (0, 1, 2)
 
-    Works on numpy arrays (checked now) and Dask arrays (dtype and shape checked now, values
-    checked when computed, by a check inside the graph). ``name`` (a file name or argument
-    name) leads every message.
+
+def check_phase_values(values, *, name: str = "phase_values") -> tuple[int, int, int]:
+    """The stored values (B, S, C) meaning background, solid, crack, checked.
+
+    Parameters
+    ----------
+    values : str or sequence of int
+        Three distinct integers, or their comma-separated text (``"1,2,3"``: an ilastik
+        export of three labels).
+    name : str
+        The argument's name, leading every message.
+
+    Returns
+    -------
+    tuple of int, shape (3,)
+    """
+    text = values if isinstance(values, str) else None
+    try:
+        out = tuple(int(v) for v in (text.split(",") if text is not None else values))
+        if text is None and any(isinstance(v, bool) or int(v) != v for v in values):
+            raise ValueError
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != 3 or len(set(out)) != 3:
+        raise InputError(f"{name}: got {values!r}; expected three distinct integers B,S,C: the stored "
+                         "values of background, solid, crack (0,1,2 by default; 1,2,3 for an ilastik export)")
+    return out
+
+
+def validate_phase(phase, *, name: str = "phase", values=DEFAULT_PHASE_VALUES):
+    """Check that ``phase`` is a 2D integer array of the values ``values``; return S as uint8.
+
+    Works on numpy arrays (checked and mapped now) and Dask arrays (dtype and shape checked
+    now, values checked and mapped per chunk when computed, inside the graph). ``name`` (a
+    file name or argument name) leads every message.
+
+    Parameters
+    ----------
+    phase : array, shape (rows, cols)
+        Integer phase map (numpy, Dask or xarray).
+    name : str
+    values : sequence of int, shape (3,)
+        The stored values (B, S, C) of background, solid, crack; each is mapped to 0, 1, 2
+        (S of eq. 1) and any other value is refused, naming ``name`` and the values found.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array of uint8, shape (rows, cols)
     """
     import dask.array as da
 
+    values = check_phase_values(values)
     arr = phase
     if hasattr(arr, "data") and hasattr(arr, "dims") and not isinstance(arr, np.ndarray):
         arr = arr.data  # xarray.DataArray
@@ -78,7 +127,7 @@ def validate_phase(phase, *, name: str = "phase"):
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         raise InputError(
             f"{name}: got an RGB(A) image of shape {arr.shape}; expected a 2D phase map with "
-            "values 0 (background), 1 (solid), 2 (crack)"
+            "values {} (background), {} (solid), {} (crack)".format(*values)
         )
     if arr.ndim != 2:
         raise InputError(f"{name}: expected a 2D phase map, got shape {arr.shape}")
@@ -86,22 +135,31 @@ def validate_phase(phase, *, name: str = "phase"):
         raise InputError(f"{name}: the phase map is empty (shape {arr.shape})")
     if arr.dtype.kind == "b" or arr.dtype.kind not in "iu":
         raise InputError(
-            f"{name}: phase map has dtype {arr.dtype}; expected integers 0/1/2 "
-            "(a probability or float image must be thresholded first, eq. 7)"
+            f"{name}: phase map has dtype {arr.dtype}; expected integers " + "/".join(map(str, values))
+            + " (a probability or float image must be thresholded first, eq. 7)"
         )
     if isinstance(arr, np.ndarray):
+        return _to_phase(arr, values, name)
+    return arr.map_blocks(_to_phase, values, name, dtype=np.uint8)
+
+
+def _to_phase(arr: np.ndarray, values: tuple[int, int, int], name: str) -> np.ndarray:
+    """``arr`` with the values (B, S, C) mapped to 0, 1, 2 as uint8; InputError for any other value."""
+    if values == DEFAULT_PHASE_VALUES:  # no mapping: one min/max pass, no copy of uint8 input
         bad = _bad_values(arr)
-        if bad:
-            raise InputError(f"{name}: phase map holds values {bad}; expected only 0, 1, 2")
-        return arr.astype(np.uint8, copy=False)
-
-    def _check(block):
-        bad = _bad_values(block)
-        if bad:
-            raise InputError(f"{name}: phase map holds values {bad}; expected only 0, 1, 2")
-        return block.astype(np.uint8, copy=False)
-
-    return arr.map_blocks(_check, dtype=np.uint8)
+        out = None if bad else np.asarray(arr).astype(np.uint8, copy=False)
+    else:
+        arr = np.asarray(arr)
+        out = np.full(arr.shape, 255, np.uint8)
+        for k, v in enumerate(values):
+            out[arr == v] = k
+        other = out == 255
+        bad = [int(v) for v in np.unique(arr[other])[:5]] if other.any() else []
+    if bad:
+        raise InputError(f"{name}: phase map holds values {bad}; expected only "
+                         "{}, {}, {} (background, solid, crack; other codes: --phase-values / "
+                         "phase_values)".format(*values))
+    return out
 
 
 def _bad_values(arr: np.ndarray) -> list[int]:

@@ -8,8 +8,24 @@
 - ``"sync"``, ``"threads"``: Dask's local schedulers;
 - ``"local"`` (or ``"processes"``): a fresh ``distributed.LocalCluster`` on loopback, one
   single-threaded worker process per core;
-- an address such as ``"tcp://10.0.0.5:8786"``: an existing cluster (Kubernetes, SLURM…);
+- an address such as ``"tcp://10.0.0.5:8786"``: an existing cluster (Kubernetes, SLURM…),
+  which must answer as a Dask scheduler within :data:`SCHEDULER_TIMEOUT_S`;
 - a ``distributed.Client``: used as is.
+
+Leaving :func:`scheduler_context` by an exception (``KeyboardInterrupt`` included) stops the
+work still running on it, in any thread, without waiting for it:
+
+- Dask's local schedulers: every compute started in the block raises :class:`Cancelled`
+  before its next task;
+- a local cluster made here: its worker processes are killed. They never see SIGINT
+  themselves (they start with it blocked), so a Ctrl-C in a terminal, sent to the whole
+  process group, reaches only this process and no worker prints a traceback;
+- a cluster at an address: this process's client is closed, which releases its tasks;
+- a ``distributed.Client`` given by the caller: left alone.
+
+While a cluster made here shuts down, the records of the ``distributed``, ``tornado`` and
+``asyncio`` loggers (heartbeats to a closed scheduler, "Stream is closed",
+``CommClosedError``) are dropped, in this process and in its workers.
 """
 
 from __future__ import annotations
@@ -17,11 +33,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import warnings
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 
 LOCAL_SCHEDULERS = ("sync", "synchronous", "threads")
+
+#: Seconds a scheduler address (``--scheduler tcp://host:port``) has to answer as a Dask
+#: scheduler; past it the connection is refused with an :class:`~cathodeflow.errors.InputError`.
+SCHEDULER_TIMEOUT_S = 10
+
+#: Seconds given to a local cluster to close after the work is done (then its workers are killed).
+CLOSE_TIMEOUT_S = 5
+
+#: Loggers whose records are dropped while a cluster made here shuts down.
+_SHUTDOWN_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+class Cancelled(BaseException):
+    """Raised in a compute still running when its :func:`scheduler_context` was left by an
+    exception. A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except
+    Exception`` on the way swallows it."""
 
 
 def n_local_workers() -> int:
@@ -38,11 +72,15 @@ def local_cluster(n_workers: int | None = None, *, fallback: bool = False):
     Worker processes are started with ``spawn``, which needs the main module to be
     importable: from a script fed on standard input the workers cannot start. With
     ``fallback=True`` that case warns and yields ``None`` (Dask's threaded scheduler).
+
+    The workers never see SIGINT (see the module notes): an interrupt raises
+    ``KeyboardInterrupt`` in the caller only, and leaving the block by any exception kills
+    the workers instead of waiting for their running tasks.
     """
-    import dask
     from distributed import Client, LocalCluster
 
     n = n_workers or n_local_workers()
+    unblock = _block_sigint()  # inherited by the worker processes (and the threads made here)
     try:
         cluster = LocalCluster(
             n_workers=n,
@@ -52,8 +90,9 @@ def local_cluster(n_workers: int | None = None, *, fallback: bool = False):
             dashboard_address=":0",  # a free port: clusters may run side by side
             silence_logs=logging.ERROR,
         )
-    except Exception as e:
-        if not fallback:
+    except BaseException as e:
+        unblock()
+        if not fallback or not isinstance(e, Exception):
             raise
         warnings.warn(
             f"could not start a local Dask cluster ({type(e).__name__}: {e}); running on "
@@ -61,24 +100,113 @@ def local_cluster(n_workers: int | None = None, *, fallback: bool = False):
             RuntimeWarning,
             stacklevel=3,
         )
-        with dask.config.set(scheduler="threads"):
+        with local_scheduler("threads"):
             yield None
         return
-    with cluster, Client(cluster) as client:
+    client = None
+    try:
+        unblock()  # a Ctrl-C held while the workers started is raised here, where it closes them
+        client = Client(cluster)
         yield client
+    except BaseException:
+        _shut_down(cluster, client, interrupted=True)
+        raise
+    _shut_down(cluster, client, interrupted=False)
+
+
+def _shut_down(cluster, client, *, interrupted: bool) -> None:
+    """Close ``client`` and ``cluster`` without log noise; on ``interrupted`` kill the
+    workers first (their running tasks are abandoned: a stage is complete only once all its
+    chunks are written, so nothing half-written is ever taken as done)."""
+    with _dropped_logs():
+        try:
+            if client is not None and not interrupted:
+                # the workers' own records (heartbeats to a scheduler that is going away)
+                with contextlib.suppress(Exception):
+                    client.run(logging.disable, logging.CRITICAL)
+            if interrupted:
+                _kill_workers(cluster)
+            if client is not None:
+                client.close(timeout=CLOSE_TIMEOUT_S)
+        finally:
+            cluster.close(timeout=CLOSE_TIMEOUT_S)
+
+
+def _kill_workers(cluster) -> None:
+    """SIGKILL the cluster's worker processes, and keep their nannies from restarting them."""
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        if hasattr(nanny, "auto_restart"):
+            nanny.auto_restart = False
+        pid = getattr(nanny, "pid", None)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+def _block_sigint():
+    """Block SIGINT in the calling thread and return the function that restores its mask.
+
+    Processes and threads started meanwhile inherit the block (a signal mask survives
+    ``fork`` and ``exec``). A SIGINT that arrives meanwhile is held, and raised as
+    ``KeyboardInterrupt`` when the mask is restored.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        return lambda: None
+    from multiprocessing import resource_tracker
+
+    # Starting multiprocessing's resource tracker *unblocks* SIGINT in the starting thread
+    # (CPython's guard for the tracker, bpo-33613); started now, it is not started within.
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    return lambda: signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _DropRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.split(".", 1)[0] not in _SHUTDOWN_LOGGERS
+
+
+@contextlib.contextmanager
+def _dropped_logs():
+    """Within: records of the :data:`_SHUTDOWN_LOGGERS` are dropped by every handler they
+    could reach (theirs, the root's, logging's last resort); other records pass."""
+    drop = _DropRecords()
+    handlers = {logging.lastResort} | {
+        h for name in (None, *_SHUTDOWN_LOGGERS) for h in logging.getLogger(name).handlers
+    }
+    handlers.discard(None)
+    for h in handlers:
+        h.addFilter(drop)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(drop)
 
 
 @contextlib.contextmanager
 def scheduler_context(scheduler=None, *, n_tasks: int = 1):
-    """Yield a ``distributed.Client`` or ``None`` (then Dask's configured local scheduler)."""
-    import dask
+    """Yield a ``distributed.Client`` or ``None`` (then Dask's configured local scheduler).
 
+    Parameters
+    ----------
+    scheduler : None, str or distributed.Client
+        See the module notes.
+    n_tasks : int
+        How many independent tasks will run (``None`` starts a cluster only for several).
+
+    Raises
+    ------
+    InputError
+        An unknown name, or an address where no Dask scheduler answers within
+        :data:`SCHEDULER_TIMEOUT_S` (nothing listening, another kind of server, no route).
+    """
     if scheduler is None:
         if n_tasks > 1 and n_local_workers() > 1:
             with local_cluster(fallback=True) as client:
                 yield client
         else:
-            with dask.config.set(scheduler="threads"):
+            with local_scheduler("threads"):
                 yield None
         return
     if hasattr(scheduler, "submit") and hasattr(scheduler, "gather"):
@@ -87,7 +215,7 @@ def scheduler_context(scheduler=None, *, n_tasks: int = 1):
     if not isinstance(scheduler, str):
         raise InputError(f"scheduler: expected a name, an address or a Client, got {scheduler!r}")
     if scheduler in LOCAL_SCHEDULERS:
-        with dask.config.set(scheduler=scheduler):
+        with local_scheduler(scheduler):
             yield None
         return
     if scheduler in ("local", "processes"):
@@ -97,16 +225,162 @@ def scheduler_context(scheduler=None, *, n_tasks: int = 1):
             yield client
         return
     if "://" in scheduler or ":" in scheduler:
-        from distributed import Client
-
-        try:
-            client = Client(scheduler, timeout="10s")
-        except OSError as e:
-            raise InputError(f"scheduler: cannot connect to {scheduler} ({e})") from None
-        with client:
+        with connect_scheduler(scheduler) as client:
             yield client
         return
     raise InputError(
         f"scheduler: unknown value {scheduler!r}; expected one of {LOCAL_SCHEDULERS}, "
         "'local', an address like tcp://host:8786, or a distributed.Client"
     )
+
+
+@contextlib.contextmanager
+def local_scheduler(name: str):
+    """Dask's local scheduler ``name`` (one of :data:`LOCAL_SCHEDULERS`) as the default
+    within the block; once the block is left by an exception, every compute started in it
+    (in any thread) raises :class:`Cancelled` before its next task."""
+    import dask
+    from dask.callbacks import local_callbacks
+    from dask.local import get_sync
+    from dask.threaded import get as get_threads
+
+    base = get_threads if name == "threads" else get_sync
+    left = threading.Event()
+
+    def stop_if_left(key, dsk, state):
+        if left.is_set():
+            raise Cancelled(f"the scheduler context was left before task {key!r}")
+
+    def get(dsk, keys, callbacks=None, **kwargs):
+        with local_callbacks(callbacks) as active:  # the global ones (a ProgressBar), as Dask does
+            return base(dsk, keys, callbacks=[*active, (None, None, stop_if_left, None, None)], **kwargs)
+
+    with dask.config.set(scheduler=get):
+        try:
+            yield
+        except BaseException:
+            left.set()
+            raise
+
+
+@contextlib.contextmanager
+def connect_scheduler(address: str, *, timeout_s: float | None = None):
+    """A ``distributed.Client`` of the Dask scheduler at ``address``, closed on exit.
+
+    The address is first asked for its identity over Dask's protocol, in a thread that is
+    abandoned after ``timeout_s``: a port where nothing listens, a server of another kind
+    (HTTP…) or an address without a route fail within ``timeout_s`` plus a second or two,
+    with one line. The user's cluster and its logging are left as they are.
+
+    Parameters
+    ----------
+    address : str
+        ``tcp://host:port`` (or any address ``distributed`` accepts).
+    timeout_s : float, optional
+        Default :data:`SCHEDULER_TIMEOUT_S`.
+
+    Raises
+    ------
+    InputError
+        ``--scheduler ADDRESS: no Dask scheduler answered within T s (why)``.
+    """
+    from distributed import Client
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    t = float(SCHEDULER_TIMEOUT_S if timeout_s is None else timeout_s)
+    try:
+        scheme, loc = parse_address(address)
+        if scheme == "tcp":
+            parse_host_port(loc, default_port=8786)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"--scheduler {address}: not an address ({e}); expected tcp://host:port") from None
+    why = _probe_scheduler(address, t)
+    if why is None:
+        try:
+            client = Client(address, timeout=t)
+        except Exception as e:  # refused between the probe and now, or timed out
+            why = _reason(e)
+    if why is not None:
+        raise InputError(f"--scheduler {address}: no Dask scheduler answered within {t:g} s ({why})")
+    with client:
+        yield client
+
+
+def _probe_scheduler(address: str, timeout_s: float) -> str | None:
+    """``None`` if a Dask scheduler at ``address`` tells its identity within ``timeout_s``,
+    else why not (a short phrase)."""
+    import asyncio
+
+    from distributed.comm import connect  # imported here: not on the clock
+
+    outcome: dict = {}
+
+    async def identity():
+        comm = await connect(address, timeout=timeout_s)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    def ask():
+        try:
+            # connect() times out by itself, with the reason; the handshake after it does not
+            outcome["answer"] = asyncio.run(asyncio.wait_for(identity(), timeout_s + 0.5))
+        except BaseException as e:  # noqa: BLE001 - a foreign server's reply can raise anything
+            outcome["error"] = e
+
+    # A foreign server's bytes read as Dask frames log CRITICAL tracebacks: dropped here.
+    with _dropped_logs():
+        asker = threading.Thread(target=ask, name="cathodeflow scheduler probe", daemon=True)
+        asker.start()
+        asker.join(timeout_s + 1.5)
+    if "answer" not in outcome:
+        why = _reason(outcome["error"]) if "error" in outcome else _NO_REPLY
+        # connect() retries a refused connection until its time is up, and then may blame
+        # its last, cut-short attempt: ask once more, plainly
+        return _REFUSED if why == _NO_REPLY and _refused(address) else why
+    answer = outcome["answer"]
+    kind = answer.get("type") if isinstance(answer, dict) else None
+    if kind != "Scheduler":
+        return f"a {kind} answered, not a scheduler" if kind else "the reply is not a Dask scheduler's"
+    return None
+
+
+_REFUSED = "connection refused: nothing listens there"
+_NO_REPLY = "no reply in Dask's protocol"
+
+
+def _reason(error: BaseException) -> str:
+    """A short phrase for why a connection failed, from ``error`` and its causes."""
+    chain, e = [], error
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return _REFUSED
+    if any(type(e).__name__ in ("CommClosedError", "StreamClosedError") for e in chain):
+        return "the server there closed the connection: it does not speak Dask's protocol"
+    if any(isinstance(e, TimeoutError) for e in chain) or "Timed out" in str(error):
+        return _NO_REPLY
+    return one_line(f"the server there does not speak Dask's protocol: {type(error).__name__}: {error}")[:150]
+
+
+def _refused(address: str) -> bool:
+    """Whether a plain TCP connection to ``address`` (``tcp://host:port``) is refused now;
+    ``False`` for other schemes and for any other outcome. Takes at most a second."""
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, loc = parse_address(address)
+        if scheme != "tcp":
+            return False
+        socket.create_connection(parse_host_port(loc), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    except (OSError, ValueError, TypeError):
+        return False
+    return False

@@ -8,47 +8,245 @@ where it stopped and recomputes only incomplete stages.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Params
-from ..errors import CathodeflowError, InputError
+from ..errors import CathodeflowError, InputError, one_line
 
 STAGES = ("sr", "phase", "labels", "tables")
 
 
-def ingest(files, *, store, condition, pixel_size_um=None, crop_databar=True) -> list[str]:
+#: Smallest image side ingest accepts, px: a smaller image is a thumbnail or a wrong file,
+#: not a cross-section (one particle of the paper, 2·r50 = 9.3 µm, spans ~240 px at 38.5 nm).
+MIN_SIDE_PX = 32
+#: Most pixels ingest accepts per image (a 46 341 × 46 341 frame): the super-resolved grid
+#: has (35/13)² ≈ 7.2 times as many, and its 3-channel float16 ``prob`` stage ~43 bytes per
+#: input pixel, ~93 GB here; larger mosaics must be cut into tiles first.
+MAX_PIXELS = 2**31
+#: Columns of an ingest manifest (CSV): required, then optional.
+MANIFEST_REQUIRED = ("file", "condition")
+MANIFEST_OPTIONAL = ("pixel_size_um", "image_id")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One image to ingest; ``where`` names it in errors (``None``: the file names itself)."""
+
+    file: Path
+    condition: object
+    pixel_size_um: float | None
+    image_id: str | None
+    where: str | None = None
+
+
+def _per_file(value, n: int, name: str) -> list:
+    """``value`` repeated for ``n`` files, or the sequence itself when it has one per file."""
+    if value is None or isinstance(value, (str, int, float)):
+        return [value] * n
+    values = list(value)
+    if len(values) != n:
+        raise InputError(f"{name}: {len(values)} values given for {n} files; expected one value or one per file")
+    return values
+
+
+def ingest(files, *, store, condition, pixel_size_um=None, crop_databar=True, image_ids=None) -> list[str]:
     """Read SEM files (pixel size from vendor metadata or ``pixel_size_um``) into the store.
 
-    All files are read and checked before the store is touched, so a bad file leaves the
-    store as it was. The store is created if it does not exist.
+    Parameters
+    ----------
+    files : sequence of str or Path
+        SEM images (TIFF, PNG, …; see :func:`cathodeflow.io.sem.read_sem`).
+    store : str or Path
+        The study store; created if the path does not exist.
+    condition : str or sequence of str
+        Condition label of all files, or one per file.
+    pixel_size_um : float or sequence of (float or None), optional
+        Pixel size in µm overriding the files' metadata (``None``: from the metadata), for
+        all files or one per file.
+    crop_databar : bool
+        Remove the microscope's data bar.
+    image_ids : sequence of (str or None), optional
+        Image id per file; ``None`` (default) takes the file name without its extension.
+
+    Returns
+    -------
+    list of str
+        The new image ids, in the order of ``files``.
+
+    Raises
+    ------
+    InputError
+        A file that cannot be read, has no pixel size, is smaller than :data:`MIN_SIDE_PX`
+        on a side or has more than :data:`MAX_PIXELS` pixels; an unsafe, repeated or
+        already stored image id; a bad condition. Everything is read and checked before
+        the store is touched, so nothing is written then.
     """
+    files = [Path(f) for f in files]
+    n = len(files)
+    entries = [
+        _Entry(f, c, p, i)
+        for f, c, p, i in zip(files, _per_file(condition, n, "condition"),
+                              _per_file(pixel_size_um, n, "pixel_size_um"), _per_file(image_ids, n, "image_ids"))
+    ]
+    return _ingest(entries, store=store, crop_databar=crop_databar)
+
+
+def ingest_manifest(manifest, *, store, crop_databar=True) -> list[str]:
+    """Ingest the images listed in a CSV manifest, all or nothing.
+
+    Parameters
+    ----------
+    manifest : str or Path
+        CSV (UTF-8, comma-separated) with a header row and the columns ``file`` (path;
+        relative paths are relative to the manifest's folder), ``condition``, and optionally
+        ``pixel_size_um`` (µm; empty: from the file's metadata) and ``image_id`` (empty: the
+        file name without its extension). Rows are numbered as in a spreadsheet (header =
+        row 1); blank rows are skipped.
+    store : str or Path
+        The study store; created if the path does not exist.
+    crop_databar : bool
+        Remove the microscope's data bar.
+
+    Returns
+    -------
+    list of str
+        The new image ids, in the manifest's order.
+
+    Raises
+    ------
+    InputError
+        One line naming the manifest's row and column (and the file) for the first problem;
+        every row and file is read and checked before the store is touched.
+    """
+    return _ingest(_read_manifest(manifest), store=store, crop_databar=crop_databar)
+
+
+def _read_manifest(path) -> list[_Entry]:
+    """The rows of a manifest as entries; InputError naming the row and column."""
+    import csv
+    import math
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{path}: manifest not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(one_line(f"{path}: manifest cannot be read as UTF-8 text ({e})")) from None
+    rows = list(csv.reader(text.splitlines()))
+    header = [h.strip() for h in rows[0]] if rows else []
+    expected = ", ".join(MANIFEST_REQUIRED + MANIFEST_OPTIONAL)
+    missing = [c for c in MANIFEST_REQUIRED if c not in header]
+    unknown = [c for c in header if c not in MANIFEST_REQUIRED + MANIFEST_OPTIONAL]
+    if missing or unknown:
+        found = ", ".join(repr(h) for h in header) or "nothing"
+        raise InputError(f"{path}: manifest header row has {found}; expected the columns {expected} "
+                         f"(the last two optional), comma-separated")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise InputError(f"{path}: manifest header names column {repeated[0]!r} twice")
+    entries = []
+    for number, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        where = f"{path} row {number}"
+        if len(row) > len(header):
+            raise InputError(f"{where}: {len(row)} fields, the header has {len(header)} columns")
+        cells = {c: (row[k].strip() if k < len(row) else "") for k, c in enumerate(header)}
+        if not cells["file"]:
+            raise InputError(f"{where}, column file: empty; expected the path of an SEM image")
+        if not cells["condition"]:
+            raise InputError(f"{where}, column condition: empty; expected a condition label (e.g. 20C)")
+        ps = None
+        if cells.get("pixel_size_um"):
+            try:
+                ps = float(cells["pixel_size_um"])
+            except ValueError:
+                ps = math.nan
+            if not (math.isfinite(ps) and ps > 0):
+                raise InputError(f"{where}, column pixel_size_um: {cells['pixel_size_um']!r} is not a number > 0 "
+                                 "(µm; leave it empty to take the pixel size from the file)")
+        file = Path(cells["file"]).expanduser()
+        entries.append(_Entry(file if file.is_absolute() else path.parent / file, cells["condition"], ps,
+                              cells.get("image_id") or None, where))
+    if not entries:
+        raise InputError(f"{path}: the manifest lists no images (a header row and one row per image expected)")
+    return entries
+
+
+def _at(entry: _Entry, column: str, error: InputError) -> InputError:
+    """``error`` prefixed with the manifest row and column of ``entry`` (if it has one)."""
+    return InputError(one_line(f"{entry.where}, column {column}: {error}")) if entry.where else error
+
+
+def _ingest(entries: list[_Entry], *, store, crop_databar) -> list[str]:
+    """Check every entry (ids, conditions, files, sizes, the store) then add them all."""
+    from ..config import check_pixel_size_um
     from ..io.phasefile import image_id_from_path
     from ..io.sem import read_sem
-    from ..io.store import create_store, open_store
+    from ..io.store import check_image_id, create_store, open_store
 
-    if not isinstance(condition, str):
-        raise InputError(f"condition must be a string, got {type(condition).__name__} {condition!r}")
-    ids = [image_id_from_path(f) for f in files]
-    same = {i: [str(f) for f, j in zip(files, ids) if j == i] for i in ids if ids.count(i) > 1}
-    if same:
-        first = next(iter(same))
-        raise InputError(f"{same[first][1]}: image id {first!r} (the file name without its extension) is "
-                         f"also that of {same[first][0]}; rename one of them, nothing was ingested")
-    images = [read_sem(f, pixel_size_um=pixel_size_um, crop_databar=crop_databar) for f in files]
+    if not entries:
+        raise InputError("no files to ingest")
+    ids = []
+    for e in entries:
+        if not isinstance(e.condition, str):
+            raise _at(e, "condition", InputError(
+                f"condition must be a string, got {type(e.condition).__name__} {e.condition!r}"))
+        if not e.condition.strip():
+            raise _at(e, "condition", InputError("condition must be a non-empty string"))
+        iid = e.image_id if e.image_id is not None else image_id_from_path(e.file)
+        try:
+            check_image_id(iid)
+        except InputError as err:
+            if e.image_id is not None:
+                raise _at(e, "image_id", err) from None
+            raise _at(e, "file", InputError(f"{e.file}: {err}; rename the file or give an image id")) from None
+        ids.append(iid)
+    first = {}
+    for e, iid in zip(entries, ids):
+        if iid in first:
+            a, b = first[iid], e
+            named = " (the file name without its extension)" if a.image_id is None and b.image_id is None else ""
+            raise InputError(one_line(
+                f"{b.where or b.file}: image id {iid!r}{named} is also that of {a.where or a.file}; "
+                "rename one of them, nothing was ingested"))
+        first[iid] = e
+    images = []
+    for e in entries:
+        try:
+            im = read_sem(e.file, pixel_size_um=e.pixel_size_um, crop_databar=crop_databar)
+        except InputError as err:
+            raise _at(e, "pixel_size_um" if "no pixel size" in str(err) else "file", err) from None
+        try:  # a pixel size in nm or m instead of µm (given, or misread from the metadata)
+            check_pixel_size_um(im.pixel_size_um, name=str(e.file))
+        except InputError as err:
+            raise _at(e, "pixel_size_um", err) from None
+        h, w = im.data.shape
+        if min(h, w) < MIN_SIDE_PX or h * w > MAX_PIXELS:
+            raise _at(e, "file", InputError(
+                f"{e.file}: image of {h}×{w} px (after the data-bar crop); expected at least {MIN_SIDE_PX} px "
+                f"on each side and at most {MAX_PIXELS} pixels (2^31; cut larger mosaics into tiles)"))
+        images.append(im)
+    from ..io.lock import store_lock
+
     store_path = Path(store)
     st = open_store(store_path) if store_path.exists() else create_store(store_path)
-    clash = sorted(set(ids) & set(st.image_ids()))
-    if clash:
-        raise InputError(f"{store_path}: images already in the store: {clash}")
-    for iid, im in zip(ids, images):
-        st.add_image(
-            iid,
-            im.data,
-            condition=condition,
-            pixel_size_um=im.pixel_size_um,
-            source={"path": str(im.source), "sha256": im.sha256},
-            params={"databar_rows": im.databar_rows, "reader_metadata": im.metadata},
-        )
+    with store_lock(store_path, command="cathodeflow ingest"):  # not while a run writes
+        clash = [f"{i!r} ({e.where})" if e.where else repr(i) for e, i in zip(entries, ids) if st.has_image(i)]
+        if clash:
+            raise InputError(f"{store_path}: images already in the store: {', '.join(clash)}; remove them "
+                             f"first (`cathodeflow rm {store_path} ID…`) or give other ids; nothing was ingested")
+        for e, iid, im in zip(entries, ids, images):
+            st.add_image(
+                iid,
+                im.data,
+                condition=e.condition,
+                pixel_size_um=im.pixel_size_um,
+                source={"path": str(im.source), "sha256": im.sha256},
+                params={"databar_rows": im.databar_rows, "reader_metadata": im.metadata},
+            )
     return ids
 
 
@@ -60,13 +258,105 @@ def _stage_range(from_stage, to_stage):
     return STAGES[i0 : i1 + 1]
 
 
+#: Store arrays each per-image stage writes (``prob`` too for the phase stage, with the U-net).
+_STAGE_ARRAYS = {"sr": ("sr",), "phase": ("prob", "phase"), "labels": ("labels/cracks", "labels/particles")}
+#: The arrays whose records decide whether a stage is complete and current.
+_STAGE_CHECKED = {"sr": ("sr",), "phase": ("phase",), "labels": ("labels/cracks", "labels/particles")}
+
+
+def _stage_state(st, iid, stage: str, params: Params) -> tuple[bool, str | None]:
+    """(whether ``stage`` of image ``iid`` is complete, and if it was made with parameters
+    other than ``params``: what changed, as ``"marker_radius_um 0.715 -> 0.5"``; else None)."""
+    from ..config import params_changes, params_record
+
+    arrays = _STAGE_CHECKED[stage]
+    complete = all(st.is_complete(iid, a) for a in arrays) and (stage != "labels" or _has_partial(st, iid))
+    want = params_record(params, stage)
+    if not complete or not want["params"]:  # a stage without parameters cannot be outdated
+        return complete, None
+    for a in arrays:
+        got = (st.stage_info(iid, a) or {}).get("params") or {}
+        if got.get("params_hash") != want["params_hash"]:
+            return True, params_changes(got.get("params"), want["params"])
+    return True, None
+
+
+def _plan(st, ids, stages, params: Params, forced: bool) -> tuple[dict[str, list[str]], list[str]]:
+    """Which per-image stages of ``stages`` to compute for each image, and one line per image
+    whose complete stage is recomputed because the parameters changed (DESIGN §4.1).
+
+    A stage is computed when ``forced``, incomplete, made with other parameters
+    (:data:`~cathodeflow.config.STAGE_PARAMS`), or after a stage that is computed. Nothing is
+    written here.
+
+    Raises
+    ------
+    InputError
+        A complete stage before ``stages`` (``--from``) was made with other parameters: the
+        results would mix two parameter sets.
+    """
+    first = STAGES.index(stages[0])
+    plan, notes = {}, []
+    for iid in ids:
+        todo: list[str] = []
+        for k, stage in enumerate(STAGES[:-1]):  # "tables" pools all images: every run writes it
+            complete, changed = _stage_state(st, iid, stage, params)
+            if stage not in stages:
+                if k < first and changed:
+                    raise InputError(
+                        f"{st.path}: image {iid!r}: its {stage} stage was made with other parameters "
+                        f"({changed}); recompute it (--from {stage}) or give the parameters it was made with"
+                    )
+                continue
+            if not todo and not forced and complete and changed:
+                notes.append(f"{iid}: {stage} recomputed ({changed})")
+            if todo or forced or not complete or changed:
+                todo.append(stage)
+        plan[iid] = todo
+    return plan, notes
+
+
+def _invalidate(st, iid, first: str) -> None:
+    """Mark stage ``first`` of image ``iid`` and every stage after it incomplete (before any
+    is recomputed), so that a run that stops midway, or ends at ``--to``, leaves no stage
+    that looks current on top of a recomputed one."""
+    for stage in STAGES[STAGES.index(first) : -1]:
+        for a in _STAGE_ARRAYS[stage]:
+            st.mark_incomplete(iid, a)
+    (_partial_dir(st, iid) / "COMPLETE").unlink(missing_ok=True)
+
+
+def _one_writer(run):
+    """``run(store, …)`` holding the store's lock (DESIGN §4.1: one writer at a time; a second
+    run on the store is refused with a :class:`~cathodeflow.errors.StoreError` before anything
+    is written). Released on return and on any exception, an interrupt included."""
+    import functools
+
+    @functools.wraps(run)
+    def locked(store, *args, **kwargs):
+        from ..io.lock import store_lock
+        from ..io.store import open_store
+
+        open_store(store, mode="r")  # not a study store: its own error, and no lock file left there
+        with store_lock(store):
+            return run(store, *args, **kwargs)
+
+    return locked
+
+
+@_one_writer
 def run_study(store, *, params: Params | None = None, scheduler=None, from_stage=None,
               to_stage=None, progress=False, force=False, force_pixel_size=False):
     """Run the stages on every image of the store; returns the tables (if computed).
 
-    ``from_stage`` forces recomputation from that stage on; otherwise complete stages are
-    skipped (resume). ``force_pixel_size`` lets the U-net resample images whose pixel size
-    is far from the one it was trained for (refused otherwise).
+    ``from_stage`` forces recomputation from that stage on; otherwise complete stages made
+    with the same parameters (:data:`~cathodeflow.config.STAGE_PARAMS`, recorded with each
+    stage) are skipped (resume), and a stage made with other parameters is recomputed with
+    the stages after it (one line per image with ``progress``). A stage before
+    ``from_stage`` made with other parameters is refused (InputError), before anything is
+    written. The stages written are stored in chunks of ``params.chunk_px``.
+    ``force_pixel_size`` lets the U-net resample images whose pixel size is far from the one
+    it was trained for (refused otherwise).
     """
     from ..io.store import open_store
     from ..io.tables import write_tables
@@ -90,16 +380,30 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     say = (lambda m: bar.write(m, file=sys.stderr)) if bar is not None else (lambda m: None)
 
     # A stage is recomputed when it is incomplete, when --from names it or an earlier stage,
-    # or when an earlier stage of the same image was just recomputed (its input changed).
-    forced = force or from_stage is not None
-    dirty: set[str] = set()
-
-    def todo(iid, *arrays):
-        return forced or iid in dirty or any(not st.is_complete(iid, a) for a in arrays)
+    # when it was made with other parameters, or when an earlier stage of the same image is
+    # recomputed (its input changes): see _plan.
+    from ..config import params_record, warn_sr_input
 
     if "phase" in stages and params.phase_method == "unet":
         _check_unet_inputs(st, ids, params, force_pixel_size)
+    plan, notes = _plan(st, ids, stages, params, forced=force or from_stage is not None)
+    by_size: dict[float, list[str]] = {}
+    for iid in ids:
+        if "sr" in plan[iid]:
+            by_size.setdefault(st.pixel_size_um(iid, "raw"), []).append(iid)
+    for ps, some in by_size.items():  # once per pixel size
+        warn_sr_input(ps, name=f"image(s) {', '.join(some)}")
+
+    def todo(iid, stage):
+        return stage in plan[iid]
+
+    chunks = (params.chunk_px, params.chunk_px)  # of every stage this run writes
     with scheduler_context(scheduler, n_tasks=len(ids)) as client:
+        for note in notes:
+            say(note)
+        for iid in ids:  # the first write of this run (the scheduler is up)
+            if plan[iid]:
+                _invalidate(st, iid, plan[iid][0])
         compute_kw = {"scheduler": client} if client is not None else {}
         dcenter = dcenter_tables(params) if "labels" in stages else None
 
@@ -110,19 +414,14 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
                 eta_lr = st.pixel_size_um(iid, "raw")
                 sr = superres_any_size_dask(raw)
                 eta = round(eta_lr * SR_DEN / SR_NUM, 12)  # η_lr · 13/35
-                st.write_stage(iid, "sr", sr, pixel_size_um=eta,
-                               params={"method": "baseline-interpolation"}, compute_kw=compute_kw)
-                dirty.add(iid)
+                st.write_stage(iid, "sr", sr, pixel_size_um=eta, chunks=chunks, compute_kw=compute_kw,
+                               params={"method": "baseline-interpolation", **params_record(params, "sr")})
                 say(f"{iid}: sr done")
             if "phase" in stages and todo(iid, "phase"):
                 _phase_image(st, iid, params, compute_kw, force_pixel_size)
-                dirty.add(iid)
                 say(f"{iid}: phase done")
-            if "labels" in stages and (
-                todo(iid, "labels/cracks", "labels/particles") or not _has_partial(st, iid)
-            ):
+            if "labels" in stages and todo(iid, "labels"):
                 _label_image(st, iid, params, client, dcenter)
-                dirty.add(iid)
                 say(f"{iid}: labels and measurements done")
             if bar is not None:
                 bar.update(1)
@@ -133,9 +432,16 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
         if n_parallel > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(n_parallel) as pool:
+            pool = ThreadPoolExecutor(n_parallel)
+            try:
                 for _ in pool.map(process, ids):
                     pass
+            except BaseException:
+                # interrupted, or an image failed: drop the images not started and do not wait
+                # for the running ones (leaving scheduler_context stops their work)
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
         else:
             for iid in ids:
                 process(iid)
@@ -148,7 +454,10 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
                     f"run `cathodeflow run --store {store} --from labels`"
                 )
             tables = reduce_descriptions([_load_partial(st, i) for i in ids], params=params)
-            write_tables(tables, st.tables_dir)
+            write_tables(tables, st.tables_dir, metadata=params_record(params, *STAGES))
+            from .inventory import mark_tables_written
+
+            mark_tables_written(st, ids)  # `report` refuses tables older than the store's stages
             say(f"tables written to {st.tables_dir}")
     if bar is not None:
         bar.close()
@@ -181,35 +490,43 @@ def _check_unet_inputs(st, ids, params: Params, force_pixel_size: bool) -> None:
 
 
 def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) -> None:
-    """The phase stage of one image: the U-net's Ŷ (stored as ``prob``, float16) then eq. 7,
+    """The phase stage of one image: the U-net's Ŷ (stored as ``prob``, float16) then eq. 7
+    (Ŷ smoothed by ``Params.prob_sigma_um``, with hysteresis ``Params.crack_threshold_low``),
     or the classical baseline."""
+    from ..config import params_record
+
     sr = st.read_stage(iid, "sr")
     eta = st.pixel_size_um(iid, "sr")
+    record = params_record(params, "phase")  # the parameters the phase map depends on
+    chunks = (params.chunk_px, params.chunk_px)
     if params.phase_method == "classical":
         from ..stages.phases import phases_baseline_dask
 
         ph = phases_baseline_dask(sr, pixel_size_um=eta)
-        st.write_stage(iid, "phase", ph, pixel_size_um=eta, kind="labels",
-                       params={"method": "baseline-classical"}, compute_kw=compute_kw)
+        st.write_stage(iid, "phase", ph, pixel_size_um=eta, kind="labels", chunks=chunks,
+                       params={"method": "baseline-classical", **record}, compute_kw=compute_kw)
         return
     import numpy as np
 
     from ..stages.phases import phase_from_probabilities_dask
-    from ..stages.unet import segment_unet_dask
+    from ..stages.unet import unet_stage_dask
 
-    prob, _, eta_out, prov = segment_unet_dask(
+    prob, eta_out, prov = unet_stage_dask(
         sr, pixel_size_um=eta, weights=params.unet_weights or _default_weights(),
         tile_px=params.unet_tile_px, crack_threshold=params.crack_threshold,
+        crack_threshold_low=params.crack_threshold_low, prob_sigma_um=params.prob_sigma_um,
         force=force_pixel_size, name=f"image {iid!r}",
     )
     sha = prov["weights_sha256"]
+    prov = {**prov, **record}
     st.write_stage(iid, "prob", prob.astype(np.float16).transpose(2, 0, 1), pixel_size_um=eta_out,
-                   params=prov, weights_sha256=sha, compute_kw=compute_kw)
+                   params=prov, weights_sha256=sha, chunks=(3,) + chunks, compute_kw=compute_kw)
     # eq. 7 on the stored Ŷ, so that the phase map is what re-thresholding the store gives
     stored = st.read_stage(iid, "prob").transpose(1, 2, 0)
-    ph = phase_from_probabilities_dask(stored, prov["crack_threshold"])
+    ph = phase_from_probabilities_dask(stored, prov["crack_threshold"], t_low=prov["crack_threshold_low"],
+                                       sigma_px=prov["prob_sigma_px"])
     st.write_stage(iid, "phase", ph, pixel_size_um=eta_out, kind="labels", params=prov,
-                   weights_sha256=sha, compute_kw=compute_kw)
+                   weights_sha256=sha, chunks=chunks, compute_kw=compute_kw)
 
 
 def _parallel_images(client) -> int:
@@ -272,33 +589,79 @@ def _load_partial(st, image_id):
 
 
 def _label_image(st, iid, params, client, dcenter):
-    """Crack and particle labels (eq. 2, 8–10) and the image's rows, tiled on the store's chunks."""
+    """Crack and particle labels (eq. 2, 8–10) and the image's rows, tiled on the store's chunks.
+
+    Lengths of ``params`` are converted with the phase map's pixel size (a marker radius of
+    under 5 or over 500 px gets a :class:`~cathodeflow.errors.PixelSizeWarning`); both label
+    arrays record the parameters of the labels stage and their hash.
+    """
+    from ..config import params_record, warn_marker_radius
     from ..measure.tiled import describe_phase_dask
 
     compute_kw = {"scheduler": client} if client is not None else {}
     phase = st.read_stage(iid, "phase")
     eta = st.pixel_size_um(iid, "phase")
+    warn_marker_radius(params, eta)
     desc = describe_phase_dask(
         phase, image_id=iid, condition=st.condition(iid), pixel_size_um=eta, params=params,
         dcenter=dcenter, client=client, keep_labels=True,
     )
-    st.write_stage(iid, "labels/cracks", desc.crack_labels, pixel_size_um=eta, kind="labels",
-                   params={"convention": "DESIGN §4.4 items 1-4"}, compute_kw=compute_kw)
+    record = params_record(params, "labels")
+    chunks = (params.chunk_px, params.chunk_px)
+    st.write_stage(iid, "labels/cracks", desc.crack_labels, pixel_size_um=eta, kind="labels", chunks=chunks,
+                   params={"convention": "DESIGN §4.4 items 1-4", **record}, compute_kw=compute_kw)
     st.write_stage(iid, "labels/particles", desc.particle_labels, pixel_size_um=eta, kind="labels",
-                   params=params.to_dict(), compute_kw=compute_kw)
+                   chunks=chunks, params={"convention": "DESIGN §4.4 item 7", **record}, compute_kw=compute_kw)
     _save_partial(st, iid, desc)
 
 
 def report_study(store, out, *, truth=None) -> Path:
-    """Build the report folder from the store's tables."""
+    """Build the report folder from the store's tables.
+
+    Refused (CathodeflowError, one line) when the tables are missing or older than the
+    store: an image added, removed or a stage recomputed after they were written
+    (:func:`cathodeflow.study.inventory.check_tables_current`).
+    """
     from ..io.store import open_store
-    from ..io.tables import SCHEMAS, read_table
-    from ..report.build import build_report
+    from ..io.tables import SCHEMAS
+    from .inventory import check_tables_current
 
     st = open_store(store, mode="r")
     tdir = Path(st.tables_dir)
     missing = [n for n in SCHEMAS if not (tdir / f"{n}.parquet").exists()]
     if missing:
         raise CathodeflowError(f"{store}: tables {missing} not computed yet; run `cathodeflow run --store {store}` first")
+    check_tables_current(st)
+    return report_tables(tdir, out, truth=truth)
+
+
+def report_tables(tables_dir, out, *, truth=None) -> Path:
+    """Build the report folder from a folder of tables: the ``--out`` of ``cathodeflow
+    describe`` (phase maps segmented elsewhere) or a store's tables; no ground truth needed.
+
+    Parameters
+    ----------
+    tables_dir : str or Path
+        Holds ``<name>.parquet`` for every table of DESIGN §4.2.
+    out : str or Path
+        The report folder (created if needed).
+    truth : DataFrame, optional
+        Ground truth per condition, shown beside the measurement (synthetic studies).
+
+    Returns
+    -------
+    Path
+        The report's ``index.html``.
+    """
+    from ..io.tables import SCHEMAS, read_table
+    from ..report.build import build_report
+
+    tdir = Path(tables_dir)
+    if not tdir.is_dir():
+        raise InputError(f"{tdir}: not a folder; expected the --out folder of `cathodeflow describe`")
+    missing = [n for n in SCHEMAS if not (tdir / f"{n}.parquet").exists()]
+    if missing:
+        raise InputError(f"{tdir}: tables {missing} not found; expected the Parquet tables "
+                         "that `cathodeflow describe --out` writes")
     tables = {n: read_table(tdir / f"{n}.parquet", n) for n in SCHEMAS}
     return Path(build_report(tables, out, truth=truth))
