@@ -21,7 +21,7 @@ __all__ = ["__version__", "describe"]
 def __getattr__(name):
     # Lazy: keeps `import cathodeflow` light (no dask.distributed, no matplotlib).
     if name == "describe":
-        from .measure.describe import describe
+        from .study.describe import describe
 
         return describe
     raise AttributeError(name)

@@ -240,13 +240,15 @@ def main(argv=None) -> int:
 def _dispatch(args):
     cmd = args.command
     if cmd == "demo":
+        from .config import Params
+        from .report.build import report_tables
         from .study.demo import run_demo
+        from .study.pipeline import current_tables_dir
 
         t0 = time.perf_counter()
-        from .config import Params
-
-        out = run_demo(args.out, n_images=args.images_per_condition, seed=args.seed,
-                       scheduler=args.scheduler, params=Params(phase_method=args.phase_method))
+        demo = run_demo(args.out, n_images=args.images_per_condition, seed=args.seed,
+                        scheduler=args.scheduler, params=Params(phase_method=args.phase_method))
+        out = report_tables(current_tables_dir(demo.store), args.out / "report", truth=demo.truth)
         print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {out}")
     elif cmd == "ingest":
         from .study.pipeline import ingest, ingest_manifest
@@ -313,7 +315,8 @@ def _dispatch(args):
     elif cmd == "describe":
         from .config import params_record
         from .io.phasefile import check_phase_values
-        from .measure.describe import TABLE_NAMES, describe
+        from .measure.describe import TABLE_NAMES
+        from .study.describe import describe
 
         params = _params(args)
         values = check_phase_values(args.phase_values, name="--phase-values")
@@ -348,9 +351,11 @@ def _dispatch(args):
         for name, path in paths.items():
             print(f"{name:15s} {len(tables[name]):7d} rows  {path}")
     elif cmd == "report":
-        from .study.pipeline import report_study, report_tables
+        from .report.build import report_tables
+        from .study.pipeline import current_tables_dir
 
-        out = report_study(args.store, args.out) if args.store is not None else report_tables(args.tables, args.out)
+        tables = current_tables_dir(args.store) if args.store is not None else args.tables
+        out = report_tables(tables, args.out)
         print(f"report: {out}")
     elif cmd == "train":
         if args.model == "sr":

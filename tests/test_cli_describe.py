@@ -17,7 +17,7 @@ from PIL import Image
 from cathodeflow.cli import main
 from cathodeflow.config import Params
 from cathodeflow.io.tables import SCHEMAS, read_table
-from cathodeflow.measure.describe import describe
+from cathodeflow.study.describe import describe
 
 ETA = 0.0143
 TABLES = ("images", "cracks", "particles", "local_porosity", "conditions")

@@ -17,7 +17,7 @@ from cathodeflow.config import Params, params_record
 from cathodeflow.io.sem import write_tiff
 from cathodeflow.io.store import open_store
 from cathodeflow.io.tables import read_table, read_table_metadata
-from cathodeflow.measure.describe import describe
+from cathodeflow.study.describe import describe
 from cathodeflow.study.pipeline import STAGES, ingest
 from cathodeflow.synth import generate_image
 

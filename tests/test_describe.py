@@ -23,8 +23,8 @@ from _geometry import disc
 from cathodeflow.config import Params
 from cathodeflow.errors import InputError
 from cathodeflow.io.tables import SCHEMAS
-from cathodeflow.measure import describe as describe_mod
-from cathodeflow.measure.describe import describe
+from cathodeflow.study import describe as describe_mod
+from cathodeflow.study.describe import describe
 
 ETA = 0.0143
 P10 = Params(marker_radius_um=10 * ETA)  # r = 10 px

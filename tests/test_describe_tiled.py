@@ -17,8 +17,9 @@ from skimage.draw import line
 from _geometry import disc
 
 from cathodeflow.config import Params
-from cathodeflow.measure import describe as describe_mod
-from cathodeflow.measure.describe import describe, dcenter_tables
+from cathodeflow.study import describe as describe_mod
+from cathodeflow.measure.describe import dcenter_tables
+from cathodeflow.study.describe import describe
 from cathodeflow.measure.image import describe_phase
 from cathodeflow.measure.tiled import describe_phase_dask
 

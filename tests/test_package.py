@@ -7,7 +7,7 @@ import sys
 def test_importing_cathodeflow_and_its_pipeline_does_not_import_tensorflow_or_keras():
     code = (
         "import sys, cathodeflow, cathodeflow.cli, cathodeflow.study.pipeline, "
-        "cathodeflow.measure.describe, cathodeflow.synth, cathodeflow.report.build, cathodeflow.models, cathodeflow.stages.unet, cathodeflow.study.train_unet;"
+        "cathodeflow.measure.describe, cathodeflow.study.describe, cathodeflow.synth, cathodeflow.report.build, cathodeflow.models, cathodeflow.stages.unet, cathodeflow.study.train_unet;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -28,7 +28,7 @@ from cathodeflow.config import (
 )
 from cathodeflow.errors import InputError, PixelSizeWarning
 from cathodeflow.io.tables import read_table, read_table_metadata, write_tables
-from cathodeflow.measure.describe import describe
+from cathodeflow.study.describe import describe
 from cathodeflow.stages.particles import marker_threshold
 
 

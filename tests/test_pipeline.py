@@ -17,8 +17,9 @@ from cathodeflow.config import Params
 from cathodeflow.errors import InputError
 from cathodeflow.io.sem import write_tiff
 from cathodeflow.io.store import open_store
-from cathodeflow.measure.describe import describe
-from cathodeflow.study.pipeline import ingest, report_study, run_study
+from cathodeflow.report.build import report_tables
+from cathodeflow.study.describe import describe
+from cathodeflow.study.pipeline import current_tables_dir, ingest, run_study
 from cathodeflow.synth import generate_image
 
 PARAMS = Params(marker_radius_um=0.143)  # 10 px at the sr grid's 0.0143 µm
@@ -77,7 +78,7 @@ def test_pipeline_tables_equal_describe_on_the_stored_phase_maps(study):
         )
     # parquet tables and a report land where the README says
     assert (Path(st.tables_dir) / "conditions.parquet").exists()
-    index = report_study(store, store.parent / "report")
+    index = report_tables(current_tables_dir(store), store.parent / "report")
     assert index.exists() and (index.parent / "table1.csv").exists()
 
 
@@ -185,7 +186,8 @@ def test_cli_ingest_and_run_an_image_whose_size_is_no_multiple_of_13(tmp_path):
 def test_demo_runs_end_to_end_with_one_image_per_condition(tmp_path):
     from cathodeflow.study.demo import run_demo
 
-    index = run_demo(tmp_path / "demo", n_images=1, scheduler="threads")
+    demo = run_demo(tmp_path / "demo", n_images=1, scheduler="threads")
+    index = report_tables(current_tables_dir(demo.store), tmp_path / "demo" / "report", truth=demo.truth)
     t1 = pd.read_csv(index.parent / "table1.csv")
     assert list(t1["condition"]) == ["20C", "30C", "40C", "50C"]
 

@@ -146,7 +146,7 @@ def measure_particles(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..study.cluster import n_local_workers
+    from dask.system import cpu_count
 
     def one(item):
         i, sl = item
@@ -162,7 +162,7 @@ def measure_particles(
         ), encloses_background(phase[sl], mask)
 
     items = [(i, sl) for i, sl in enumerate(ndi.find_objects(particle_lab), start=1) if sl is not None]
-    n_threads = n_threads or n_local_workers()
+    n_threads = n_threads or cpu_count()
     if n_threads <= 1 or len(items) < 2:
         done = [one(it) for it in items]
     else:

@@ -396,3 +396,35 @@ def build_report(
     index = out / "index.html"
     index.write_text(_index_html(title, t1, counts, provenance, tabs["images"]), encoding="utf-8")
     return index
+
+
+def report_tables(tables_dir, out, *, truth: pd.DataFrame | None = None) -> Path:
+    """Build the report folder from a folder of tables: the ``--out`` of ``cathodeflow
+    describe`` (phase maps segmented elsewhere) or a store's tables (checked current by
+    :func:`cathodeflow.study.pipeline.current_tables_dir` first); no ground truth needed.
+
+    Parameters
+    ----------
+    tables_dir : str or Path
+        Holds ``<name>.parquet`` for every table of DESIGN §4.2.
+    out : str or Path
+        The report folder (created if needed).
+    truth : DataFrame, optional
+        Ground truth per condition, shown beside the measurement (synthetic studies).
+
+    Returns
+    -------
+    Path
+        The report's ``index.html``.
+    """
+    from ..io.tables import read_table
+
+    tdir = Path(tables_dir)
+    if not tdir.is_dir():
+        raise InputError(f"{tdir}: not a folder; expected the --out folder of `cathodeflow describe`")
+    missing = [n for n in SCHEMAS if not (tdir / f"{n}.parquet").exists()]
+    if missing:
+        raise InputError(f"{tdir}: tables {missing} not found; expected the Parquet tables "
+                         "that `cathodeflow describe --out` writes")
+    tables = {n: read_table(tdir / f"{n}.parquet", n) for n in SCHEMAS}
+    return Path(build_report(tables, out, truth=truth))

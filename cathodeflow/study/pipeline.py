@@ -615,12 +615,25 @@ def _label_image(st, iid, params, client, dcenter):
     _save_partial(st, iid, desc)
 
 
-def report_study(store, out, *, truth=None) -> Path:
-    """Build the report folder from the store's tables.
+def current_tables_dir(store) -> Path:
+    """The folder of the store's tables, once checked complete and current (what a report reads).
 
-    Refused (CathodeflowError, one line) when the tables are missing or older than the
-    store: an image added, removed or a stage recomputed after they were written
-    (:func:`cathodeflow.study.inventory.check_tables_current`).
+    Parameters
+    ----------
+    store : str or Path
+        The study store.
+
+    Returns
+    -------
+    Path
+        ``<store>/tables``, holding ``<name>.parquet`` for every table of DESIGN §4.2.
+
+    Raises
+    ------
+    CathodeflowError
+        One line, when the tables are missing or older than the store: an image added,
+        removed or a stage recomputed after they were written
+        (:func:`cathodeflow.study.inventory.check_tables_current`).
     """
     from ..io.store import open_store
     from ..io.tables import SCHEMAS
@@ -632,36 +645,4 @@ def report_study(store, out, *, truth=None) -> Path:
     if missing:
         raise CathodeflowError(f"{store}: tables {missing} not computed yet; run `cathodeflow run --store {store}` first")
     check_tables_current(st)
-    return report_tables(tdir, out, truth=truth)
-
-
-def report_tables(tables_dir, out, *, truth=None) -> Path:
-    """Build the report folder from a folder of tables: the ``--out`` of ``cathodeflow
-    describe`` (phase maps segmented elsewhere) or a store's tables; no ground truth needed.
-
-    Parameters
-    ----------
-    tables_dir : str or Path
-        Holds ``<name>.parquet`` for every table of DESIGN §4.2.
-    out : str or Path
-        The report folder (created if needed).
-    truth : DataFrame, optional
-        Ground truth per condition, shown beside the measurement (synthetic studies).
-
-    Returns
-    -------
-    Path
-        The report's ``index.html``.
-    """
-    from ..io.tables import SCHEMAS, read_table
-    from ..report.build import build_report
-
-    tdir = Path(tables_dir)
-    if not tdir.is_dir():
-        raise InputError(f"{tdir}: not a folder; expected the --out folder of `cathodeflow describe`")
-    missing = [n for n in SCHEMAS if not (tdir / f"{n}.parquet").exists()]
-    if missing:
-        raise InputError(f"{tdir}: tables {missing} not found; expected the Parquet tables "
-                         "that `cathodeflow describe --out` writes")
-    tables = {n: read_table(tdir / f"{n}.parquet", n) for n in SCHEMAS}
-    return Path(build_report(tables, out, truth=truth))
+    return tdir

@@ -1,0 +1,188 @@
+"""``describe``: phase maps in, the tables of DESIGN §4.2 out (issue: bring your own segmentation).
+
+The same entry point serves ``cathodeflow describe`` (files), the Python API (numpy, Dask or
+xarray arrays; also ``cathodeflow.describe``) and the demo's ground truth. It checks the
+arguments, reads files, opens the scheduler (:func:`~cathodeflow.study.cluster.scheduler_context`)
+and computes there the work that :mod:`cathodeflow.measure.describe` builds: one task per
+whole image, the tiled graph of :func:`~cathodeflow.measure.tiled.describe_phase_dask` per
+chunked image, then the reduce step.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import Params, check_pixel_size_um, warn_marker_radius
+from ..errors import InputError
+from ..io.phasefile import (
+    DEFAULT_PHASE_VALUES,
+    check_phase_values,
+    image_id_from_path,
+    read_phase_file,
+    validate_phase,
+)
+from ..measure.describe import dcenter_tables, reduce_descriptions, tiled_array, whole_image_task
+
+
+def _as_list(x, n, what):
+    # one value for all images: None, str/bytes, numbers incl. numpy scalars, any non-iterable
+    if x is None or isinstance(x, (str, bytes, numbers.Number)) or not hasattr(x, "__iter__"):
+        return [x] * n
+    x = list(x)
+    if len(x) != n:
+        raise InputError(f"{what}: got {len(x)} values for {n} images")
+    return x
+
+
+def _inputs(phases, image_ids):
+    """Normalise ``phases`` to a list of (image_id, array or path)."""
+    if isinstance(phases, Mapping):
+        items = list(phases.items())
+    else:
+        if isinstance(phases, (str, Path)) or hasattr(phases, "ndim"):
+            phases = [phases]
+        items = []
+        for k, p in enumerate(phases):
+            name = image_id_from_path(p) if isinstance(p, (str, Path)) else None
+            if name is None and hasattr(p, "dims") and isinstance(getattr(p, "name", None), str):
+                name = p.name  # xarray.DataArray (a Dask array's .name is a graph key, not an id)
+            items.append((name or f"image_{k:03d}", p))
+    if image_ids is not None:
+        image_ids = list(image_ids)
+        if len(image_ids) != len(items):
+            raise InputError(f"image_ids: got {len(image_ids)} ids for {len(items)} images")
+        items = [(i, p) for i, (_, p) in zip(image_ids, items)]
+    ids = [i for i, _ in items]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise InputError(f"image ids must be unique; repeated: {dup}")
+    return items
+
+
+def describe(
+    phases,
+    *,
+    pixel_size_um,
+    condition=None,
+    image_ids: Sequence[str] | None = None,
+    params: Params | None = None,
+    scheduler=None,
+    chunk_px: int | None = None,
+    progress: bool = False,
+    phase_values: Sequence[int] = DEFAULT_PHASE_VALUES,
+) -> dict[str, pd.DataFrame]:
+    """Compute the tables ``images``, ``cracks``, ``particles``, ``local_porosity`` and
+    ``conditions`` (DESIGN §4.2) from phase maps S (eq. 1: 0 background, 1 solid, 2 crack).
+
+    Parameters
+    ----------
+    phases : array, path, or a sequence / mapping of them
+        2D integer arrays (numpy, Dask, xarray) or files (TIFF, PNG, NPY, Zarr). A mapping
+        gives image ids as keys; files get their name without extension as id.
+    pixel_size_um : float or sequence of float
+        η in µm, per image or one for all. Required: there is no default pixel size. Values
+        outside 0.1 nm – 10 µm are refused (a unit slip); lengths of ``params`` are converted
+        to pixels with it, and a marker radius of under 5 or over 500 px gets a
+        :class:`~cathodeflow.errors.PixelSizeWarning`.
+    condition : str or sequence of str, optional
+        The cycling condition of each image (default ``"all"``).
+    params : Params, optional
+        Method parameters (marker radius r, 2.5 η filter, λ_pristine, bins, models…).
+    scheduler : None, "sync", "threads", "processes", a Dask ``Client`` or an address
+        Where to run. With several images each image is one task; a Dask array with more
+        than one chunk (or ``chunk_px``) is processed tile-wise.
+    chunk_px : int, optional
+        Process images as Dask arrays with square chunks of this edge (tiled path).
+    phase_values : sequence of int, shape (3,)
+        The stored values (B, S, C) meaning background, solid, crack in ``phases``, mapped
+        to S = 0, 1, 2 as each map is read (per chunk for lazy input; default ``(0, 1, 2)``;
+        ``(1, 2, 3)`` for an ilastik export). Any other value is refused, naming the file.
+
+    Returns
+    -------
+    dict of str -> pandas.DataFrame, keyed by table name; empty tables have the contract's
+    columns and dtypes.
+    """
+    params = params or Params()
+    phase_values = check_phase_values(phase_values)
+    items = _inputs(phases, image_ids)
+    n = len(items)
+    if n == 0:
+        raise InputError("describe: no phase maps given")
+    sizes = _as_list(pixel_size_um, n, "pixel_size_um")
+    conds = _as_list(condition if condition is not None else "all", n, "condition")
+    for (iid, _), s, c in zip(items, sizes, conds):
+        if s is None:
+            raise InputError(f"{iid}: no pixel size; pass pixel_size_um (--pixel-size-um) in µm")
+        if not isinstance(s, numbers.Real) or isinstance(s, bool) or not math.isfinite(s) or s <= 0:
+            raise InputError(f"{iid}: pixel_size_um must be a positive number of µm, got {s!r}")
+        check_pixel_size_um(s, name=f"{iid}: pixel_size_um")
+        if not isinstance(c, str):
+            raise InputError(f"{iid}: condition must be a string, got {type(c).__name__} {c!r}")
+
+    if chunk_px is not None and (
+        not isinstance(chunk_px, numbers.Integral) or isinstance(chunk_px, bool) or chunk_px < 1
+    ):
+        raise InputError(f"chunk_px must be a positive integer (tile edge in px), got {chunk_px!r}")
+
+    arrays = []
+    for iid, p in items:
+        arr = read_phase_file(p) if isinstance(p, (str, Path)) else p
+        name = str(p) if isinstance(p, (str, Path)) else iid
+        arrays.append(validate_phase(arr, name=name, values=phase_values))
+
+    for s in dict.fromkeys(float(s) for s in sizes):  # once per pixel size
+        warn_marker_radius(params, s)
+    tables = dcenter_tables(params)
+    descs = _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress)
+    return reduce_descriptions(descs, params=params)
+
+
+def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress):
+    from ..measure.tiled import describe_phase_dask
+    from .cluster import scheduler_context
+
+    work = []
+    for arr, (iid, _), s, c in zip(arrays, items, sizes, conds):
+        kw = dict(image_id=iid, condition=c, pixel_size_um=float(s), params=params, dcenter=tables)
+        work.append((tiled_array(arr, chunk_px=chunk_px), arr, kw))
+
+    with scheduler_context(scheduler, n_tasks=len(work)) as client:
+        out = []
+        whole = [(i, arr, kw) for i, (tiled, arr, kw) in enumerate(work) if tiled is None]
+        if whole:
+            arrays = [arr for _, arr, _ in whole]
+            if client is not None:
+                # Ship each image once, as data, instead of embedding it in the graph.
+                arrays = [client.scatter(a) if isinstance(a, np.ndarray) else a for a in arrays]
+            tasks = [whole_image_task(a, **kw) for a, (_, _, kw) in zip(arrays, whole)]
+            results = _compute(tasks, client, progress)
+            out.extend(zip([i for i, _, _ in whole], results))
+        for i, (tiled, _, kw) in enumerate(work):
+            if tiled is not None:
+                out.append((i, describe_phase_dask(tiled, client=client, **kw)))
+    return [d for _, d in sorted(out, key=lambda t: t[0])]
+
+
+def _compute(tasks, client, progress):
+    import dask
+
+    if client is not None:
+        futures = client.compute(tasks)
+        if progress:
+            from distributed import progress as dprogress
+
+            dprogress(futures)
+        return client.gather(futures)
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            return list(dask.compute(*tasks))
+    return list(dask.compute(*tasks))
