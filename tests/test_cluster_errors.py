@@ -4,6 +4,7 @@ networks answer with a proxy's HTTP reply instead of silence: either way, no sch
 """
 
 import socket
+import shutil
 import subprocess
 import sys
 import threading
@@ -132,3 +133,26 @@ def test_unknown_scheduler_name_is_refused():
     with pytest.raises(InputError, match="unknown value 'thread'"):
         with scheduler_context("thread"):
             pass
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not found: cannot make a test certificate")
+def test_a_tls_scheduler_is_probed_with_the_clients_tls_settings(tmp_path):
+    """``--scheduler tls://…`` with TLS configured as for a Client (dask config / the
+    DASK_DISTRIBUTED__COMM__TLS__* variables the deploy/ files set) connects."""
+    import dask
+    import dask.array as da
+    from distributed import LocalCluster, Security
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    sec = Security(tls_ca_file=str(cert), tls_client_cert=str(cert), tls_client_key=str(key),
+                   tls_scheduler_cert=str(cert), tls_scheduler_key=str(key), tls_worker_cert=str(cert),
+                   tls_worker_key=str(key), require_encryption=True)
+    conf = {"distributed.comm.tls.ca-file": str(cert), "distributed.comm.tls.client.cert": str(cert),
+            "distributed.comm.tls.client.key": str(key)}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tls", host="127.0.0.1",
+                      dashboard_address=":0", security=sec) as c:
+        assert c.scheduler_address.startswith("tls://")
+        with dask.config.set(conf), scheduler_context(c.scheduler_address) as client:
+            assert int(da.arange(10, chunks=3).sum().compute(scheduler=client)) == 45

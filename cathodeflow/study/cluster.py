@@ -59,10 +59,10 @@ class Cancelled(BaseException):
 
 
 def n_local_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    """The usable cores of this process (affinity and cgroup quota), as Dask counts them."""
+    from dask.system import cpu_count
+
+    return max(1, cpu_count())
 
 
 @contextlib.contextmanager
@@ -316,8 +316,13 @@ def _probe_scheduler(address: str, timeout_s: float) -> str | None:
 
     outcome: dict = {}
 
+    from distributed import Security
+
+    # the TLS settings a Client would use (DASK_DISTRIBUTED__COMM__TLS__* or dask config)
+    tls = Security().get_connection_args("client")
+
     async def identity():
-        comm = await connect(address, timeout=timeout_s)
+        comm = await connect(address, timeout=timeout_s, **tls)
         try:
             await comm.write({"op": "identity", "reply": True})
             return await comm.read()
