@@ -34,6 +34,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "particles_with_holes": "Int64",
         "cracks_outside_particles": "Int64",
         "particles_cut_fraction": "float64",
+        "frame_fraction": "float64",
     },
     "cracks": {
         "image_id": "string",
@@ -94,6 +95,7 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
         "particles_with_holes",
         "cracks_outside_particles",
         "particles_cut_fraction",
+        "frame_fraction",
     ),
 }
 

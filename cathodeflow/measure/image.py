@@ -14,7 +14,10 @@ segmentation (eq. 8–10) may not match the particles a scientist sees:
 * ``cracks_outside_particles``: kept cracks (d ≥ 2.5 η) in no listed particle
   (``particle_id`` 0 in the cracks table);
 * ``particles_cut_fraction``: share of the listed particles touching the image frame (NaN
-  without particles).
+  without particles);
+* ``frame_fraction``: share of the raw image's pixels outside the imaged field (constant
+  padding; :mod:`cathodeflow.measure.frame`), measured at ingest; NaN when no image is known
+  (``describe`` of phase maps).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ QUALITY_FLAGS = (
     "particles_with_holes",
     "cracks_outside_particles",
     "particles_cut_fraction",
+    "frame_fraction",
 )
 
 
@@ -66,6 +70,9 @@ def flag_summary(row) -> str:
     cut = vals["particles_cut_fraction"]
     if not pd.isna(cut) and cut > 0:
         parts.append(f"{100 * cut:.0f}% cut")
+    frame = vals["frame_fraction"]
+    if not pd.isna(frame) and frame > 0:
+        parts.append(f"{100 * frame:.1f}% outside the field")
     return ", ".join(parts) or "ok"
 
 
@@ -283,6 +290,7 @@ def assemble_image(
         particles_with_holes=len(listed & set(holed)),
         cracks_outside_particles=int((kept["particle_id"] == 0).sum()),
         particles_cut_fraction=float(particles["touches_border"].mean()) if len(particles) else np.nan,
+        frame_fraction=np.nan,  # known only from the image (the pipeline fills it in)
     ).astype({c: image[c].dtype for c in QUALITY_FLAGS})
     return ImageDescription(
         image=image,

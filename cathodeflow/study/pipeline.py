@@ -230,6 +230,7 @@ def _ingest(entries: list[_Entry], *, store, crop_databar) -> list[str]:
                 f"on each side and at most {MAX_PIXELS} pixels (2^31; cut larger mosaics into tiles)"))
         images.append(im)
     from ..io.lock import store_lock
+    from ..measure.frame import frame_fraction
 
     store_path = Path(store)
     st = open_store(store_path) if store_path.exists() else create_store(store_path)
@@ -245,7 +246,8 @@ def _ingest(entries: list[_Entry], *, store, crop_databar) -> list[str]:
                 condition=e.condition,
                 pixel_size_um=im.pixel_size_um,
                 source={"path": str(im.source), "sha256": im.sha256},
-                params={"databar_rows": im.databar_rows, "reader_metadata": im.metadata},
+                params={"databar_rows": im.databar_rows, "reader_metadata": im.metadata,
+                        "frame_fraction": frame_fraction(im.data)},
             )
     return ids
 
@@ -606,6 +608,9 @@ def _label_image(st, iid, params, client, dcenter):
         phase, image_id=iid, condition=st.condition(iid), pixel_size_um=eta, params=params,
         dcenter=dcenter, client=client, keep_labels=True,
     )
+    # measured on the raw image at ingest (stores ingested before that: not known)
+    frame = ((st.stage_info(iid, "raw") or {}).get("params") or {}).get("frame_fraction")
+    desc.image["frame_fraction"] = float("nan") if frame is None else float(frame)
     record = params_record(params, "labels")
     chunks = (params.chunk_px, params.chunk_px)
     st.write_stage(iid, "labels/cracks", desc.crack_labels, pixel_size_um=eta, kind="labels", chunks=chunks,
