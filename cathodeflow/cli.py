@@ -129,8 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", help="condition label of the files, e.g. 20C (required without --manifest)")
     p.add_argument("--pixel-size-um", type=float, help="pixel size in µm when the files lack it")
     p.add_argument("--image-id", help="image id of the one file given (default: its name without extension)")
+    p.add_argument("--frame-mask", type=Path,
+                   help="image of the one file's shape whose non-zero pixels lie outside the imaged field "
+                        "(counted in the frame_fraction quality flag)")
     p.add_argument("--manifest", type=Path,
-                   help="CSV with columns file, condition[, pixel_size_um][, image_id], one row per image; "
+                   help="CSV with columns file, condition[, pixel_size_um][, image_id][, frame_mask], one row "
+                   "per image; "
                    "relative paths are relative to the CSV's folder; empty pixel_size_um: from the file")
     p.add_argument("--keep-databar", action="store_true", help="do not crop the microscope's data bar")
 
@@ -255,7 +259,8 @@ def _dispatch(args):
 
         if args.manifest is not None:
             given = [o for o, v in (("FILES", args.files), ("--condition", args.condition),
-                                    ("--pixel-size-um", args.pixel_size_um), ("--image-id", args.image_id))
+                                    ("--pixel-size-um", args.pixel_size_um), ("--image-id", args.image_id),
+                                    ("--frame-mask", args.frame_mask))
                      if v is not None and v != []]
             if given:
                 raise CathodeflowError(f"--manifest lists the files and their columns; {', '.join(given)} "
@@ -266,12 +271,14 @@ def _dispatch(args):
                 raise CathodeflowError("ingest: no files given; expected FILES… or --manifest CSV")
             if args.condition is None:
                 raise CathodeflowError("ingest: --condition is required with FILES (or use --manifest)")
-            if args.image_id is not None and len(args.files) != 1:
-                raise CathodeflowError(f"--image-id names one image, but {len(args.files)} files were given; "
-                                       "use --manifest with an image_id column for several")
+            for opt, val, col in (("--image-id", args.image_id, "image_id"), ("--frame-mask", args.frame_mask, "frame_mask")):
+                if val is not None and len(args.files) != 1:
+                    raise CathodeflowError(f"{opt} is for one image, but {len(args.files)} files were given; "
+                                           f"use --manifest with a {col} column for several")
             ids = ingest(args.files, store=args.store, condition=args.condition,
                          pixel_size_um=args.pixel_size_um, crop_databar=not args.keep_databar,
-                         image_ids=None if args.image_id is None else [args.image_id])
+                         image_ids=None if args.image_id is None else [args.image_id],
+                         frame_masks=None if args.frame_mask is None else [args.frame_mask])
         print(f"ingested {len(ids)} image(s) into {args.store}: {', '.join(ids)}")
     elif cmd == "ls":
         import json

@@ -48,3 +48,25 @@ def test_the_pipeline_puts_the_raw_images_frame_share_in_the_images_table(tmp_pa
     row = pd.read_parquet(store / "tables" / "images.parquet").iloc[0]
     assert row["frame_fraction"] == frame_fraction(lr) >= 26 / 156
     assert f"{100 * row['frame_fraction']:.1f}% outside the field" in flag_summary(row)
+
+
+def test_a_user_frame_mask_adds_to_the_padding_and_a_mask_of_another_shape_is_refused(tmp_path, capsys):
+    from cathodeflow.cli import main
+    from cathodeflow.io.store import open_store
+
+    img = _noisy((104, 156), seed=3)
+    img[:, :26] = 0  # padding found in the image: 26 columns
+    write_tiff(tmp_path / "m.tif", img, pixel_size_um=0.0385)
+    mask = np.zeros((104, 156), np.uint8)
+    mask[:52, 130:] = 255  # the user marks a blanked corner (52 x 26) as outside the field
+    write_tiff(tmp_path / "mask.tif", mask, pixel_size_um=0.0385)
+    write_tiff(tmp_path / "bad.tif", mask[:, :100], pixel_size_um=0.0385)
+    store = tmp_path / "s.zarr"
+    assert main(["ingest", str(tmp_path / "m.tif"), "--store", str(store), "--condition", "c",
+                 "--frame-mask", str(tmp_path / "bad.tif")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.tif" in err[0] and "104×100" in err[0] and not store.exists()
+    assert main(["ingest", str(tmp_path / "m.tif"), "--store", str(store), "--condition", "c",
+                 "--frame-mask", str(tmp_path / "mask.tif")]) == 0
+    rec = open_store(store, mode="r").stage_info("m", "raw")["params"]
+    assert rec["frame_fraction"] == (104 * 26 + 52 * 26) / (104 * 156)

@@ -26,7 +26,7 @@ MIN_SIDE_PX = 32
 MAX_PIXELS = 2**31
 #: Columns of an ingest manifest (CSV): required, then optional.
 MANIFEST_REQUIRED = ("file", "condition")
-MANIFEST_OPTIONAL = ("pixel_size_um", "image_id")
+MANIFEST_OPTIONAL = ("pixel_size_um", "image_id", "frame_mask")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class _Entry:
     pixel_size_um: float | None
     image_id: str | None
     where: str | None = None
+    frame_mask: Path | None = None
 
 
 def _per_file(value, n: int, name: str) -> list:
@@ -50,7 +51,8 @@ def _per_file(value, n: int, name: str) -> list:
     return values
 
 
-def ingest(files, *, store, condition, pixel_size_um=None, crop_databar=True, image_ids=None) -> list[str]:
+def ingest(files, *, store, condition, pixel_size_um=None, crop_databar=True, image_ids=None,
+           frame_masks=None) -> list[str]:
     """Read SEM files (pixel size from vendor metadata or ``pixel_size_um``) into the store.
 
     Parameters
@@ -68,6 +70,11 @@ def ingest(files, *, store, condition, pixel_size_um=None, crop_databar=True, im
         Remove the microscope's data bar.
     image_ids : sequence of (str or None), optional
         Image id per file; ``None`` (default) takes the file name without its extension.
+    frame_masks : sequence of (str, Path or None), optional
+        Per file, an image of its shape (before or after the data-bar crop) whose non-zero
+        pixels lie outside the imaged field; they count in the ``frame_fraction`` quality
+        flag together with the constant padding found in the image itself
+        (:mod:`cathodeflow.measure.frame`).
 
     Returns
     -------
@@ -84,10 +91,13 @@ def ingest(files, *, store, condition, pixel_size_um=None, crop_databar=True, im
     """
     files = [Path(f) for f in files]
     n = len(files)
+    masks = [None if m is None else Path(m) for m in _per_file(
+        None if frame_masks is None else list(frame_masks), n, "frame_masks")]
     entries = [
-        _Entry(f, c, p, i)
-        for f, c, p, i in zip(files, _per_file(condition, n, "condition"),
-                              _per_file(pixel_size_um, n, "pixel_size_um"), _per_file(image_ids, n, "image_ids"))
+        _Entry(f, c, p, i, frame_mask=m)
+        for f, c, p, i, m in zip(files, _per_file(condition, n, "condition"),
+                                 _per_file(pixel_size_um, n, "pixel_size_um"), _per_file(image_ids, n, "image_ids"),
+                                 masks)
     ]
     return _ingest(entries, store=store, crop_databar=crop_databar)
 
@@ -100,8 +110,8 @@ def ingest_manifest(manifest, *, store, crop_databar=True) -> list[str]:
     manifest : str or Path
         CSV (UTF-8, comma-separated) with a header row and the columns ``file`` (path;
         relative paths are relative to the manifest's folder), ``condition``, and optionally
-        ``pixel_size_um`` (µm; empty: from the file's metadata) and ``image_id`` (empty: the
-        file name without its extension). Rows are numbered as in a spreadsheet (header =
+        ``pixel_size_um`` (µm; empty: from the file's metadata), ``image_id`` (empty: the
+        file name without its extension) and ``frame_mask`` (empty: none; see :func:`ingest`). Rows are numbered as in a spreadsheet (header =
         row 1); blank rows are skipped.
     store : str or Path
         The study store; created if the path does not exist.
@@ -142,7 +152,7 @@ def _read_manifest(path) -> list[_Entry]:
     if missing or unknown:
         found = ", ".join(repr(h) for h in header) or "nothing"
         raise InputError(f"{path}: manifest header row has {found}; expected the columns {expected} "
-                         f"(the last two optional), comma-separated")
+                         f"(the last three optional), comma-separated")
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise InputError(f"{path}: manifest header names column {repeated[0]!r} twice")
@@ -168,11 +178,40 @@ def _read_manifest(path) -> list[_Entry]:
                 raise InputError(f"{where}, column pixel_size_um: {cells['pixel_size_um']!r} is not a number > 0 "
                                  "(µm; leave it empty to take the pixel size from the file)")
         file = Path(cells["file"]).expanduser()
+        mask = Path(cells["frame_mask"]).expanduser() if cells.get("frame_mask") else None
         entries.append(_Entry(file if file.is_absolute() else path.parent / file, cells["condition"], ps,
-                              cells.get("image_id") or None, where))
+                              cells.get("image_id") or None, where,
+                              None if mask is None else mask if mask.is_absolute() else path.parent / mask))
     if not entries:
         raise InputError(f"{path}: the manifest lists no images (a header row and one row per image expected)")
     return entries
+
+
+def _frame_fraction(entry: _Entry, im) -> float:
+    """Share of ``im`` outside the imaged field: its constant padding, and the non-zero
+    pixels of the entry's frame mask (of the image's shape before or after the data-bar
+    crop)."""
+    import numpy as np
+
+    from ..measure.frame import frame_mask
+
+    frame = frame_mask(im.data)
+    if entry.frame_mask is None:
+        return float(frame.mean())
+    from ..io.sem import read_sem
+
+    try:
+        mask = read_sem(entry.frame_mask, pixel_size_um=im.pixel_size_um, crop_databar=False).data
+    except InputError as err:
+        raise _at(entry, "frame_mask", err) from None
+    h, w = im.data.shape
+    if mask.shape == (h + im.databar_rows, w):
+        mask = mask[:h]
+    if mask.shape != (h, w):
+        raise _at(entry, "frame_mask", InputError(
+            f"{entry.frame_mask}: frame mask of {mask.shape[0]}×{mask.shape[1]} px; expected the shape of "
+            f"{entry.file} ({h}×{w} px, or {h + im.databar_rows}×{w} with its data bar)"))
+    return float((frame | (np.asarray(mask) != 0)).mean())
 
 
 def _at(entry: _Entry, column: str, error: InputError) -> InputError:
@@ -229,8 +268,8 @@ def _ingest(entries: list[_Entry], *, store, crop_databar) -> list[str]:
                 f"{e.file}: image of {h}×{w} px (after the data-bar crop); expected at least {MIN_SIDE_PX} px "
                 f"on each side and at most {MAX_PIXELS} pixels (2^31; cut larger mosaics into tiles)"))
         images.append(im)
+    frames = [_frame_fraction(e, im) for e, im in zip(entries, images)]
     from ..io.lock import store_lock
-    from ..measure.frame import frame_fraction
 
     store_path = Path(store)
     st = open_store(store_path) if store_path.exists() else create_store(store_path)
@@ -239,7 +278,7 @@ def _ingest(entries: list[_Entry], *, store, crop_databar) -> list[str]:
         if clash:
             raise InputError(f"{store_path}: images already in the store: {', '.join(clash)}; remove them "
                              f"first (`cathodeflow rm {store_path} ID…`) or give other ids; nothing was ingested")
-        for e, iid, im in zip(entries, ids, images):
+        for e, iid, im, frame in zip(entries, ids, images, frames):
             st.add_image(
                 iid,
                 im.data,
@@ -247,7 +286,7 @@ def _ingest(entries: list[_Entry], *, store, crop_databar) -> list[str]:
                 pixel_size_um=im.pixel_size_um,
                 source={"path": str(im.source), "sha256": im.sha256},
                 params={"databar_rows": im.databar_rows, "reader_metadata": im.metadata,
-                        "frame_fraction": frame_fraction(im.data)},
+                        "frame_fraction": frame},
             )
     return ids
 
