@@ -6,9 +6,13 @@ Modules (import them directly; this package itself does not import Keras, so
 * :mod:`~cathodeflow.models.normalise` — global robust intensity range and normalisation
   (numpy only, no Keras);
 * :mod:`~cathodeflow.models.unet` — the U-net of §2.3.2, its receptive field, tile inference;
+* :mod:`~cathodeflow.models.srgan` — the SRGAN of §2.3.1 (Fig. 3): generator with the exact
+  35/13 grid (26 → 70 px), discriminator, receptive field (no shipped weights yet);
 * :mod:`~cathodeflow.models.losses` — weighted categorical cross-entropy and class weights;
+  the SRGAN's content (pixel, given feature model, VGG19 from a file) and adversarial losses;
 * :mod:`~cathodeflow.models.training` — one generic training loop (validation cadence,
-  early stopping, best-weights restore, resumable checkpoints) and the U-net fit on top of it;
+  early stopping, best-weights restore, resumable checkpoints) and the U-net and SRGAN fits
+  on top of it;
 * :mod:`~cathodeflow.models.registry` — weight files with sha256-checked sidecars and the
   shipped registry (weights are loaded as weights, never as pickled code).
 

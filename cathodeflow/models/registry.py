@@ -5,16 +5,19 @@ Weights are stored as weights, never as pickled code: a Keras ``<name>.weights.h
 and what the weights are for::
 
     {"name", "file" (the .h5, relative to the sidecar's folder), "sha256" (of the .h5),
-     "architecture": {"kind": "unet", **UNetConfig.to_dict()},
+     "architecture": {"kind": "unet", **UNetConfig.to_dict()}
+                     (or {"kind": "srgan", **SRGANConfig.to_dict()}: an SRGAN generator),
      "training": {...}, "pixel_size_um", "crack_threshold" (t of eq. 7),
      "normalisation": {"method": "percentile", "q": [0.5, 99.5]},
      "created_utc", "package_version"}
 
 The shipped registry ``cathodeflow/models/weights/registry.json`` is
 ``{"version": 1, "weights": {name: record}}`` with the same records (files relative to that
-folder). :func:`load_unet` refuses a file whose sha256 differs from its record, a record of
-another kind, and weights that do not fit the architecture, each with a one-line
-:class:`~cathodeflow.errors.InputError` naming the file.
+folder). :func:`load_unet` (and :func:`load_srgan_generator`) refuses a file whose sha256
+differs from its record, a record of another kind, and weights that do not fit the
+architecture, each with a one-line :class:`~cathodeflow.errors.InputError` naming the file.
+For ``kind == "srgan"`` only the generator is stored (``crack_threshold`` has no meaning
+there and keeps its default).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "save_model_weights",
     "resolve_weights",
     "load_unet",
+    "load_srgan_generator",
     "update_record",
     "file_sha256",
 ]
@@ -53,6 +57,9 @@ _SUFFIX = ".weights.h5"
 _RECORD_KEYS = ("name", "file", "sha256", "architecture", "training", "pixel_size_um",
                 "crack_threshold", "normalisation", "created_utc", "package_version")
 _MODEL_CACHE: dict[tuple[str, str], object] = {}
+#: architecture kind -> (module, config class, builder, what the error messages call it)
+_KINDS = {"unet": (".unet", "UNetConfig", "build_unet", "U-net"),
+          "srgan": (".srgan", "SRGANConfig", "build_generator", "SRGAN generator")}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -65,7 +72,7 @@ class WeightsRecord:
     name : str
     file : str, the .h5 file relative to the folder of the record
     sha256 : str, hex digest of the .h5 file
-    architecture : dict, ``{"kind": "unet", **UNetConfig.to_dict()}``
+    architecture : dict, ``{"kind": "unet", **UNetConfig.to_dict()}`` or ``{"kind": "srgan", ...}``
     training : dict, training configuration, data families, steps, best validation loss…
     pixel_size_um : float, the pixel size (µm) the network was trained for
     crack_threshold : float, t of eq. 7
@@ -160,13 +167,21 @@ def _without_optimizer(model, architecture: dict):
     """A model that holds only ``model``'s weights: Keras writes a compiled model's optimizer
     state (Adam's moments, twice the weights) into ``save_weights`` files, which the registry
     neither needs nor wants to ship."""
-    if getattr(model, "optimizer", None) is None or architecture.get("kind") != "unet":
+    if getattr(model, "optimizer", None) is None or architecture.get("kind") not in _KINDS:
         return model
-    from .unet import UNetConfig, build_unet
-
-    clean = build_unet(UNetConfig.from_dict({k: v for k, v in architecture.items() if k != "kind"}))
+    config_cls, build, _ = _kind(architecture["kind"])
+    clean = build(config_cls.from_dict({k: v for k, v in architecture.items() if k != "kind"}))
     clean.set_weights(model.get_weights())
     return clean
+
+
+def _kind(kind: str):
+    """(config class, builder, name) of an architecture kind (imported on demand)."""
+    import importlib
+
+    module, config_name, builder_name, what = _KINDS[kind]
+    mod = importlib.import_module(module, __package__)
+    return getattr(mod, config_name), getattr(mod, builder_name), what
 
 
 def save_model_weights(model, path: str | Path, *, architecture: dict, training: dict,
@@ -181,7 +196,8 @@ def save_model_weights(model, path: str | Path, *, architecture: dict, training:
         ``<folder>/<name>.weights.h5`` (or ``<folder>/<name>``); the sidecar is
         ``<folder>/<name>.json``.
     architecture : dict
-        ``{"kind": "unet", **UNetConfig.to_dict()}``.
+        ``{"kind": "unet", **UNetConfig.to_dict()}`` or ``{"kind": "srgan", **SRGANConfig.to_dict()}``
+        (``model`` is then the generator).
     training : dict
         JSON-ready description of the training (config, data families, steps, best loss…).
     pixel_size_um : float
@@ -327,8 +343,25 @@ def load_unet(name_or_path: str | Path, *, verify: bool = True, cache: bool = Tr
     this once per tile build and load the network once; the record is re-read every time.
     The cached model is shared: do not train it (use ``cache=False``).
     """
-    from .unet import UNetConfig
+    return _load_kind(name_or_path, "unet", verify=verify, cache=cache)
 
+
+def load_srgan_generator(name_or_path: str | Path, *, verify: bool = True, cache: bool = True):
+    """The SRGAN generator of a weights record (``architecture.kind == "srgan"``), built from
+    its :class:`~cathodeflow.models.srgan.SRGANConfig` with the weights loaded.
+
+    Same parameters, checks and caching as :func:`load_unet`.
+
+    Returns
+    -------
+    model : keras.Model
+        :func:`~cathodeflow.models.srgan.build_generator`'s network.
+    record : WeightsRecord
+    """
+    return _load_kind(name_or_path, "srgan", verify=verify, cache=cache)
+
+
+def _load_kind(name_or_path, kind: str, *, verify: bool, cache: bool):
     record = resolve_weights(name_or_path)
     path = record.path
     if not path.is_file():
@@ -340,33 +373,33 @@ def load_unet(name_or_path: str | Path, *, verify: bool = True, cache: bool = Tr
             raise InputError(f"{path}: sha256 {sha} does not match the {where} (expected {record.sha256}); "
                              "the file is corrupt or not the registered weights")
     arch = dict(record.architecture)
-    if arch.pop("kind", None) != "unet":
-        raise InputError(f"{record.source}: architecture kind is {record.architecture.get('kind')!r}, expected 'unet'")
+    if arch.pop("kind", None) != kind:
+        raise InputError(f"{record.source}: architecture kind is {record.architecture.get('kind')!r}, "
+                         f"expected {kind!r}")
+    config_cls, build, what = _kind(kind)
     try:
-        config = UNetConfig.from_dict(arch)
+        config = config_cls.from_dict(arch)
     except InputError as e:
         raise InputError(f"{record.source}: {e}") from None
     if not cache:
-        return _build_and_load(config, path), record
+        return _build_and_load(config, path, build, what), record
     key = (str(path), record.sha256)
     with _CACHE_LOCK:
         model = _MODEL_CACHE.get(key)
         if model is None:
-            model = _MODEL_CACHE[key] = _build_and_load(config, path)
+            model = _MODEL_CACHE[key] = _build_and_load(config, path, build, what)
     return model, record
 
 
-def _build_and_load(config, path: Path):
-    from .unet import build_unet
-
-    model = build_unet(config)
+def _build_and_load(config, path: Path, build, what: str):
+    model = build(config)
     try:
         with warnings.catch_warnings():
             # Keras warns (and goes on) when parts of the file do not match: refuse.
             warnings.simplefilter("error", UserWarning)
             model.load_weights(path)
     except Exception as e:  # h5py/Keras raise many types for a bad file
-        raise InputError(f"{path}: cannot load into a U-net {config.to_dict()}: weights of another "
+        raise InputError(f"{path}: cannot load into a {what} {config.to_dict()}: weights of another "
                          f"architecture or corrupt ({type(e).__name__})") from None
     return model
 
