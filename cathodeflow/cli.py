@@ -175,7 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="σ (µm) of a Gaussian smoothing of Ŷ before eq. 7 (default 0.0143 = 1 px at "
                         "14.3 nm; 0 = none)")
     g.add_argument("--force", action="store_true",
-                   help="resample images whose pixel size is far from the U-net's (refused otherwise)")
+                   help="resample images whose pixel size is far from the U-net's, or super-resolve images "
+                        "far from the SRGAN's (refused otherwise)")
+    g = p.add_argument_group("super-resolution (×35/13)")
+    g.add_argument("--sr-method", choices=("baseline", "srgan"),
+                   help="cubic interpolation (baseline, default) or a trained SRGAN generator")
+    g.add_argument("--sr-weights",
+                   help="SRGAN generator weights: a .weights.h5 file from `cathodeflow train sr` or a registry "
+                        "name (required with --sr-method srgan)")
 
     p = sub.add_parser("describe", help="phase maps segmented elsewhere (ilastik, Dragonfly…) → Parquet tables")
     p.add_argument("files", nargs="*", type=Path, help="TIFF, PNG, NPY or Zarr phase maps (or --manifest)")
@@ -198,15 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--tables", type=Path, help="a folder of tables: the --out of `cathodeflow describe`")
     p.add_argument("--out", type=Path, required=True)
 
-    p = sub.add_parser("train", help="train the U-net (the SRGAN is not available yet)",
-                       description="Train the phase-segmentation U-net (paper §2.3.2) on style-"
+    p = sub.add_parser("train", help="train the U-net or the SRGAN",
+                       description="unet: train the phase-segmentation U-net (paper §2.3.2) on style-"
                        "randomised synthetic SEM images and/or your own annotated images, or "
-                       "fine-tune existing weights; t of eq. 7 is calibrated at the end.")
+                       "fine-tune existing weights; t of eq. 7 is calibrated at the end. "
+                       "sr: train the SRGAN (paper §2.3.1) on synthetic low/high-resolution pairs.")
     p.add_argument("model", choices=("sr", "unet"))
     p.add_argument("--config", type=Path,
-                   help="TOML with [unet] (architecture) and [training] tables; default: the paper's")
-    p.add_argument("--out", type=Path, default=Path("unet-training"), help="output folder")
-    p.add_argument("--name", default="unet", help="file name stem of the weights (default unet)")
+                   help="TOML with [unet] or [srgan] (architecture) and [training] tables; default: the paper's")
+    p.add_argument("--out", type=Path, help="output folder (default unet-training or sr-training)")
+    p.add_argument("--name", help="file name stem of the weights (default unet or srgan)")
     p.add_argument("--annotated", nargs=2, action="append", metavar=("IMAGE", "PHASE"), default=[],
                    help="an annotated image and its phase map (0/1/2); repeat for more")
     p.add_argument("--init", dest="init_weights", help="weights to fine-tune (registry name or file)")
@@ -312,10 +320,11 @@ def _dispatch(args):
         params = _params(args).replace(phase_method=args.phase_method, unet_weights=args.unet_weights,
                                        crack_threshold=args.crack_threshold,
                                        crack_threshold_low=args.crack_threshold_low,
-                                       prob_sigma_um=args.prob_sigma_um)
-        if args.force and params.phase_method != "unet":
+                                       prob_sigma_um=args.prob_sigma_um, sr_method=args.sr_method,
+                                       sr_weights=args.sr_weights)
+        if args.force and params.phase_method != "unet" and params.sr_method != "srgan":
             raise CathodeflowError("--force applies to --phase-method unet (it lets the U-net resample "
-                                   "images of a far pixel size)")
+                                   "images of a far pixel size) and --sr-method srgan")
         with _warnings_as_lines():
             run_study(args.store, params=params, scheduler=args.scheduler, from_stage=args.from_stage,
                       to_stage=args.to_stage, progress=True, force_pixel_size=args.force)
@@ -365,16 +374,25 @@ def _dispatch(args):
         out = report_tables(tables, args.out)
         print(f"report: {out}")
     elif cmd == "train":
+        log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
         if args.model == "sr":
-            raise CathodeflowError(
-                "train sr: the SRGAN is not available in this version; the sr stage is a cubic "
-                "interpolation by 35/13 (baseline)"
-            )
+            from .study.train_sr import load_train_sr_config, train_sr
+
+            given = [o for o, v in (("--annotated", args.annotated), ("--init", args.init_weights)) if v]
+            if given:
+                raise CathodeflowError(f"train sr: {', '.join(given)} applies to `train unet` only")
+            if args.config is None:
+                raise CathodeflowError("train sr: --config FILE is required (a TOML with [srgan] and [training] "
+                                       "tables; no SRGAN training config ships, and the paper's sizes are for a GPU)")
+            cfg = load_train_sr_config(args.config, max_steps=args.max_steps)
+            path = train_sr(cfg, out_dir=args.out or Path("sr-training"), name=args.name or "srgan", log=log)
+            print(f"weights: {path}")
+            return 0
         from .study.train_unet import load_train_config, train_unet
 
         cfg = load_train_config(args.config, max_steps=args.max_steps)
-        path = train_unet(cfg, out_dir=args.out, name=args.name, annotated=args.annotated,
-                          init_weights=args.init_weights, log=lambda m: print(m, file=sys.stderr, flush=True))
+        path = train_unet(cfg, out_dir=args.out or Path("unet-training"), name=args.name or "unet",
+                          annotated=args.annotated, init_weights=args.init_weights, log=log)
         print(f"weights: {path}")
     elif cmd == "calibrate":
         from .study.train_unet import calibrate_files

@@ -23,6 +23,8 @@ ETA_UM = 0.0143
 LOW_RES_PIXEL_UM = 0.0385
 #: Phase segmentation methods (``Params.phase_method``).
 PHASE_METHODS = ("unet", "classical")
+#: Methods of the sr stage: the cubic interpolation baseline, or a trained SRGAN generator.
+SR_METHODS = ("baseline", "srgan")
 #: Default lower threshold of the hysteresis variant of eq. 7 (``Params.crack_threshold_low``).
 DEFAULT_CRACK_THRESHOLD_LOW = 0.3
 #: Default σ (µm) of the Gaussian smoothing of Ŷ before eq. 7 (``Params.prob_sigma_um``): 1 px at η.
@@ -83,6 +85,10 @@ class Params:
         The classical method stays the default until shipped U-net weights measure closer to
         the truth on the SR stage's output (see the README, *Phase segmentation*).
     unet_weights : registry name or path of U-net weights; None = the shipped default.
+    sr_method : ``'baseline'`` (default: cubic interpolation by 35/13, restores no detail) or
+        ``'srgan'`` (the paper's SRGAN generator, §2.3.1, with ``sr_weights``).
+    sr_weights : registry name or path of SRGAN generator weights (``cathodeflow train sr``);
+        required with ``sr_method = 'srgan'`` (no SRGAN weights ship yet).
     """
 
     marker_radius_um: float = 0.715
@@ -101,6 +107,8 @@ class Params:
     unet_tile_px: int = 1024
     phase_method: str = "classical"
     unet_weights: str | None = None
+    sr_method: str = "baseline"
+    sr_weights: str | None = None
 
     def __post_init__(self):
         # floats as floats, so that 1 and 1.0 (TOML, CLI) give one parameter hash
@@ -147,6 +155,16 @@ class Params:
                                  "they apply to phase_method = 'unet' (--phase-method unet)")
         if self.unet_weights is not None and not isinstance(self.unet_weights, str):
             raise InputError(f"unet_weights must be a registry name or a path, got {self.unet_weights!r}")
+        if self.sr_method not in SR_METHODS:
+            raise InputError(f"sr_method must be one of {SR_METHODS}, got {self.sr_method!r}")
+        if self.sr_weights is not None and not isinstance(self.sr_weights, str):
+            raise InputError(f"sr_weights must be a registry name or a path, got {self.sr_weights!r}")
+        if self.sr_method == "srgan" and self.sr_weights is None:
+            raise InputError("sr_weights: required with sr_method = 'srgan' (no SRGAN weights ship yet); "
+                             "train them with `cathodeflow train sr` and pass --sr-weights FILE")
+        if self.sr_method != "srgan" and self.sr_weights is not None:
+            raise InputError(f"sr_weights set, but sr_method is {self.sr_method!r}: it applies to "
+                             "sr_method = 'srgan' (--sr-method srgan)")
         if isinstance(self.chunk_px, bool) or not isinstance(self.chunk_px, int) or self.chunk_px < 1:
             raise InputError(f"chunk_px (--chunk-size) must be a positive integer, got {self.chunk_px!r}")
 
@@ -174,7 +192,7 @@ class Params:
 #: parameters, and every stage after it. (``tables`` is rewritten by every run that
 #: reaches it; its Parquet metadata records the parameters of all stages.)
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    "sr": (),  # the baseline interpolation has no parameter
+    "sr": ("sr_method", "sr_weights"),
     "phase": ("phase_method", "unet_weights", "crack_threshold", "crack_threshold_low", "prob_sigma_um"),
     "labels": ("marker_radius_um", "min_crack_d_factor", "min_particle_area_um2",
                "r10_um", "r50_um", "r90_um", "bins", "stereology_models"),

@@ -15,10 +15,10 @@ def test_importing_cathodeflow_and_its_pipeline_does_not_import_tensorflow_or_ke
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_cli_version_and_unknown_train_is_a_clear_error(tmp_path):
+def test_cli_version_and_train_sr_without_a_config_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cathodeflow.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("cathodeflow ")
     r = subprocess.run([sys.executable, "-m", "cathodeflow.cli", "train", "sr", "--out", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and "not available" in r.stderr
+    assert r.stderr.count("\n") == 1 and "--config" in r.stderr

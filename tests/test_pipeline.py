@@ -17,6 +17,7 @@ from cathodeflow.config import Params
 from cathodeflow.errors import InputError
 from cathodeflow.io.sem import write_tiff
 from cathodeflow.io.store import open_store
+from cathodeflow.measure.frame import frame_fraction
 from cathodeflow.report.build import report_tables
 from cathodeflow.study.describe import describe
 from cathodeflow.study.pipeline import current_tables_dir, ingest, run_study
@@ -67,6 +68,11 @@ def test_pipeline_tables_equal_describe_on_the_stored_phase_maps(study):
     phases = {i: st.read_stage(i, "phase").compute() for i in st.image_ids()}
     ref = describe(phases, pixel_size_um=[st.pixel_size_um(i, "phase") for i in phases],
                    condition=[st.condition(i) for i in phases], params=PARAMS, scheduler="sync")
+    # frame_fraction is measured on the raw image at ingest; a phase map alone does not know it
+    raw_frame = [frame_fraction(np.asarray(st.read_stage(i, "raw"))) for i in tables["images"]["image_id"]]
+    assert tables["images"]["frame_fraction"].tolist() == raw_frame
+    assert ref["images"]["frame_fraction"].isna().all()
+    tables["images"]["frame_fraction"] = np.nan
     for name in ref:
         pd.testing.assert_frame_equal(tables[name], ref[name], check_exact=False, rtol=1e-12)
     # and the stored labels are the ones describe() segments

@@ -1,8 +1,8 @@
 """Super-resolution stage: low-resolution SEM image → high-resolution grid, factor 35/13.
 
-This module is where the SRGAN generator of the paper (§2.3.1, Fig. 3) plugs in. Until that
-model is available, the only method is a **baseline**: plain separable cubic-convolution
-interpolation (Keys 1981, ``a = -0.5``). The baseline restores no detail; it only puts the
+The SRGAN generator of the paper (§2.3.1, Fig. 3) is :mod:`cathodeflow.stages.srgan` (it
+needs trained weights: ``cathodeflow train sr``). This module is the weights-free **baseline**:
+plain separable cubic-convolution interpolation (Keys 1981, ``a = -0.5``). The baseline restores no detail; it only puts the
 low-resolution image (pixel size 38.5 nm) on the 14.3 nm grid η of the paper, so that the
 downstream stages run unchanged. Its provenance says ``"method": "baseline-interpolation"``.
 
@@ -39,9 +39,9 @@ from ..tiling.geometry import (
     snap_chunks,
 )
 
-#: Methods this stage knows; only the baseline is implemented so far.
+#: Methods :func:`superres` and :func:`superres_dask` know (weights-free).
 MODELS = ("baseline",)
-#: Methods announced but not available yet (the paper's SRGAN generator).
+#: The paper's SRGAN generator needs weights: :mod:`cathodeflow.stages.srgan`.
 FUTURE_MODELS = ("srgan",)
 
 #: Keys' cubic-convolution parameter (a = -0.5 reproduces polynomials up to degree 2).
@@ -159,7 +159,8 @@ def _check_model(model: str) -> None:
         return
     if model in FUTURE_MODELS:
         raise InputError(
-            f"model={model!r}: super-resolution model not available yet; use 'baseline'"
+            f"model={model!r}: not available yet through this function (it takes no weights); use "
+            "cathodeflow.stages.srgan.srgan_superres(lr, weights=...) or 'baseline'"
         )
     raise InputError(f"model={model!r}: unknown super-resolution model; known: {list(MODELS)}")
 

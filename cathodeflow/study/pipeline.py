@@ -397,12 +397,14 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     ``from_stage`` made with other parameters is refused (InputError), before anything is
     written. The stages written are stored in chunks of ``params.chunk_px``.
     ``force_pixel_size`` lets the U-net resample images whose pixel size is far from the one
-    it was trained for (refused otherwise).
+    it was trained for, and the SRGAN (``params.sr_method = 'srgan'``) super-resolve raw
+    images far from its own (refused otherwise).
     """
     from ..io.store import open_store
     from ..io.tables import write_tables
     from ..measure.describe import dcenter_tables, reduce_descriptions
     from ..config import SR_DEN, SR_NUM
+    from ..stages.srgan import srgan_stage_dask
     from ..stages.superres import superres_any_size_dask
     from .cluster import scheduler_context
 
@@ -425,6 +427,8 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     # recomputed (its input changes): see _plan.
     from ..config import params_record, warn_sr_input
 
+    if "sr" in stages and params.sr_method == "srgan":
+        _check_srgan_inputs(st, ids, params, force_pixel_size)
     if "phase" in stages and params.phase_method == "unet":
         _check_unet_inputs(st, ids, params, force_pixel_size)
     plan, notes = _plan(st, ids, stages, params, forced=force or from_stage is not None)
@@ -453,10 +457,15 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
             if "sr" in stages and todo(iid, "sr"):
                 raw = st.read_stage(iid, "raw")
                 eta_lr = st.pixel_size_um(iid, "raw")
-                sr = superres_any_size_dask(raw)
+                if params.sr_method == "srgan":
+                    sr, prov = srgan_stage_dask(raw, pixel_size_um=eta_lr, weights=params.sr_weights,
+                                                force=force_pixel_size, name=f"image {iid!r}")
+                else:
+                    sr, prov = superres_any_size_dask(raw), {"method": "baseline-interpolation"}
                 eta = round(eta_lr * SR_DEN / SR_NUM, 12)  # η_lr · 13/35
                 st.write_stage(iid, "sr", sr, pixel_size_um=eta, chunks=chunks, compute_kw=compute_kw,
-                               params={"method": "baseline-interpolation", **params_record(params, "sr")})
+                               weights_sha256=prov.get("weights_sha256"),
+                               params={**prov, **params_record(params, "sr")})
                 say(f"{iid}: sr done")
             if "phase" in stages and todo(iid, "phase"):
                 _phase_image(st, iid, params, compute_kw, force_pixel_size)
@@ -509,6 +518,19 @@ def _default_weights() -> str:
     from ..models.registry import DEFAULT_UNET
 
     return DEFAULT_UNET
+
+
+def _check_srgan_inputs(st, ids, params: Params, force_pixel_size: bool) -> None:
+    """Before anything is written: the SRGAN weights load (kind, sha256, architecture) and
+    every image's raw pixel size suits them (or ``force_pixel_size``)."""
+    from ..models.registry import load_srgan_generator
+    from ..stages.srgan import SRGANSetup, check_sr_pixel_size
+
+    setup = SRGANSetup.from_weights(params.sr_weights)
+    load_srgan_generator(params.sr_weights)
+    for iid in ids:
+        check_sr_pixel_size(st.pixel_size_um(iid, "raw"), setup.pixel_size_um, force=force_pixel_size,
+                            name=f"{st.path}: image {iid!r} (raw pixel size)")
 
 
 def _check_unet_inputs(st, ids, params: Params, force_pixel_size: bool) -> None:
