@@ -8,9 +8,16 @@ crack → particle assignment from per-chunk pair counts and the quality flags (
 particle crops, unmarked components of B from global component labels,
 :func:`~cathodeflow.tiling.components.label_components`). The tables equal the
 whole-image tables exactly (tested).
+
+Memory is bounded by the chunks in flight, not by the image: the intermediate arrays (phase
+map, per-chunk and global component labels, crack and particle labels, crops of
+multi-particle components) are kept in a temporary on-disk Zarr store
+(:class:`~cathodeflow.tiling.scratch.Scratch`) unless ``scratch=False``.
 """
 
 from __future__ import annotations
+
+import os
 
 import dask
 import dask.array as da
@@ -20,6 +27,7 @@ from ..config import Params
 from ..stages.cracks import crack_labels_dask
 from ..stages.particles import particle_labels_dask
 from ..tiling.components import label_components, map_object_crops, object_boxes
+from ..tiling.scratch import Scratch, persist
 from .descriptors import majority_pairs
 from .image import ImageDescription, assemble_image, encloses_background, phase_counts
 from .particles import measure_particle
@@ -39,11 +47,12 @@ def _measure_kernel(pid, box, phase_crop, plab_crop, *, image_shape, pixel_size_
     ), encloses_background(phase_crop, mask)
 
 
-def _unmarked(phase: da.Array, plab: da.Array, *, client=None) -> tuple[int, int]:
+def _unmarked(phase: da.Array, plab: da.Array, *, client=None, scratch: Scratch | None = None) -> tuple[int, int]:
     """:func:`~.image.unmarked_counts` on chunks: global 4-connected components."""
     free = (phase > 0) & (plab.rechunk(phase.chunks) == 0)
-    (free,) = _persist(free, client=client)
-    n = label_components(free, connectivity=1)[1]
+    if scratch is None:  # else phase and plab are stored: free is cheap to read twice
+        (free,) = persist(free, client=client)
+    n = label_components(free, connectivity=1, scratch=scratch)[1]
     return int(n), int(free.sum().compute())
 
 
@@ -58,14 +67,9 @@ def _pair_counts(clab: np.ndarray, plab: np.ndarray) -> np.ndarray:
     return np.vstack([pairs, counts[None]])
 
 
-def _persist(*arrays, client=None):
-    if client is not None:
-        from distributed import wait
-
-        out = client.persist(list(arrays))
-        wait(out)
-        return out
-    return list(dask.persist(*arrays))
+def _block_counts(phase: np.ndarray, clab: np.ndarray, plab: np.ndarray):
+    """Phase counts and crack–particle pair counts of one chunk (each chunk read once)."""
+    return phase_counts(phase), _pair_counts(clab, plab)
 
 
 def describe_phase_dask(
@@ -78,19 +82,58 @@ def describe_phase_dask(
     dcenter: dict | None = None,
     client=None,
     keep_labels: bool = False,
+    scratch: bool | str | os.PathLike = True,
 ) -> ImageDescription:
     """Segment and measure one validated phase map given as a chunked Dask array.
 
-    Intermediate arrays are persisted (on the cluster when ``client`` is given) so that no
-    upstream work is recomputed (PERFORMANCE.md, "Dask traps"). With ``keep_labels`` the
-    returned description holds the crack and particle label arrays (lazy on persisted data).
+    Intermediate arrays (the phase map, the per-chunk and global component labels, the
+    crack and particle labels) are persisted so that no upstream work is recomputed
+    (PERFORMANCE.md, "Dask traps"): by default in a temporary on-disk Zarr store
+    (:class:`~cathodeflow.tiling.scratch.Scratch`, deleted before returning), so memory is
+    bounded by the chunks in flight rather than growing with the image; with
+    ``scratch=False`` in memory (on the cluster when ``client`` is given).
+
+    Parameters
+    ----------
+    phase : (H, W) dask array of int
+        Validated phase map S (0, 1, 2).
+    image_id, condition : str
+        Keys of the rows.
+    pixel_size_um : float
+        η in µm.
+    params : Params
+        Method parameters.
+    dcenter : dict, optional
+        d_center tables per stereology model.
+    client : distributed.Client, optional
+        Where to compute (default: the current scheduler).
+    keep_labels : bool
+        The returned description holds the crack and particle label arrays (persisted in
+        memory: they outlive the scratch store).
+    scratch : bool, str or os.PathLike
+        True: intermediate arrays in a temporary directory under the system temp dir; a
+        path: in a temporary directory inside that (existing) directory, which every worker
+        must see; False: in memory (for clusters without a shared file system).
     """
-    (phase,) = _persist(phase, client=client)
-    count_task = dask.delayed(phase_counts, pure=True)
-    counts = [count_task(b) for b in phase.to_delayed(optimize_graph=False).ravel()]
+    store = None
+    if scratch is not False:
+        store = Scratch(directory=None if scratch is True else scratch)
+    try:
+        return _describe(phase, image_id=image_id, condition=condition, pixel_size_um=pixel_size_um,
+                         params=params, dcenter=dcenter, client=client, keep_labels=keep_labels,
+                         scratch=store)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _describe(phase, *, image_id, condition, pixel_size_um, params, dcenter, client, keep_labels, scratch):
+    (phase,) = persist(phase, scratch=scratch, client=client)
     clab, ctable = crack_labels_dask(phase)
-    plab = particle_labels_dask(phase, marker_radius_px=params.marker_radius_px_at(pixel_size_um))
-    clab, plab = _persist(clab, plab, client=client)
+    plab = particle_labels_dask(
+        phase, marker_radius_px=params.marker_radius_px_at(pixel_size_um), scratch=scratch
+    )
+    clab, plab = persist(clab, plab, scratch=scratch, client=client)
 
     boxes = object_boxes(plab)
     batches = map_object_crops(
@@ -102,24 +145,29 @@ def describe_phase_dask(
             image_shape=phase.shape, pixel_size_um=pixel_size_um, dcenter=dcenter, bins=params.bins
         ),
     )
-    pair_task = dask.delayed(_pair_counts, pure=True)
-    cblocks = clab.to_delayed(optimize_graph=False).ravel()
-    pblocks = plab.rechunk(clab.chunks).to_delayed(optimize_graph=False).ravel()
-    pairs = [pair_task(c, p) for c, p in zip(cblocks, pblocks)]
-    counts, results, pairs = dask.compute(counts, [b.result for b in batches], pairs)
-    counts = np.sum(counts, axis=0)
+    # Two computes, so that no chunk is held in memory waiting for a consumer of the other
+    # kind: per chunk (phase, crack and particle labels read once) and per particle batch.
+    block_task = dask.delayed(_block_counts, pure=True)
+    blocks = [a.rechunk(phase.chunks).to_delayed(optimize_graph=False).ravel() for a in (phase, clab, plab)]
+    (per_block,) = dask.compute([block_task(*b) for b in zip(*blocks)])
+    (results,) = dask.compute([b.result for b in batches])
+    counts = np.sum([c for c, _ in per_block], axis=0)
+    pairs = [p for _, p in per_block]
 
     done = [(i, r) for b, res in zip(batches, results) for i, r in zip(b.ids, res)]
     measures = [(i, m) for i, (m, _) in done]
     pairs = np.concatenate(pairs, axis=1) if pairs else np.zeros((3, 0), np.int64)
     crack_particle = majority_pairs(pairs[0], pairs[1], pairs[2]) if pairs.size else {}
+    unmarked = _unmarked(phase, plab, client=client, scratch=scratch)
+    if keep_labels and scratch is not None:
+        clab, plab = persist(clab, plab, client=client)
     return assemble_image(
         phase_counts=counts,
         crack_table=ctable,
         crack_particle=crack_particle,
         measures=measures,
         holed={i for i, (_, h) in done if h},
-        unmarked=_unmarked(phase, plab, client=client),
+        unmarked=unmarked,
         image_id=image_id,
         condition=condition,
         pixel_size_um=pixel_size_um,

@@ -64,6 +64,7 @@ from ..tiling.components import (
     paste_crops,
     relabel,
 )
+from ..tiling.scratch import Scratch
 
 __all__ = [
     "particle_labels",
@@ -464,15 +465,17 @@ def _batch_meta(results):
     return [(r[0], r[1]) for r in results]
 
 
-def particle_labels_dask(phase, *, marker_radius_px: float = 50.0) -> da.Array:
+def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scratch | None = None) -> da.Array:
     """Particle-wise segmentation S_p of a chunked phase map (eq. 8–10).
 
     Runs the per-component method of :func:`particle_labels` on component crops read from
     the chunks (never the whole image in one task): global 4-connected components of B
     (:func:`~cathodeflow.tiling.components.label_components`), their bounding boxes, one
     batch of component crops per task, then a paste of the multi-particle crops onto the
-    relabelled components. Intermediate results are persisted (computed) during the call;
-    the returned array is lazy on top of them.
+    relabelled components. Intermediate results are persisted (computed) during the call:
+    the component labels and the crop results in ``scratch`` when given (on disk, so memory
+    does not grow with the image), else in memory; the returned array is lazy on top of
+    them.
 
     Parameters
     ----------
@@ -480,6 +483,9 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0) -> da.Array:
         Phase map S: 0 background, 1 particle, 2 crack.
     marker_radius_px : float
         r of eq. 10, in pixels.
+    scratch : Scratch, optional
+        On-disk store for the component labels; it must outlive the returned array's
+        computations.
 
     Returns
     -------
@@ -502,22 +508,26 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0) -> da.Array:
     check_phase_range(int(lo), int(hi), "phase")
     b = phase > 0
     if thr <= 1:
-        lab, n = label_components(b, connectivity=2)  # canonical raster numbering
+        lab, n = label_components(b, connectivity=2, scratch=scratch)  # canonical raster numbering
         if n > _UINT32_MAX:
             raise InputError(f"phase holds {n} particles, more than uint32 labels can number")
         return lab.astype(np.uint32)
-    comp, ncomp = label_components(b, connectivity=1)
+    comp, ncomp = label_components(b, connectivity=1, scratch=scratch)
     if ncomp == 0:
         return da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)
-    (comp,) = dask.persist(comp)
+    if scratch is None:  # from scratch, comp is a stored block through a lookup table: cheap
+        (comp,) = dask.persist(comp)
     boxes = object_boxes(comp)
     boxes = {k: bx for k, bx in boxes.items() if _may_hold_marker(bx, shape, thr)}
     batches = map_object_crops(
         _particles_crop_kernel, [comp], boxes, margin=1, kernel_kwargs={"thr": thr, "width": shape[1]}
     )
-    (results,) = dask.persist([bt.result for bt in batches])
-    meta_task = dask.delayed(_batch_meta, pure=True)
-    (metas,) = dask.compute([meta_task(r) for r in results])
+    if scratch is None:
+        (results,) = dask.persist([bt.result for bt in batches])
+        meta_task = dask.delayed(_batch_meta, pure=True)
+        (metas,) = dask.compute([meta_task(r) for r in results])
+    else:  # the crops of multi-particle components go to disk; each paste task reads its own
+        metas, results = scratch.spill([bt.result for bt in batches], _batch_meta)
     firsts = [f for meta in metas for (m, f) in meta if m]
     if not firsts:
         return da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)

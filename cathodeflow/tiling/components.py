@@ -38,6 +38,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..errors import InputError
+from .scratch import Scratch, regular_chunks
 
 __all__ = [
     "label_components",
@@ -165,6 +166,15 @@ def _block_meta(res, need: tuple[bool, bool, bool, bool]):
     return n, first, top, bottom, left, right
 
 
+def _label_block_to_store(block, connectivity: int, y_off: int, x_off: int, width: int, need, store):
+    """:func:`_label_block` writing the local labels into ``store`` (a Zarr array) at the
+    block's place; returns only :func:`_block_meta`."""
+    res = _label_block(block, connectivity, y_off, x_off, width)
+    lab = res[0]
+    store[y_off : y_off + lab.shape[0], x_off : x_off + lab.shape[1]] = lab
+    return _block_meta(res, need)
+
+
 def _apply_lut_block(res, lut: np.ndarray) -> np.ndarray:
     lab = res[0] if isinstance(res, tuple) else res
     return lut[lab]
@@ -193,14 +203,16 @@ def _as_2d_dask(x, name: str) -> da.Array:
     return x
 
 
-def label_components(mask, *, connectivity: int = 1) -> tuple[da.Array, int]:
+def label_components(mask, *, connectivity: int = 1, scratch: Scratch | None = None) -> tuple[da.Array, int]:
     """Global connected-component labels of a chunked 2D mask.
 
     Each chunk is labelled with ``scipy.ndimage.label``; labels that touch across a chunk
     face (for ``connectivity=2`` also diagonally, including across chunk corners) are
     merged with ``scipy.sparse.csgraph.connected_components`` on the client, and each chunk
     is relabelled by a lookup table. The per-chunk labels are persisted first (so upstream
-    work runs once); the returned array is lazy on top of them.
+    work runs once): in ``scratch`` when given (each labelling task writes its block there
+    and only the chunk's label count, first pixels and edge lines travel), else in memory.
+    The returned array is lazy on top of them.
 
     Parameters
     ----------
@@ -208,6 +220,9 @@ def label_components(mask, *, connectivity: int = 1) -> tuple[da.Array, int]:
         Foreground; any non-zero value counts as foreground.
     connectivity : {1, 2}
         1: 4-neighbours, 2: 8-neighbours.
+    scratch : Scratch, optional
+        Keep the per-chunk labels in this on-disk store instead of memory; it must outlive
+        the returned array's computations.
 
     Returns
     -------
@@ -225,25 +240,36 @@ def label_components(mask, *, connectivity: int = 1) -> tuple[da.Array, int]:
         return da.zeros(mask.shape, dtype=np.uint32, chunks=mask.chunks), 0
     if any(c == 0 for cs in mask.chunks for c in cs):  # zero-size chunks break face pairs
         mask = mask.rechunk(tuple(tuple(c for c in cs if c) for cs in mask.chunks))
+    out_chunks = mask.chunks
+    if scratch is not None and not regular_chunks(mask.chunks):  # store blocks must not share
+        mask = mask.rechunk(tuple(max(c) for c in mask.chunks))  # a Zarr chunk
     ychunks, xchunks = mask.chunks
     ystarts = np.concatenate([[0], np.cumsum(ychunks)[:-1]]).astype(int)
     xstarts = np.concatenate([[0], np.cumsum(xchunks)[:-1]]).astype(int)
     nby, nbx = len(ychunks), len(xchunks)
     blocks = mask.to_delayed(optimize_graph=False)
-    label_block = dask.delayed(_label_block, pure=True)
-    stage1 = np.empty((nby, nbx), dtype=object)
-    for i, j in product(range(nby), range(nbx)):
-        stage1[i, j] = label_block(blocks[i, j], connectivity, int(ystarts[i]), int(xstarts[j]), width)
-    (persisted,) = dask.persist(stage1.ravel().tolist())
-    stage1 = np.empty((nby, nbx), dtype=object)
-    for k, d in enumerate(persisted):
-        stage1[k // nbx, k % nbx] = d
-    meta_task = dask.delayed(_block_meta, pure=True)
-    metas_d = [
-        meta_task(stage1[i, j], (i > 0, i < nby - 1, j > 0, j < nbx - 1))
-        for i, j in product(range(nby), range(nbx))
-    ]
-    (metas,) = dask.compute(metas_d)
+    need = {(i, j): (i > 0, i < nby - 1, j > 0, j < nbx - 1) for i, j in product(range(nby), range(nbx))}
+    if scratch is not None:
+        store = scratch.array(mask.shape, (max(ychunks), max(xchunks)), np.int32)
+        task = dask.delayed(_label_block_to_store, pure=True)
+        metas_d = [
+            task(blocks[i, j], connectivity, int(ystarts[i]), int(xstarts[j]), width, need[i, j], store)
+            for i, j in product(range(nby), range(nbx))
+        ]
+        (metas,) = dask.compute(metas_d)
+        stage1 = da.from_zarr(store, chunks=mask.chunks).to_delayed(optimize_graph=False)
+    else:
+        label_block = dask.delayed(_label_block, pure=True)
+        stage1 = np.empty((nby, nbx), dtype=object)
+        for i, j in product(range(nby), range(nbx)):
+            stage1[i, j] = label_block(blocks[i, j], connectivity, int(ystarts[i]), int(xstarts[j]), width)
+        (persisted,) = dask.persist(stage1.ravel().tolist())
+        stage1 = np.empty((nby, nbx), dtype=object)
+        for k, d in enumerate(persisted):
+            stage1[k // nbx, k % nbx] = d
+        meta_task = dask.delayed(_block_meta, pure=True)
+        metas_d = [meta_task(stage1[i, j], need[i, j]) for i, j in product(range(nby), range(nbx))]
+        (metas,) = dask.compute(metas_d)
     counts = np.array([m[0] for m in metas], dtype=np.int64).reshape(nby, nbx)
     offsets = np.concatenate([[0], np.cumsum(counts.ravel())]).astype(np.int64)
     total = int(offsets[-1])
@@ -296,7 +322,8 @@ def label_components(mask, *, connectivity: int = 1) -> tuple[da.Array, int]:
             lut = np.concatenate([np.zeros(1, dtype), lut_global[offsets[k] + 1 : offsets[k + 1] + 1]])
             row.append(da.from_delayed(apply(stage1[i, j], lut), (ychunks[i], xchunks[j]), dtype=dtype))
         rows.append(row)
-    return da.block(rows), n
+    labels = da.block(rows)
+    return (labels if labels.chunks == out_chunks else labels.rechunk(out_chunks)), n
 
 
 # --------------------------------------------------------------------------------------
