@@ -323,6 +323,22 @@ def read_toml(path: str | Path) -> dict:
         raise InputError(f"{path}: not valid TOML ({e})") from None
 
 
+def read_train_toml(path: str | Path, *, arch_table: str, known) -> tuple[dict, dict | None]:
+    """A training config file: its ``[training]`` values (keys checked against ``known``) and
+    its architecture table ``[arch_table]`` (None when absent); any other table or key is an
+    InputError naming the file."""
+    path = Path(path)
+    doc = read_toml(path)
+    unknown_tables = sorted(set(doc) - {arch_table, "training"})
+    if unknown_tables:
+        raise InputError(f"{path}: unknown table(s) {unknown_tables}; expected [{arch_table}] and [training]")
+    values = dict(doc.get("training", {}))
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise InputError(f"{path}: unknown [training] key(s) {unknown}; known: {sorted(known)}")
+    return values, (dict(doc[arch_table]) if arch_table in doc else None)
+
+
 def load_params(path: str | Path | None = None, **overrides) -> Params:
     """Parameters from a TOML file's ``[params]`` table, then ``overrides``."""
     values: dict = {}

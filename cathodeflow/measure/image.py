@@ -29,21 +29,16 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from ..config import Params
+from ..io.tables import OPTIONAL
 from ..stages.cracks import crack_labels
 from ..stages.particles import particle_labels
 from .descriptors import crack_rows, image_row, majority_pairs, particle_rows
 from .particles import measure_particle
 
 
-#: Quality-flag columns of the ``images`` table, in schema order.
-QUALITY_FLAGS = (
-    "unmarked_components",
-    "unmarked_area_um2",
-    "particles_with_holes",
-    "cracks_outside_particles",
-    "particles_cut_fraction",
-    "frame_fraction",
-)
+#: Quality-flag columns of the ``images`` table, in schema order (the columns older tables
+#: may lack, :data:`cathodeflow.io.tables.OPTIONAL`).
+QUALITY_FLAGS = OPTIONAL["images"]
 
 
 def flag_summary(row) -> str:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import LOW_RES_PIXEL_UM, SR_DEN, SR_NUM, read_toml
+from ..config import LOW_RES_PIXEL_UM, SR_DEN, SR_NUM, read_train_toml
 from ..errors import InputError
 
 #: How the inputs are normalised (recorded with the weights; read by the sr stage).
@@ -130,17 +130,9 @@ def load_train_sr_config(path: str | Path | None = None, **overrides) -> TrainSR
     the rest), then ``overrides``; unknown tables and keys are named in the error."""
     values: dict = {}
     if path is not None:
-        path = Path(path)
-        doc = read_toml(path)
-        unknown_tables = sorted(set(doc) - {"srgan", "training"})
-        if unknown_tables:
-            raise InputError(f"{path}: unknown table(s) {unknown_tables}; expected [srgan] and [training]")
-        values = dict(doc.get("training", {}))
         known = {f.name for f in dataclasses.fields(TrainSRConfig)} - {"architecture"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"{path}: unknown [training] key(s) {unknown}; known: {sorted(known)}")
-        values["architecture"] = dict(doc.get("srgan", {}))
+        values, arch = read_train_toml(path, arch_table="srgan", known=known)
+        values["architecture"] = arch or {}
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return TrainSRConfig(**values)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ETA_UM, read_toml
+from ..config import ETA_UM, read_train_toml
 from ..errors import InputError
 
 #: The paper's architecture and protocol (§2.3.2); the small shipped configuration is in
@@ -99,20 +99,12 @@ def load_train_config(path: str | Path | None = None, **overrides) -> TrainUNetC
     the rest), then ``overrides``; unknown keys are named in the error."""
     values: dict = {}
     if path is not None:
-        path = Path(path)
-        doc = read_toml(path)
-        unknown_tables = sorted(set(doc) - {"unet", "training"})
-        if unknown_tables:
-            raise InputError(f"{path}: unknown table(s) {unknown_tables}; expected [unet] and [training]")
-        values = dict(doc.get("training", {}))
         known = {f.name for f in dataclasses.fields(TrainUNetConfig)} - {"architecture"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"{path}: unknown [training] key(s) {unknown}; known: {sorted(known)}")
-        if "unet" in doc:
+        values, arch = read_train_toml(path, arch_table="unet", known=known)
+        if arch is not None:
             from ..models.unet import UNetConfig
 
-            values["architecture"] = UNetConfig.from_dict(dict(PAPER_ARCHITECTURE) | doc["unet"]).to_dict()
+            values["architecture"] = UNetConfig.from_dict(dict(PAPER_ARCHITECTURE) | arch).to_dict()
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainUNetConfig(**values)
 
