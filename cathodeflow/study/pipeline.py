@@ -480,18 +480,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
         # workers (each image's own tasks are few). Errors surface in image order.
         n_parallel = min(len(ids), _parallel_images(client))
         if n_parallel > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            pool = ThreadPoolExecutor(n_parallel)
-            try:
-                for _ in pool.map(process, ids):
-                    pass
-            except BaseException:
-                # interrupted, or an image failed: drop the images not started and do not wait
-                # for the running ones (leaving scheduler_context stops their work)
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown()
+            _each_on_threads(process, ids, n_parallel)
         else:
             for iid in ids:
                 process(iid)
@@ -512,6 +501,50 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     if bar is not None:
         bar.close()
     return tables
+
+
+def _each_on_threads(func, items, n_threads: int) -> None:
+    """``func(item)`` for every item, ``n_threads`` at a time; the first error in the order of
+    ``items`` is raised. The threads are daemon threads: on an interrupt or an error no new
+    item starts and nothing waits for the running ones (leaving ``scheduler_context`` stops
+    their work), so neither this call nor the interpreter's exit blocks on them, unlike a
+    ``ThreadPoolExecutor``, whose threads the interpreter joins at exit."""
+    import queue
+    import threading
+
+    todo: queue.Queue = queue.Queue()
+    for k, item in enumerate(items):
+        todo.put((k, item))
+    outcome: dict[int, BaseException | None] = {}
+    changed = threading.Condition()
+    stop = threading.Event()
+
+    def work():
+        while not stop.is_set():
+            try:
+                k, item = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                func(item)
+                error = None
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                error = e
+            with changed:
+                outcome[k] = error
+                changed.notify_all()
+
+    for i in range(n_threads):
+        threading.Thread(target=work, name=f"cathodeflow images {i}", daemon=True).start()
+    try:
+        for k in range(len(items)):
+            with changed:
+                while k not in outcome:
+                    changed.wait()
+            if outcome[k] is not None:
+                raise outcome[k]
+    finally:
+        stop.set()
 
 
 def _default_weights() -> str:
