@@ -49,6 +49,14 @@ def pristine(tmp_path_factory):
     return d / "s.zarr"
 
 
+def _as_a_terminals_foreground_job():
+    """In the child before exec: SIGINT delivered and handled as for a command typed in a
+    terminal. A shell starts background jobs (``cmd &``, nohup, some CI runners) with SIGINT
+    ignored, children inherit that, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _complete_stages(store) -> dict:
     st = open_store(store, mode="r")
     return {(i, s): st.stage_info(i, s)["end_utc"] for i in st.image_ids() for s in STORE_STAGES
@@ -78,7 +86,8 @@ def test_one_ctrl_c_stops_run_with_one_line_and_the_resumed_run_equals_an_uninte
     shutil.copytree(pristine, store)
     p = subprocess.Popen(CLI + ["run", "--store", str(store), "--scheduler", "processes", *RUN],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)  # its own process group, as in a terminal
+                         start_new_session=True,  # its own process group, as in a terminal
+                         preexec_fn=_as_a_terminals_foreground_job)
     lines, started = [], threading.Event()
 
     def read():
