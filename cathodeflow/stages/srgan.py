@@ -44,7 +44,7 @@ from ..config import SR_DEN, SR_NUM
 from ..errors import InputError
 from ..tiling.geometry import halo_from_support
 from .superres import sr_shape
-from .unet import _validate_image, lazy_window, read_window, tile_grid
+from .unet import _validate_image, lazy_window, read_window, same_shape_groups, tile_grid
 
 #: Default low-resolution tile edge (px, a multiple of 26): 1400 px of output per tile.
 DEFAULT_TILE_LR = 520
@@ -158,10 +158,7 @@ def _sr_windows(windows: list[np.ndarray], setup: SRGANSetup, lo: float, hi: flo
 
     model = _model(setup)
     out: list[np.ndarray | None] = [None] * len(windows)
-    by_shape: dict[tuple, list[int]] = {}
-    for i, w in enumerate(windows):
-        by_shape.setdefault(w.shape, []).append(i)
-    for idx in by_shape.values():
+    for idx in same_shape_groups(windows):
         x = np.stack([normalise_image(windows[i], lo=lo, hi=hi) for i in idx])[..., None]
         y = np.asarray(model.predict_on_batch(x), dtype=np.float64)[..., 0]
         for k, i in enumerate(idx):

@@ -193,6 +193,15 @@ def _model(setup: UNetSetup):
     return compile_for_inference(model)
 
 
+def same_shape_groups(arrays) -> list[list[int]]:
+    """Indices of ``arrays`` grouped by shape (each group can go through a network as one
+    batch), in order of first appearance."""
+    by_shape: dict[tuple, list[int]] = {}
+    for i, a in enumerate(arrays):
+        by_shape.setdefault(a.shape, []).append(i)
+    return list(by_shape.values())
+
+
 def _predict_windows(windows: list[np.ndarray], setup: UNetSetup, lo: float, hi: float,
                      crops: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
     """Numpy kernel: probabilities of each window, cropped to its tile. Windows of equal
@@ -202,10 +211,7 @@ def _predict_windows(windows: list[np.ndarray], setup: UNetSetup, lo: float, hi:
 
     model = _model(setup)
     out: list[np.ndarray | None] = [None] * len(windows)
-    by_shape: dict[tuple, list[int]] = {}
-    for i, w in enumerate(windows):
-        by_shape.setdefault(w.shape, []).append(i)
-    for idx in by_shape.values():
+    for idx in same_shape_groups(windows):
         batch = np.stack([normalise_image(windows[i], lo=lo, hi=hi) for i in idx])
         prob = predict_tile(model, batch)
         for k, i in enumerate(idx):

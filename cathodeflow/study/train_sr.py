@@ -217,15 +217,14 @@ def train_sr(cfg: TrainSRConfig, *, out_dir, name: str = "srgan", log=print) -> 
     from ..models.registry import save_model_weights
     from ..models.srgan import SRGANConfig, build_discriminator, build_generator
     from ..models.training import TrainLoopConfig, fit_srgan, save_loss_curves
-    from ..synth.training import FAMILIES_HELD_OUT, FAMILIES_TRAIN
+    from ..synth.training import FAMILIES_HELD_OUT
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    families = tuple(cfg.families or FAMILIES_TRAIN)
-    leaked = sorted(set(families) & set(FAMILIES_HELD_OUT))
-    if leaked:
-        log(f"note: training on held-out style families {leaked}; their scores no longer measure generalisation")
+    from .train_unet import training_families
+
+    families = training_families(cfg.families, log)
     content = _content_loss(cfg)  # a bad VGG19 file fails before the data are made
     train = synthetic_pairs(cfg.n_train_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed)
     val = synthetic_pairs(cfg.n_val_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed + 1)

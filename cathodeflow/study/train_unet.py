@@ -218,6 +218,18 @@ def _batch(samples, rng, crop, size, do_augment, multiple, sr_fraction=0.5):
 # ---------------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------------
+def training_families(families, log) -> tuple[str, ...]:
+    """The style families to train on (default: all but the held-out ones); a note is
+    logged when held-out families are among them."""
+    from ..synth.training import FAMILIES_HELD_OUT, FAMILIES_TRAIN
+
+    families = tuple(families or FAMILIES_TRAIN)
+    leaked = sorted(set(families) & set(FAMILIES_HELD_OUT))
+    if leaked:
+        log(f"note: training on held-out style families {leaked}; their scores no longer measure generalisation")
+    return families
+
+
 def train_unet(cfg: TrainUNetConfig, *, out_dir, name: str = "unet", annotated=(), init_weights=None,
                log=print) -> Path:
     """Train (or fine-tune) the U-net; writes ``<out_dir>/<name>.weights.h5`` with its
@@ -237,15 +249,12 @@ def train_unet(cfg: TrainUNetConfig, *, out_dir, name: str = "unet", annotated=(
     from ..models.registry import load_unet, save_model_weights
     from ..models.training import TrainLoopConfig, fit_segmentation, save_loss_curves
     from ..models.unet import UNetConfig, build_unet
-    from ..synth.training import FAMILIES_HELD_OUT, FAMILIES_TRAIN
+    from ..synth.training import FAMILIES_HELD_OUT
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    families = tuple(cfg.families or FAMILIES_TRAIN)
-    leaked = sorted(set(families) & set(FAMILIES_HELD_OUT))
-    if leaked:
-        log(f"note: training on held-out style families {leaked}; their scores no longer measure generalisation")
+    families = training_families(cfg.families, log)
     annotated = list(annotated)
     user = annotated_samples(annotated) if annotated else []
     train = synthetic_samples(cfg.n_train_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed)
