@@ -10,6 +10,11 @@ generator's phase truth on the 14.3 nm grid:
 (a) ``classical``: the classical baseline on the SR stage's output of the low-res image;
 (b) ``unet-sr``: the U-net on the SR stage's output (today a bicubic-type interpolation ×35/13);
 (c) ``unet-hr``: the U-net on the true high-res image;
+with ``--sr-weights W`` also (b') ``unet-srgan`` and ``classical-srgan``: the same on the SRGAN's
+output (the paper's Fig. 2 comparison: bicubic → U-net, SRGAN → U-net, true high-res → U-net),
+and the SR quality itself: PSNR and SSIM of the bicubic-type baseline and of the SRGAN against
+the true high-res image (both normalised with the low-res image's 0.5/99.5 percentiles, data
+range 1, a 16-px border left out);
 (b) and (c) with what ``run`` does to Ŷ: smoothed by σ
 (:attr:`cathodeflow.config.Params.prob_sigma_um`), then eq. 7 with hysteresis
 (:attr:`~cathodeflow.config.Params.crack_threshold_low`); ``-eq7``: eq. 7 alone, as in the paper.
@@ -45,6 +50,25 @@ from cathodeflow.config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_PROB_SIGMA_U
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("classical", "unet-sr-eq7", "unet-sr", "unet-hr-eq7", "unet-hr")
+SRGAN_METHODS = ("classical-srgan", "unet-srgan-eq7", "unet-srgan")
+SR_BORDER_PX = 16
+
+
+def sr_scores(sr: np.ndarray, hr: np.ndarray, lr: np.ndarray) -> dict:
+    """PSNR (dB) and SSIM of a super-resolved image against the true high-res image, both
+    normalised with the low-res image's 0.5/99.5 percentiles (data range 1), on their common
+    area less a border of :data:`SR_BORDER_PX`."""
+    from skimage.metrics import structural_similarity
+
+    from cathodeflow.models.normalise import intensity_range
+
+    lo, hi = intensity_range(lr, q=(0.5, 99.5))
+    h, w = min(sr.shape[0], hr.shape[0]), min(sr.shape[1], hr.shape[1])
+    b = SR_BORDER_PX
+    a = (np.asarray(sr, np.float64)[b:h - b, b:w - b] - lo) / (hi - lo)
+    t = (np.asarray(hr, np.float64)[b:h - b, b:w - b] - lo) / (hi - lo)
+    mse = float(np.mean((a - t) ** 2))
+    return {"psnr_db": 10 * np.log10(1.0 / mse), "ssim": float(structural_similarity(a, t, data_range=1.0))}
 
 
 def crack_component_recall(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -108,7 +132,7 @@ def score_image(pred: np.ndarray, truth_phase: np.ndarray, truth_particles, *, e
 
 
 def evaluate(*, n_images: int, shape_lr, weights, families, geometry: str = "classic", seed: int = 424242,
-             t_low: float = DEFAULT_CRACK_THRESHOLD_LOW, sigma_um: float = DEFAULT_PROB_SIGMA_UM, log=print):
+             sr_weights=None, t_low: float = DEFAULT_CRACK_THRESHOLD_LOW, sigma_um: float = DEFAULT_PROB_SIGMA_UM, log=print):
     from cathodeflow.config import Params
     from cathodeflow.stages.phases import phase_from_probabilities, segment_phases_baseline
     from cathodeflow.stages.superres import superres_baseline
@@ -117,31 +141,46 @@ def evaluate(*, n_images: int, shape_lr, weights, families, geometry: str = "cla
 
     params = Params()
     setup = UNetSetup.from_weights(weights)
+    methods = METHODS + (SRGAN_METHODS if sr_weights is not None else ())
+    srcs = ("sr", "hr") + (("srgan",) if sr_weights is not None else ())
     out = {}
     for fam in families:
-        per = {m: [] for m in METHODS + ("truth",)}
+        per = {m: [] for m in methods + ("truth",)}
+        sr_rows = {"bicubic": [], "srgan": []}
         for i in range(n_images):
             t0 = time.perf_counter()
             pair = make_training_pair([seed, i], family=fam, shape_lr=shape_lr, geometry=geometry)
             eta = pair.pixel_size_hr_um
             sr = superres_baseline(pair.lr)
-            prob = {"sr": unet_probabilities(sr, weights=weights), "hr": unet_probabilities(pair.hr, weights=weights)}
+            images = {"sr": sr, "hr": pair.hr}
+            sr_rows["bicubic"].append(sr_scores(sr, pair.hr, pair.lr))
+            if sr_weights is not None:
+                from cathodeflow.stages.srgan import srgan_superres
+
+                images["srgan"] = srgan_superres(pair.lr, weights=sr_weights)[: sr.shape[0], : sr.shape[1]]
+                sr_rows["srgan"].append(sr_scores(images["srgan"], pair.hr, pair.lr))
+            prob = {src: unet_probabilities(images[src], weights=weights) for src in srcs}
             t = setup.crack_threshold
             preds = {"classical": segment_phases_baseline(sr, pixel_size_um=eta)}
-            for src in ("sr", "hr"):
+            if sr_weights is not None:
+                preds["classical-srgan"] = segment_phases_baseline(images["srgan"], pixel_size_um=eta)
+            for src in srcs:
                 preds[f"unet-{src}-eq7"] = phase_from_probabilities(prob[src], t)
                 preds[f"unet-{src}"] = phase_from_probabilities(prob[src], t, t_low=t_low, sigma_px=sigma_um / eta)
             preds["truth"] = pair.phase
             for m, pred in preds.items():
                 per[m].append(score_image(pred, pair.phase, pair.particles, eta=eta, params=params))
             log(f"{fam} image {i}: " + ", ".join(
-                f"{m} IoU {per[m][-1]['crack_iou']:.2f}" for m in METHODS) + f" ({time.perf_counter() - t0:.0f} s)")
+                f"{m} IoU {per[m][-1]['crack_iou']:.2f}" for m in methods) + f" ({time.perf_counter() - t0:.0f} s)")
         truth = per["truth"]
         t_area = sum(r["particle_px"] for r in truth)
         t_rho = sum(r["crack_px"] for r in truth) / t_area
         t_lam = sum(r["n_cracks"] for r in truth) / t_area
         fam_out = {"truth": {"particles_matched": float(np.nanmedian([r["particles_matched"] for r in truth]))}}
-        for m in METHODS:
+        for name, rows in sr_rows.items():
+            if rows:
+                fam_out[f"sr-{name}"] = {k: float(np.median([r[k] for r in rows])) for k in ("psnr_db", "ssim")}
+        for m in methods:
             rows = per[m]
             area = sum(r["particle_px"] for r in rows)
             fam_out[m] = {
@@ -159,13 +198,14 @@ def evaluate(*, n_images: int, shape_lr, weights, families, geometry: str = "cla
 
 
 def format_table(results, held_out) -> str:
-    cols = ("accuracy", "crack_iou", "crack_recall", "ks_width", "ks_size", "lambda_ratio", "rho_ratio", "particles_matched")
-    head = f"{'family':14s} {'method':12s} " + " ".join(f"{c:>12s}" for c in cols)
+    cols = ("psnr_db", "ssim", "accuracy", "crack_iou", "crack_recall", "ks_width", "ks_size", "lambda_ratio",
+            "rho_ratio", "particles_matched")
+    head = f"{'family':14s} {'method':16s} " + " ".join(f"{c:>12s}" for c in cols)
     lines = [head]
     for fam, res in results.items():
         tag = fam + (" *" if fam in held_out else "")
         for m, r in res.items():
-            lines.append(f"{tag:14s} {m:12s} " + " ".join(f"{r[c]:12.3f}" if c in r else f"{'':12s}" for c in cols))
+            lines.append(f"{tag:14s} {m:16s} " + " ".join(f"{r[c]:12.3f}" if c in r else f"{'':12s}" for c in cols))
     lines.append("* style family left out of training and early stopping; 'truth': particles of eq. 8-10 on the "
                  "true phase map matched to the generator's particles (the ceiling of that column)")
     return "\n".join(lines)
@@ -182,6 +222,8 @@ def main(argv=None) -> int:
                    help="synthetic geometry (cathodeflow.synth.training.GEOMETRIES); default 'classic': the "
                         "paper's particle sizes and the condition presets")
     p.add_argument("--weights", default=DEFAULT_UNET)
+    p.add_argument("--sr-weights", default=None,
+                   help="SRGAN generator weights: adds SRGAN -> U-net rows and PSNR/SSIM of the SR stages")
     p.add_argument("--t-low", type=float, default=DEFAULT_CRACK_THRESHOLD_LOW,
                    help=f"t_low of the hysteresis (default {DEFAULT_CRACK_THRESHOLD_LOW})")
     p.add_argument("--sigma-um", type=float, default=DEFAULT_PROB_SIGMA_UM,
@@ -193,7 +235,7 @@ def main(argv=None) -> int:
     fams = tuple(FAMILIES_HELD_OUT) + (tuple(FAMILIES_TRAIN) if args.train_families else ())
     t0 = time.perf_counter()
     res = evaluate(n_images=args.images, shape_lr=shape, weights=args.weights, families=fams, geometry=args.geometry,
-                   t_low=args.t_low, sigma_um=args.sigma_um)
+                   sr_weights=args.sr_weights, t_low=args.t_low, sigma_um=args.sigma_um)
     table = format_table(res, FAMILIES_HELD_OUT)
     print(table)
     if not args.no_json:
@@ -207,6 +249,7 @@ def main(argv=None) -> int:
         path.write_text(json.dumps({
             "benchmark": "segmentation_quality", "utc": stamp, "machine": platform.processor() or platform.machine(),
             "cathodeflow": __version__, "weights": args.weights, "weights_sha256": setup.sha256,
+            "sr_weights": args.sr_weights,
             "crack_threshold": setup.crack_threshold, "crack_threshold_low": args.t_low, "prob_sigma_um": args.sigma_um, "images_per_family": args.images, "shape_lr": shape, "geometry": args.geometry,
             "families_held_out": list(FAMILIES_HELD_OUT), "results": res,
             "seconds": round(time.perf_counter() - t0, 1),

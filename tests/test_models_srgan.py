@@ -89,6 +89,41 @@ def test_generator_tile_with_a_halo_of_the_receptive_field_equals_the_whole_imag
                                atol=1e-5, rtol=0)
 
 
+def _linear_35_13(x: np.ndarray) -> np.ndarray:
+    """Linear interpolation by 35/13 with half-pixel centres (output pixel j at input coordinate
+    (j + 1/2)·13/35 − 1/2, edges clamped), written out with np.interp per axis."""
+    def axis(a, n):
+        pos = np.clip((np.arange(n * 35 // 13) + 0.5) * 13 / 35 - 0.5, 0, n - 1)
+        return np.apply_along_axis(lambda v: np.interp(pos, np.arange(n), v), 0, a)
+
+    return axis(axis(x, x.shape[0]).T, x.shape[1]).T
+
+
+def test_generator_with_the_input_skip_starts_as_linear_interpolation_by_35_13():
+    keras.utils.set_random_seed(6)
+    g = build_generator(SRGANConfig(n_blocks=1, filters=4, upsample_filters=8, input_skip=1))
+    x = np.random.default_rng(6).random((26 * 2, 26 * 3), dtype=np.float32)
+    y = _np(g(x[None, ..., None], training=False))[0, ..., 0]
+    np.testing.assert_allclose(y, _linear_35_13(x.astype(np.float64)), atol=1e-5, rtol=0)
+
+
+def test_generator_with_the_input_skip_tiles_with_the_same_halo_as_without():
+    cfg = SRGANConfig(n_blocks=1, filters=8, upsample_filters=32, input_skip=1)
+    keras.utils.set_random_seed(7)
+    g = build_generator(cfg)
+    g.get_layer("out_conv").set_weights([w + 0.01 for w in g.get_layer("out_conv").get_weights()])  # not 0
+    assert srgan_receptive_field_radius(cfg) == srgan_receptive_field_radius(TINY)
+    halo = -(-srgan_receptive_field_radius(cfg) // 26) * 26
+    x = np.random.default_rng(7).random((1, 26 * 6, 26 * 5, 1), dtype=np.float32)
+    whole = _np(g(x, training=False))
+    a, b = 52, 104
+    tile = _np(g(x[:, a - halo:b + halo, a - halo:b + halo], training=False))
+    h0, h1 = halo * 70 // 26, (halo + b - a) * 70 // 26
+    np.testing.assert_allclose(tile[:, h0:h1, h0:h1], whole[:, a * 70 // 26:b * 70 // 26, a * 70 // 26:b * 70 // 26],
+                               atol=1e-5, rtol=0)
+    assert measure_srgan_receptive_field_radius(g, size=78) == srgan_receptive_field_radius(cfg)
+
+
 # ---------------------------------------------------------------------------------------------
 # receptive field
 # ---------------------------------------------------------------------------------------------
