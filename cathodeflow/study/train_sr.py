@@ -23,6 +23,13 @@ Content loss (eq. 5): ``content = "mse"`` (the default here: the pixel MSE) or `
 (the Keras VGG19 no-top ImageNet weights; never downloaded). Nothing switches silently:
 ``vgg19_weights`` with ``content = "mse"`` is refused.
 
+Stored pairs: ``pairs_dir`` (optional) names a folder of registered real LR/HR pairs
+(``cathodeflow pair``, :func:`cathodeflow.study.pairs.read_pairs`). They are used **in
+addition to** the ``n_train_images`` synthetic training pairs (``n_train_images = 0``: only
+the stored pairs), normalised the same way (each pair by its LR image's percentiles);
+crops are drawn from all training pairs alike. Validation stays on ``n_val_images``
+synthetic pairs, so runs with and without stored pairs are judged on the same data.
+
 Augmentation: flips and 90° rotations of both crops (exact: a crop of 26·k px maps onto its
 70·k px partner under them).
 """
@@ -63,7 +70,11 @@ class TrainSRConfig:
     vgg19_weights : path of the Keras VGG19 no-top weights (only with ``content = 'vgg19'``).
     adversarial_weight : λ of eq. 4 (default 1e-3, Ledig et al.; see models.losses).
     n_val_crops : validation crop pairs, fixed for the run (paper 92).
-    n_train_images, n_val_images : synthetic pairs generated for training / validation.
+    n_train_images, n_val_images : synthetic pairs generated for training / validation;
+        ``n_train_images`` may be 0 when ``pairs_dir`` is set.
+    pairs_dir : folder of stored real pairs (``cathodeflow pair``) to train on as well; None
+        (default) = synthetic pairs only. A relative path in a TOML file is relative to the
+        file's folder.
     shape_lr : low-resolution shape of a synthetic pair (multiples of 13, at least crop_lr).
     families : style families to train on (default: all but the held-out ones).
     augment : flips and 90° rotations.
@@ -90,6 +101,7 @@ class TrainSRConfig:
     augment: bool = True
     seed: int = 0
     pixel_size_um: float = LOW_RES_PIXEL_UM
+    pairs_dir: str | None = None
 
     def __post_init__(self):
         from ..models.srgan import SRGANConfig
@@ -98,8 +110,15 @@ class TrainSRConfig:
         for k in ("max_steps", "val_every", "patience", "crop_lr", "batch_size", "n_val_crops",
                   "n_train_images", "n_val_images"):
             v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InputError(f"training.{k} must be a positive integer, got {v!r}")
+            least = 0 if k == "n_train_images" and self.pairs_dir is not None else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                need = "an integer >= 0" if least == 0 else "a positive integer"
+                raise InputError(f"training.{k} must be {need}, got {v!r}"
+                                 + (" (0 needs training.pairs_dir)" if k == "n_train_images" and v == 0 else ""))
+        if self.pairs_dir is not None:
+            if not isinstance(self.pairs_dir, (str, Path)) or not str(self.pairs_dir):
+                raise InputError(f"training.pairs_dir must be a folder path, got {self.pairs_dir!r}")
+            object.__setattr__(self, "pairs_dir", str(self.pairs_dir))
         if isinstance(self.pretrain_steps, bool) or not isinstance(self.pretrain_steps, int) \
                 or self.pretrain_steps < 0:
             raise InputError(f"training.pretrain_steps must be an integer >= 0, got {self.pretrain_steps!r}")
@@ -133,6 +152,8 @@ def load_train_sr_config(path: str | Path | None = None, **overrides) -> TrainSR
         known = {f.name for f in dataclasses.fields(TrainSRConfig)} - {"architecture"}
         values, arch = read_train_toml(path, arch_table="srgan", known=known)
         values["architecture"] = arch or {}
+        if isinstance(values.get("pairs_dir"), str):
+            values["pairs_dir"] = str(Path(path).parent / values["pairs_dir"])
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return TrainSRConfig(**values)
@@ -143,18 +164,41 @@ def load_train_sr_config(path: str | Path | None = None, **overrides) -> TrainSR
 # ---------------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------------
-def _pair(args) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic pair on the generator's grid, normalised by the low-resolution image's
-    range: lr (26·k, 26·m), hr (70·k, 70·m), float32 (run in a worker process)."""
-    seed, family, shape_lr = args
+def _normalised(lr: np.ndarray, hr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A pair cropped to the generator's grid (from the top left) and normalised by the
+    low-resolution image's range: lr (26·k, 26·m), hr (70·k, 70·m), float32."""
     from ..models.normalise import intensity_range, normalise_image
+
+    h, w = (n // LR_MULTIPLE * LR_MULTIPLE for n in lr.shape)
+    lr, hr = lr[:h, :w], hr[: h * SR_NUM // SR_DEN, : w * SR_NUM // SR_DEN]
+    lo, hi = intensity_range(lr, q=tuple(NORMALISATION["q"]))
+    return normalise_image(lr, lo=lo, hi=hi), normalise_image(hr, lo=lo, hi=hi)
+
+
+def _pair(args) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic pair, :func:`_normalised` (run in a worker process)."""
+    seed, family, shape_lr = args
     from ..synth.training import make_training_pair
 
     p = make_training_pair(seed, family=family, shape_lr=shape_lr)
-    h, w = (n // LR_MULTIPLE * LR_MULTIPLE for n in p.lr.shape)
-    lr, hr = p.lr[:h, :w], p.hr[: h * SR_NUM // SR_DEN, : w * SR_NUM // SR_DEN]
-    lo, hi = intensity_range(lr, q=tuple(NORMALISATION["q"]))
-    return normalise_image(lr, lo=lo, hi=hi), normalise_image(hr, lo=lo, hi=hi)
+    return _normalised(p.lr, p.hr)
+
+
+def stored_pairs(pairs_dir, *, crop_lr: int) -> tuple[list[tuple], list[dict]]:
+    """The pairs of a ``cathodeflow pair`` folder, :func:`_normalised`, and their provenance
+    (pair id, sha256 of both source files); each pair must hold at least one ``crop_lr`` crop
+    (else an InputError names its record)."""
+    from .pairs import read_pairs
+
+    data, provenance = [], []
+    for p in read_pairs(pairs_dir):
+        if min(p.lr.shape) < crop_lr:
+            raise InputError(f"{p.path}: lr block {p.lr.shape[0]} × {p.lr.shape[1]} px is smaller than "
+                             f"training.crop_lr = {crop_lr}; lower crop_lr or remove the pair")
+        data.append(_normalised(p.lr, p.hr))
+        provenance.append({"pair_id": p.record.get("pair_id"), "low_sha256": p.record.get("low", {}).get("sha256"),
+                           "high_sha256": p.record.get("high", {}).get("sha256")})
+    return data, provenance
 
 
 def synthetic_pairs(n: int, *, families, shape_lr, seed: int, processes: int = 2) -> list[tuple]:
@@ -226,9 +270,12 @@ def train_sr(cfg: TrainSRConfig, *, out_dir, name: str = "srgan", log=print) -> 
 
     families = training_families(cfg.families, log)
     content = _content_loss(cfg)  # a bad VGG19 file fails before the data are made
-    train = synthetic_pairs(cfg.n_train_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed)
+    stored, provenance = ([], []) if cfg.pairs_dir is None else stored_pairs(cfg.pairs_dir, crop_lr=cfg.crop_lr)
+    train = stored + (synthetic_pairs(cfg.n_train_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed)
+                      if cfg.n_train_images else [])
     val = synthetic_pairs(cfg.n_val_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed + 1)
-    log(f"[{time.perf_counter() - t0:6.1f} s] data: {len(train)} training and {len(val)} validation pairs")
+    log(f"[{time.perf_counter() - t0:6.1f} s] data: {len(train)} training ({len(stored)} stored) and "
+        f"{len(val)} validation pairs")
 
     arch = SRGANConfig.from_dict(cfg.architecture)
     generator, discriminator = build_generator(arch), build_discriminator(arch)
@@ -254,7 +301,10 @@ def train_sr(cfg: TrainSRConfig, *, out_dir, name: str = "srgan", log=print) -> 
     log(f"[{time.perf_counter() - t0:6.1f} s] trained: best validation loss at step {gan.best_step}")
     training = {
         "config": cfg.to_dict(),
-        "data": "synthetic pairs (cathodeflow.synth.training.make_training_pair)",
+        "data": " and ".join(
+            ([f"{cfg.n_train_images} synthetic pairs (cathodeflow.synth.training.make_training_pair)"]
+             if cfg.n_train_images else []) + ([f"{len(stored)} stored pairs from {cfg.pairs_dir}"] if stored else [])),
+        "stored_pairs": provenance,
         "families": list(families),
         "families_held_out": list(FAMILIES_HELD_OUT),
         "best_step": None if gan.best_step is None else int(gan.best_step),
