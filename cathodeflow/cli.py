@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cubic interpolation (baseline, default) or a trained SRGAN generator")
     g.add_argument("--sr-weights",
                    help="SRGAN generator weights: a .weights.h5 file from `cathodeflow train sr` or a registry "
-                        "name (required with --sr-method srgan)")
+                        "name (default with --sr-method srgan: the shipped srgan-small-v1)")
 
     p = sub.add_parser("describe", help="phase maps segmented elsewhere (ilastik, Dragonfly…) → Parquet tables")
     p.add_argument("files", nargs="*", type=Path, help="TIFF, PNG, NPY or Zarr phase maps (or --manifest)")

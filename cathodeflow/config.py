@@ -88,7 +88,7 @@ class Params:
     sr_method : ``'baseline'`` (default: cubic interpolation by 35/13, restores no detail) or
         ``'srgan'`` (the paper's SRGAN generator, §2.3.1, with ``sr_weights``).
     sr_weights : registry name or path of SRGAN generator weights (``cathodeflow train sr``);
-        required with ``sr_method = 'srgan'`` (no SRGAN weights ship yet).
+        None = the shipped default (``srgan-small-v1``).
     """
 
     marker_radius_um: float = 0.715
@@ -159,9 +159,6 @@ class Params:
             raise InputError(f"sr_method must be one of {SR_METHODS}, got {self.sr_method!r}")
         if self.sr_weights is not None and not isinstance(self.sr_weights, str):
             raise InputError(f"sr_weights must be a registry name or a path, got {self.sr_weights!r}")
-        if self.sr_method == "srgan" and self.sr_weights is None:
-            raise InputError("sr_weights: required with sr_method = 'srgan' (no SRGAN weights ship yet); "
-                             "train them with `cathodeflow train sr` and pass --sr-weights FILE")
         if self.sr_method != "srgan" and self.sr_weights is not None:
             raise InputError(f"sr_weights set, but sr_method is {self.sr_method!r}: it applies to "
                              "sr_method = 'srgan' (--sr-method srgan)")

@@ -101,9 +101,12 @@ def test_far_pixel_size_is_refused_unless_forced(weights):
     srgan_stage_dask(img, pixel_size_um=0.0385 * MAX_PIXEL_RATIO * 0.99, weights=weights, tile_lr=52)
 
 
-def test_srgan_without_weights_and_weights_without_srgan_are_refused():
-    with pytest.raises(InputError, match=r"sr_weights: required with sr_method = 'srgan'"):
-        Params(sr_method="srgan")
+def test_srgan_without_weights_means_the_shipped_ones_and_weights_without_srgan_are_refused():
+    from cathodeflow.models.registry import DEFAULT_SRGAN
+    from cathodeflow.study.pipeline import _sr_weights
+
+    assert _sr_weights(Params(sr_method="srgan")) == DEFAULT_SRGAN
+    assert _sr_weights(Params(sr_method="srgan", sr_weights="x.weights.h5")) == "x.weights.h5"
     with pytest.raises(InputError, match="sr_weights set, but sr_method is 'baseline'"):
         Params(sr_weights="x.weights.h5")
     with pytest.raises(InputError, match="sr_method must be one of"):

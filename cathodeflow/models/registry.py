@@ -35,6 +35,7 @@ from ..errors import InputError
 
 __all__ = [
     "DEFAULT_UNET",
+    "DEFAULT_SRGAN",
     "WEIGHTS_DIR",
     "REGISTRY_FILE",
     "WeightsRecord",
@@ -49,6 +50,9 @@ __all__ = [
 
 #: Registry name of the U-net weights shipped with the package.
 DEFAULT_UNET = "unet-small-v1"
+#: The shipped SRGAN generator weights (``run --sr-method srgan`` without ``--sr-weights``).
+DEFAULT_SRGAN = "srgan-small-v1"
+SHIPPED = (DEFAULT_UNET, DEFAULT_SRGAN)
 #: Folder of the shipped weights and their registry.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: The shipped registry file.
@@ -267,10 +271,11 @@ def _checked_fields(fields: dict, *, where: str) -> dict:
     return out
 
 
-def _missing_default(detail: str) -> InputError:
+def _missing_default(name: str, detail: str) -> InputError:
+    kind = "sr" if name == DEFAULT_SRGAN else "unet"
     return InputError(
-        f"shipped weights {DEFAULT_UNET!r} are missing from this installation ({detail}); "
-        "train them with `cathodeflow train unet` or give the path of your own .weights.h5 file"
+        f"shipped weights {name!r} are missing from this installation ({detail}); "
+        f"train them with `cathodeflow train {kind}` or give the path of your own .weights.h5 file"
     )
 
 
@@ -281,7 +286,7 @@ def resolve_weights(name_or_path: str | Path) -> WeightsRecord:
     ------
     InputError
         If the name is not in the registry (the message lists the known names), the sidecar
-        is missing or unreadable, or the shipped :data:`DEFAULT_UNET` is not installed.
+        is missing or unreadable, or shipped weights (:data:`SHIPPED`) are not installed.
     """
     text = str(name_or_path)
     is_name = isinstance(name_or_path, str) and os.sep not in text and "/" not in text and not text.endswith(
@@ -290,11 +295,11 @@ def resolve_weights(name_or_path: str | Path) -> WeightsRecord:
         entries = _read_registry().get("weights", {})
         if text in entries:
             record = WeightsRecord.from_dict(entries[text], folder=WEIGHTS_DIR, source=REGISTRY_FILE)
-            if text == DEFAULT_UNET and not record.path.exists():
-                raise _missing_default(f"{record.path} not found")
+            if text in SHIPPED and not record.path.exists():
+                raise _missing_default(text, f"{record.path} not found")
             return record
-        if text == DEFAULT_UNET:
-            raise _missing_default(f"no entry in {REGISTRY_FILE}")
+        if text in SHIPPED:
+            raise _missing_default(text, f"no entry in {REGISTRY_FILE}")
         if not Path(text).exists():
             raise InputError(f"weights {text!r}: not a registry name (known: {sorted(entries)}) "
                              f"and not a path to a {_SUFFIX} file or its .json sidecar")

@@ -458,7 +458,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
                 raw = st.read_stage(iid, "raw")
                 eta_lr = st.pixel_size_um(iid, "raw")
                 if params.sr_method == "srgan":
-                    sr, prov = srgan_stage_dask(raw, pixel_size_um=eta_lr, weights=params.sr_weights,
+                    sr, prov = srgan_stage_dask(raw, pixel_size_um=eta_lr, weights=_sr_weights(params),
                                                 force=force_pixel_size, name=f"image {iid!r}")
                 else:
                     sr, prov = superres_any_size_dask(raw), {"method": "baseline-interpolation"}
@@ -553,14 +553,20 @@ def _default_weights() -> str:
     return DEFAULT_UNET
 
 
+def _sr_weights(params: Params) -> str:
+    from ..models.registry import DEFAULT_SRGAN
+
+    return params.sr_weights or DEFAULT_SRGAN
+
+
 def _check_srgan_inputs(st, ids, params: Params, force_pixel_size: bool) -> None:
     """Before anything is written: the SRGAN weights load (kind, sha256, architecture) and
     every image's raw pixel size suits them (or ``force_pixel_size``)."""
     from ..models.registry import load_srgan_generator
     from ..stages.srgan import SRGANSetup, check_sr_pixel_size
 
-    setup = SRGANSetup.from_weights(params.sr_weights)
-    load_srgan_generator(params.sr_weights)
+    setup = SRGANSetup.from_weights(_sr_weights(params))
+    load_srgan_generator(_sr_weights(params))
     for iid in ids:
         check_sr_pixel_size(st.pixel_size_um(iid, "raw"), setup.pixel_size_um, force=force_pixel_size,
                             name=f"{st.path}: image {iid!r} (raw pixel size)")

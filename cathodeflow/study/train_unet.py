@@ -56,6 +56,9 @@ class TrainUNetConfig:
     shape_lr : low-resolution shape of a synthetic scene (multiples of 13).
     families : style families to train on (default: all but the held-out ones).
     sr_fraction : share of samples that are the SR stage's output (the rest true high-res).
+    sr_weights : SRGAN generator weights (registry name or path): the SR view of each scene is
+        that generator's output (what ``run --sr-method srgan`` gives the U-net); default
+        None: the baseline interpolation (``--sr-method baseline``).
     augment : flips, rotations, intensity jitter.
     seed : everything random in the run.
     pixel_size_um : the grid the network is trained for (η = 14.3 nm).
@@ -75,6 +78,7 @@ class TrainUNetConfig:
     shape_lr: tuple[int, int] = (390, 520)
     families: tuple[str, ...] | None = None
     sr_fraction: float = 0.5
+    sr_weights: str | None = None
     augment: bool = True
     seed: int = 0
     pixel_size_um: float = ETA_UM
@@ -130,22 +134,30 @@ def _normalise(img: np.ndarray) -> np.ndarray:
 
 
 def _synthetic_pair(args) -> list[Sample]:
-    """Both views of one synthetic scene (run in a worker process)."""
-    seed, family, shape_lr = args
+    """Both views of one synthetic scene (run in a worker process); the SR view by the SRGAN
+    of ``sr_weights`` when given, else by the baseline interpolation."""
+    seed, family, shape_lr, sr_weights = args
     from ..stages.superres import superres_baseline
     from ..synth.training import make_training_pair
 
     pair = make_training_pair(seed, family=family, shape_lr=shape_lr)
-    sr = superres_baseline(pair.lr)
+    if sr_weights is None:
+        sr = superres_baseline(pair.lr)
+    else:
+        from ..stages.srgan import srgan_superres
+
+        sr = srgan_superres(pair.lr, weights=sr_weights)
     return [Sample(_normalise(sr), pair.phase, family, "sr"),
             Sample(_normalise(pair.hr), pair.phase, family, "hr")]
 
 
-def synthetic_samples(n: int, *, families, shape_lr, seed: int, processes: int = 2) -> list[Sample]:
-    """``n`` synthetic scenes (SR and high-res view each), families drawn in turn."""
+def synthetic_samples(n: int, *, families, shape_lr, seed: int, processes: int = 2,
+                      sr_weights=None) -> list[Sample]:
+    """``n`` synthetic scenes (SR and high-res view each), families drawn in turn; the SR view
+    by the SRGAN of ``sr_weights`` when given."""
     from concurrent.futures import ProcessPoolExecutor
 
-    jobs = [([int(seed), 7919, i], families[i % len(families)], shape_lr) for i in range(int(n))]
+    jobs = [([int(seed), 7919, i], families[i % len(families)], shape_lr, sr_weights) for i in range(int(n))]
     if processes > 1 and n > 1:
         with ProcessPoolExecutor(processes) as pool:
             parts = list(pool.map(_synthetic_pair, jobs))
@@ -257,8 +269,15 @@ def train_unet(cfg: TrainUNetConfig, *, out_dir, name: str = "unet", annotated=(
     families = training_families(cfg.families, log)
     annotated = list(annotated)
     user = annotated_samples(annotated) if annotated else []
-    train = synthetic_samples(cfg.n_train_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed)
-    val = synthetic_samples(cfg.n_val_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed + 1)
+    sr_weights = None
+    if cfg.sr_weights is not None:
+        from ..models.registry import resolve_weights
+
+        sr_weights = str(resolve_weights(cfg.sr_weights).path)  # a bad name fails before the data are made
+    train = synthetic_samples(cfg.n_train_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed,
+                              sr_weights=sr_weights)
+    val = synthetic_samples(cfg.n_val_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed + 1,
+                            sr_weights=sr_weights)
     if user:
         n_val = max(1, len(user) // 4) if len(user) > 1 else 0
         train += user[: len(user) - n_val]
