@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images-per-condition", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", help=_scheduler_help())
+    p.add_argument("--sr-method", choices=("baseline", "srgan"), default="baseline",
+                   help="super-resolution: cubic interpolation (baseline, default) or the shipped SRGAN")
     p.add_argument("--phase-method", choices=("unet", "classical"), default="classical",
                    help="phase segmentation: the classical baseline (default) or the shipped U-net")
 
@@ -259,7 +261,8 @@ def _dispatch(args):
 
         t0 = time.perf_counter()
         demo = run_demo(args.out, n_images=args.images_per_condition, seed=args.seed,
-                        scheduler=args.scheduler, params=Params(phase_method=args.phase_method))
+                        scheduler=args.scheduler,
+                        params=Params(phase_method=args.phase_method, sr_method=args.sr_method))
         out = report_tables(current_tables_dir(demo.store), args.out / "report", truth=demo.truth)
         print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {out}")
     elif cmd == "ingest":

@@ -206,6 +206,10 @@ def compile_for_inference(model):
     memory than the eager call, with outputs within 1e-7 (``benchmarks/bench_unet.py``). Each
     new input shape is traced and compiled once per process. Returns ``model``.
     """
+    import logging
+
+    # each new tile shape is traced once by design (edge tiles differ): not a user's concern
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if not getattr(model, "compiled", False):
         model.compile(jit_compile="auto")
     return model
