@@ -19,10 +19,14 @@ The file is not a Zarr node: the store's readers open their groups by path and n
 it; a Zarr client that lists the root's members while a run holds the lock warns once that
 it is "not recognized as a component of a Zarr hierarchy".
 
-Stores are local folders (:func:`cathodeflow.io.store.open_store` opens paths only), so
-every store can be locked this way. Stores on fsspec URLs (s3://, gs://), which DESIGN §4.1
-foresees, will need another lock: an object store has no ``O_EXCL`` create and no pids to
-test for staleness (S3's conditional writes and a lease time would do).
+Stores at fsspec URLs (``s3://bucket/study.zarr``, :mod:`cathodeflow.io.location`) hold
+the same lock as the object ``<store>/cathodeflow.lock``, created only if absent: on S3 a
+conditional write (``If-None-Match: *``), so of two processes only one creates it. A
+filesystem without such a write (where fsspec refuses ``mode="create"``) cannot be locked:
+the writer is refused with a one-line StoreError. Staleness is decided as for a folder (the
+pid, on this host only); taking over a stale lock there reads, compares and deletes the
+object, which is not atomic (two processes of this host taking over the same stale lock at
+once may both think they hold it), and a lock left by another host is never taken over.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import CathodeflowWarning, StoreError, one_line
+from .location import RemotePath, as_path
 
 __all__ = ["LOCK_NAME", "StaleLockWarning", "read_lock", "store_lock"]
 
@@ -74,8 +79,8 @@ def store_lock(store: str | Path, *, command: str = "cathodeflow run"):
 
     Parameters
     ----------
-    store : str or Path
-        The store's folder (it must exist).
+    store : str, Path or RemotePath
+        The store's folder (it must exist), or its URL.
     command : str
         What holds the lock, named to whoever is refused.
 
@@ -100,13 +105,23 @@ def store_lock(store: str | Path, *, command: str = "cathodeflow run"):
     try:
         yield mine
     finally:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, StoreError):  # unreachable object store: left, stale later
             if _parse(path.read_text(encoding="utf-8")).get("token") == mine["token"]:
                 path.unlink()
 
 
 def _lock_path(store) -> Path:
-    return Path(store) / LOCK_NAME
+    return as_path(store) / LOCK_NAME
+
+
+def _create(path, data: bytes) -> None:
+    """Write ``path`` only if it is absent (FileExistsError otherwise)."""
+    if isinstance(path, RemotePath):
+        path.write_bytes(data, exclusive=True)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _acquire(path: Path, command: str) -> dict:
@@ -121,14 +136,12 @@ def _acquire(path: Path, command: str) -> dict:
     data = json.dumps(mine).encode()
     for _ in range(5):  # a stale lock taken over by someone else meanwhile: look again
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _create(path, data)
         except FileExistsError:
             pass
         except OSError as e:
             raise StoreError(one_line(f"{path.parent}: cannot create the lock file {path.name} ({e})")) from None
         else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
             return mine
         text = _read_settled(path)
         if text is None:
@@ -201,7 +214,16 @@ def _process_start(pid: int) -> str:
 def _remove_if_unchanged(path: Path, text: str) -> bool:
     """Remove the lock file if it still holds ``text``; ``False`` if someone else got there
     first. The file is renamed away before it is checked, so that a fresh lock created
-    meanwhile by another process is never removed: it is put back instead."""
+    meanwhile by another process is never removed: it is put back instead. An object (no
+    rename) is read, compared and deleted (see the module docstring)."""
+    if isinstance(path, RemotePath):
+        try:
+            if path.read_text(encoding="utf-8") != text:
+                return False
+        except FileNotFoundError:
+            return False
+        path.unlink(missing_ok=True)
+        return True
     aside = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.stale")
     try:
         os.rename(path, aside)

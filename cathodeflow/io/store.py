@@ -60,6 +60,12 @@ then writes every chunk, then writes the metadata with ``complete: true``. A sta
 write was interrupted therefore reads as incomplete; :meth:`Store.read_stage` refuses it and
 the pipeline recomputes it.
 
+Location. A store is a local folder or lives at an fsspec URL (``s3://bucket/study.zarr``):
+:func:`open_store` and :func:`create_store` take either (:mod:`cathodeflow.io.location`; a
+URL's Zarr store is a ``zarr.storage.FsspecStore``, :attr:`Store.path` a
+:class:`~cathodeflow.io.location.RemotePath`). A URL that cannot be reached (no credentials,
+a missing bucket) is refused with one line before anything is written.
+
 Versions. Version 1 (the first layout) kept every stage as a sibling
 (``images/<id>/{raw,sr,prob,phase}``, ``images/<id>/labels/{cracks,particles}``) and had no
 root listing. :func:`open_store` refuses it with the command that converts it,
@@ -82,6 +88,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, StoreError, one_line
+from .location import RemotePath, as_path, check_reachable, zarr_store
 
 __all__ = [
     "Store",
@@ -286,7 +293,9 @@ def _read_zarr_json(path: Path) -> dict | None:
 
 def _study_version(path: Path) -> Any:
     """The layout version of the cathodeflow study store at ``path`` (any version);
-    StoreError (one line) for anything that is not a study store."""
+    StoreError (one line) for anything that is not a study store (or an object store that
+    cannot be reached)."""
+    check_reachable(path)
     if not path.exists():
         raise StoreError(f"{path}: no study store here (the path does not exist)")
     if not path.is_dir():
@@ -325,24 +334,30 @@ def _identify(path: Path) -> str:
     return "study"
 
 
-def create_store(path: str | Path, *, exist_ok: bool = False) -> "Store":
+def create_store(path: str | Path, *, exist_ok: bool = False, storage_options: dict | None = None) -> "Store":
     """Create a study store at ``path`` (a new or empty directory) and open it read-write.
 
     Parameters
     ----------
     path : str or Path
+        A local folder, or an fsspec URL (``s3://bucket/study.zarr``) in an existing bucket
+        (:mod:`cathodeflow.io.location`).
     exist_ok : bool
         If ``path`` already is a study store, open it instead of failing.
+    storage_options : dict, optional
+        Options of a URL's fsspec filesystem (default: the environment's configuration).
 
     Raises
     ------
     StoreError
         ``path`` is a file, a non-empty directory that is not a study store, a Zarr store of
-        another kind, or (without ``exist_ok``) an existing study store. Nothing is written.
+        another kind, or (without ``exist_ok``) an existing study store; an object store
+        that cannot be reached (credentials, missing bucket). Nothing is written.
     """
     import zarr
 
-    p = Path(path)
+    p = as_path(path, storage_options=storage_options)
+    check_reachable(p)
     if p.exists():
         if not p.is_dir():
             raise StoreError(f"{p}: is a file; cannot create a study store there")
@@ -352,7 +367,13 @@ def create_store(path: str | Path, *, exist_ok: bool = False) -> "Store":
                 raise StoreError(f"{p}: already a study store; open it with open_store (or pass exist_ok=True)")
             return open_store(p, mode="r+")
     p.mkdir(parents=True, exist_ok=True)
-    root = zarr.create_group(str(p), zarr_format=3, overwrite=False)
+    try:
+        root = zarr.create_group(zarr_store(p, read_only=False), zarr_format=3, overwrite=False)
+    except PermissionError as e:  # an object store readable but not writable with these credentials
+        if not isinstance(p, RemotePath):
+            raise
+        raise StoreError(one_line(f"STORE {p}: cannot write there (PermissionError: {e}); expected credentials "
+                                  "that may write to the bucket")) from None
     root.create_group("OME", attributes={"ome": _series_ome([])})
     root.create_group("images")
     root.create_group(
@@ -367,28 +388,33 @@ def create_store(path: str | Path, *, exist_ok: bool = False) -> "Store":
     return Store(p, root, "r+")
 
 
-def open_store(path: str | Path, mode: str = "r+") -> "Store":
+def open_store(path: str | Path, mode: str = "r+", *, storage_options: dict | None = None) -> "Store":
     """Open an existing study store.
 
     Parameters
     ----------
     path : str or Path
+        A local folder, or an fsspec URL (``s3://bucket/study.zarr``;
+        :mod:`cathodeflow.io.location`).
     mode : {'r', 'r+'}
         Read-only or read-write.
+    storage_options : dict, optional
+        Options of a URL's fsspec filesystem (default: the environment's configuration).
 
     Raises
     ------
     StoreError
-        Missing path, a file, a non-Zarr directory, a Zarr store of another kind or version.
-        The path is only read to decide, never written.
+        Missing path, a file, a non-Zarr directory, a Zarr store of another kind or version;
+        an object store that cannot be reached (credentials, missing bucket). The path is
+        only read to decide, never written.
     """
     import zarr
 
     if mode not in ("r", "r+"):
         raise InputError(f"mode must be 'r' or 'r+', got {mode!r}")
-    p = Path(path)
+    p = as_path(path, storage_options=storage_options)
     _identify(p)
-    root = zarr.open_group(str(p), mode=mode, zarr_format=3)
+    root = zarr.open_group(zarr_store(p, read_only=mode == "r"), mode=mode, zarr_format=3)
     return Store(p, root, mode)
 
 
@@ -397,13 +423,13 @@ class Store:
 
     Attributes
     ----------
-    path : Path
-        The store's directory.
+    path : Path or RemotePath
+        The store's directory, or its URL's key prefix (:mod:`cathodeflow.io.location`).
     mode : {'r', 'r+'}
     """
 
     def __init__(self, path: Path, root, mode: str):
-        self.path = Path(path)
+        self.path = path if isinstance(path, RemotePath) else Path(path)
         self.mode = mode
         self._root = root
 
@@ -414,7 +440,8 @@ class Store:
 
     @property
     def tables_dir(self) -> Path:
-        """``<store>/tables``: the folder for Parquet tables (created with the store)."""
+        """``<store>/tables``: the folder for Parquet tables (created with the store); a
+        :class:`~cathodeflow.io.location.RemotePath` for a store at a URL."""
         return self.path / "tables"
 
     def _writable(self) -> None:
@@ -852,7 +879,7 @@ def migrate_store(path: str | Path) -> dict:
     Parameters
     ----------
     path : str or Path
-        A local study store (a folder).
+        A local study store (a folder; a store at a URL is refused: migrate a local copy).
 
     Returns
     -------
@@ -885,7 +912,10 @@ def migrate_store(path: str | Path) -> dict:
 
     from .lock import store_lock
 
-    p = Path(path)
+    p = as_path(path)
+    if isinstance(p, RemotePath):
+        raise StoreError(f"STORE {p}: migrate works on local stores only (it renames folders); expected a local "
+                         "path: copy the store to a local folder, migrate it there and copy it back")
     version = _study_version(p)
     if version not in (1, STORE_VERSION):
         raise StoreError(f"{p}: study store version {version!r}; cathodeflow migrates version 1 only")

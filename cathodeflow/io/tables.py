@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .location import RemotePath, as_path, is_url
+
 #: Column name -> pandas dtype, per table, in contract order.
 SCHEMAS: dict[str, dict[str, str]] = {
     "images": {
@@ -131,14 +133,16 @@ METADATA_KEY = "cathodeflow"
 def write_tables(
     tables: dict[str, pd.DataFrame], out_dir: str | Path, *, metadata: dict | None = None
 ) -> dict[str, Path]:
-    """Write each table as ``<out_dir>/<name>.parquet`` (atomically: temp file, then rename).
+    """Write each table as ``<out_dir>/<name>.parquet`` (atomically: temp file, then rename;
+    at a URL each object is written whole, an object store's writes being atomic).
 
     Parameters
     ----------
     tables : dict of str -> DataFrame
         Keyed by table name (:data:`SCHEMAS`); conformed to the contract.
-    out_dir : str or Path
-        Created if missing.
+    out_dir : str, Path or RemotePath
+        Created if missing; a URL (``s3://bucket/study.zarr/tables``) or its
+        :class:`~cathodeflow.io.location.RemotePath`.
     metadata : dict, optional, keyword-only
         JSON-serialisable provenance, e.g. :func:`cathodeflow.config.params_record`
         (``params``, ``params_hash``). Stored with ``package_version`` added as JSON under
@@ -146,7 +150,7 @@ def write_tables(
 
     Returns
     -------
-    dict of str -> Path
+    dict of str -> Path (RemotePath at a URL)
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -154,17 +158,21 @@ def write_tables(
     from .. import __version__
 
     record = json.dumps({**(metadata or {}), "package_version": __version__}, ensure_ascii=False)
-    out_dir = Path(out_dir)
+    out_dir = as_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, df in tables.items():
         path = out_dir / f"{name}.parquet"
-        tmp = path.with_suffix(".parquet.tmp")
         table = pa.Table.from_pandas(conform(df, name), preserve_index=False)
         meta = dict(table.schema.metadata or {})
         meta[METADATA_KEY.encode()] = record.encode("utf-8")
-        pq.write_table(table.replace_schema_metadata(meta), tmp)
-        tmp.replace(path)
+        if isinstance(path, RemotePath):
+            with path.open("wb") as f:
+                pq.write_table(table.replace_schema_metadata(meta), f)
+        else:
+            tmp = path.with_suffix(".parquet.tmp")
+            pq.write_table(table.replace_schema_metadata(meta), tmp)
+            tmp.replace(path)
         paths[name] = path
     return paths
 
@@ -174,15 +182,43 @@ def read_table_metadata(path: str | Path) -> dict:
     (``params``, ``params_hash``, ``package_version``); ``{}`` for a file without it."""
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(path).metadata or {}
+    path = as_path(path) if is_url(path) else path
+    if isinstance(path, RemotePath):
+        with path.open("rb") as f:
+            meta = pq.read_schema(f).metadata or {}
+    else:
+        meta = pq.read_schema(path).metadata or {}
     raw = meta.get(METADATA_KEY.encode())
     return json.loads(raw) if raw else {}
 
 
 def read_table(path: str | Path, name: str | None = None) -> pd.DataFrame:
-    """Read one Parquet table; with ``name``, conform it to the contract."""
-    df = pd.read_parquet(path)
+    """Read one Parquet table (a path, URL or RemotePath); with ``name``, conform it to the
+    contract."""
+    df = read_parquet(path)
     return conform(df, name) if name else df
+
+
+def read_parquet(path, **kwargs) -> pd.DataFrame:
+    """``pandas.read_parquet`` of a path, a URL or a
+    :class:`~cathodeflow.io.location.RemotePath` (read through its fsspec filesystem, so
+    with the store's ``storage_options``); ``kwargs`` go to pandas (e.g. ``columns``)."""
+    path = as_path(path) if is_url(path) else path
+    if isinstance(path, RemotePath):
+        with path.open("rb") as f:
+            return pd.read_parquet(f, **kwargs)
+    return pd.read_parquet(path, **kwargs)
+
+
+def write_parquet(df: pd.DataFrame, path) -> None:
+    """``df.to_parquet(path, index=False)`` to a path or a
+    :class:`~cathodeflow.io.location.RemotePath` (one object, written whole)."""
+    path = as_path(path) if is_url(path) else path
+    if isinstance(path, RemotePath):
+        with path.open("wb") as f:
+            df.to_parquet(f, index=False)
+    else:
+        df.to_parquet(path, index=False)
 
 
 #: Dimension of each table when opened as xarray (one row per object, or a dense grid).

@@ -143,14 +143,12 @@ def summarize_store(store) -> dict:
 def _flags(st) -> dict[str, str]:
     """image_id -> quality flags in a few words, from ``tables/images.parquet`` ({} without it
     or when unreadable: ``ls`` must work on any store)."""
-    import pandas as pd
-
-    from ..io.tables import conform
+    from ..io.tables import conform, read_parquet
     from ..measure.image import flag_summary
 
-    path = Path(st.tables_dir) / "images.parquet"
+    path = st.tables_dir / "images.parquet"
     try:
-        images = conform(pd.read_parquet(path), "images")
+        images = conform(read_parquet(path), "images")
     except Exception:  # absent, truncated or foreign: tables_state reports it
         return {}
     return {str(r["image_id"]): flag_summary(r) for r in images.to_dict("records")}
@@ -258,18 +256,17 @@ def remove_images(store, image_ids) -> tuple[list[str], bool]:
     InputError
         An id not in the store (all named); nothing is removed.
     """
-    import shutil
-
     from .pipeline import _partial_dir
 
+    from ..io.location import rmtree
     from ..io.lock import store_lock
 
     st = _open(store, "r+")
     with store_lock(st.path, command="cathodeflow rm"):  # not while a run writes
         removed = st.remove_images(image_ids)  # checks every id before removing any
         for iid in removed:
-            shutil.rmtree(_partial_dir(st, iid), ignore_errors=True)
-        tdir = Path(st.tables_dir)
+            rmtree(_partial_dir(st, iid))
+        tdir = st.tables_dir  # a Path, or a RemotePath for a store at a URL
         combined = sorted(tdir.glob("*.parquet"))
         for p in combined + [tdir / TABLES_RECORD]:
             p.unlink(missing_ok=True)
@@ -309,7 +306,7 @@ def mark_tables_written(store, image_ids) -> Path:
         ``tables/tables-written.json``: ``{"written_utc": ISO 8601, "image_ids": [...]}``.
     """
     st = _open(store, "r+")
-    path = Path(st.tables_dir) / TABLES_RECORD
+    path = st.tables_dir / TABLES_RECORD
     tmp = path.with_suffix(".json.tmp")
     record = {"written_utc": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
               "image_ids": sorted(image_ids)}
@@ -334,17 +331,16 @@ def tables_state(store) -> TablesState:
     holds an image no longer in the store, or a stage of an image (``raw`` included) was
     started or completed after the tables were written.
     """
-    import pandas as pd
-
     from ..io.store import STAGES
+    from ..io.tables import read_parquet
 
     st = _open(store, "r")
-    tdir = Path(st.tables_dir)
+    tdir = st.tables_dir
     if not (tdir / "images.parquet").exists():
         return TablesState("absent")
     written = _written(tdir)
     try:
-        table_ids = sorted(set(pd.read_parquet(tdir / "images.parquet", columns=["image_id"])["image_id"]))
+        table_ids = sorted(set(read_parquet(tdir / "images.parquet", columns=["image_id"])["image_id"]))
     except Exception as e:  # a truncated or foreign file: the tables cannot be trusted
         return TablesState("stale", f"tables/images.parquet is unreadable ({type(e).__name__})",
                            written.isoformat(timespec="seconds"))
