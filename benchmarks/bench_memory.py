@@ -3,7 +3,8 @@
 A sparse phase map of N megapixels ("particles apart": no touching particles) is written
 chunk by chunk into a temporary Zarr array, never whole in memory: a few distinct tiles of
 :func:`benchmarks.phasemaps.build_phase_map` (``touch_fraction=0``, a 2-px background frame
-so that tiles never join) repeated over the mosaic. ``cathodeflow.describe`` then reads it
+so that tiles never join) repeated over the mosaic by :func:`cathodeflow.synth.mosaic.mosaic_block`
+(``cathodeflow synth-mosaic`` writes such mosaics of the generator's own tiles into a store). ``cathodeflow.describe`` then reads it
 lazily with ``chunk_px`` chunks on
 
 - ``threads`` — Dask's threaded scheduler in this process (the default), or
@@ -37,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cathodeflow.synth.mosaic import frame_tile, mosaic_block
+
 from .common import RESULTS_DIR, load_now, machine_info, versions, write_json
 
 PIXEL_SIZE_UM = 0.0143
@@ -44,30 +47,11 @@ N_TILES = 4
 
 
 def base_tiles(tile_px: int, *, n: int = N_TILES, seed: int = 0) -> list[np.ndarray]:
-    """``n`` distinct (tile_px, tile_px) uint8 phase maps with a 2-px background frame."""
+    """``n`` distinct (tile_px, tile_px) uint8 phase maps with a 2-px background frame
+    (the ``sparse`` tiles of :mod:`cathodeflow.synth.mosaic`)."""
     from .phasemaps import build_phase_map
 
-    tiles = []
-    for k in range(n):
-        t = build_phase_map((tile_px, tile_px), touch_fraction=0.0, seed=seed + k)
-        t[:2], t[-2:], t[:, :2], t[:, -2:] = 0, 0, 0, 0
-        tiles.append(t)
-    return tiles
-
-
-def mosaic_block(tiles: list[np.ndarray], rows: slice, cols: slice) -> np.ndarray:
-    """Rows ``rows`` and columns ``cols`` of the mosaic: tile (i, j) is
-    ``tiles[(i + 2 j) % len(tiles)]`` (so no two neighbours are the same tile)."""
-    t = tiles[0].shape[0]
-    out = np.empty((rows.stop - rows.start, cols.stop - cols.start), np.uint8)
-    for i in range(rows.start // t, (rows.stop - 1) // t + 1):
-        y0, y1 = max(rows.start, i * t), min(rows.stop, (i + 1) * t)
-        for j in range(cols.start // t, (cols.stop - 1) // t + 1):
-            x0, x1 = max(cols.start, j * t), min(cols.stop, (j + 1) * t)
-            tile = tiles[(i + 2 * j) % len(tiles)]
-            out[y0 - rows.start:y1 - rows.start, x0 - cols.start:x1 - cols.start] = \
-                tile[y0 - i * t:y1 - i * t, x0 - j * t:x1 - j * t]
-    return out
+    return [frame_tile(build_phase_map((tile_px, tile_px), touch_fraction=0.0, seed=seed + k), 0) for k in range(n)]
 
 
 def write_mosaic(path: Path, megapixels: float, tiles: list[np.ndarray], chunk_px: int):
