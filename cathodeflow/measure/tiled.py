@@ -82,7 +82,7 @@ def describe_phase_dask(
     dcenter: dict | None = None,
     client=None,
     keep_labels: bool = False,
-    scratch: bool | str | os.PathLike = True,
+    scratch: bool | str | os.PathLike | Scratch = True,
 ) -> ImageDescription:
     """Segment and measure one validated phase map given as a chunked Dask array.
 
@@ -108,26 +108,35 @@ def describe_phase_dask(
     client : distributed.Client, optional
         Where to compute (default: the current scheduler).
     keep_labels : bool
-        The returned description holds the crack and particle label arrays (persisted in
-        memory: they outlive the scratch store).
-    scratch : bool, str or os.PathLike
+        The returned description holds the crack and particle label arrays: read from
+        ``scratch`` when the caller gave a :class:`~cathodeflow.tiling.scratch.Scratch`
+        (valid until the caller closes it), else persisted in memory (they outlive the
+        scratch store made here; on a cluster they then live on its workers only, so that
+        a worker's death loses them: callers on a cluster pass a Scratch).
+    scratch : bool, str, os.PathLike or Scratch
         True: intermediate arrays in a temporary directory under the system temp dir; a
         path: in a temporary directory inside that (existing) directory, which every worker
-        must see; False: in memory (for clusters without a shared file system).
+        must see; a Scratch: in it (the caller closes it); False: in memory (for clusters
+        without a shared file system).
     """
+    if isinstance(scratch, Scratch):
+        return _describe(phase, image_id=image_id, condition=condition, pixel_size_um=pixel_size_um,
+                         params=params, dcenter=dcenter, client=client, keep_labels=keep_labels,
+                         scratch=scratch, own_scratch=False)
     store = None
     if scratch is not False:
         store = Scratch(directory=None if scratch is True else scratch)
     try:
         return _describe(phase, image_id=image_id, condition=condition, pixel_size_um=pixel_size_um,
                          params=params, dcenter=dcenter, client=client, keep_labels=keep_labels,
-                         scratch=store)
+                         scratch=store, own_scratch=True)
     finally:
         if store is not None:
             store.close()
 
 
-def _describe(phase, *, image_id, condition, pixel_size_um, params, dcenter, client, keep_labels, scratch):
+def _describe(phase, *, image_id, condition, pixel_size_um, params, dcenter, client, keep_labels, scratch,
+              own_scratch):
     (phase,) = persist(phase, scratch=scratch, client=client)
     clab, ctable = crack_labels_dask(phase)
     plab = particle_labels_dask(
@@ -159,7 +168,7 @@ def _describe(phase, *, image_id, condition, pixel_size_um, params, dcenter, cli
     pairs = np.concatenate(pairs, axis=1) if pairs else np.zeros((3, 0), np.int64)
     crack_particle = majority_pairs(pairs[0], pairs[1], pairs[2]) if pairs.size else {}
     unmarked = _unmarked(phase, plab, client=client, scratch=scratch)
-    if keep_labels and scratch is not None:
+    if keep_labels and scratch is not None and own_scratch:  # the scratch store goes on return
         clab, plab = persist(clab, plab, client=client)
     return assemble_image(
         phase_counts=counts,

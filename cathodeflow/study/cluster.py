@@ -23,6 +23,11 @@ work still running on it, in any thread, without waiting for it:
 - a cluster at an address: this process's client is closed, which releases its tasks;
 - a ``distributed.Client`` given by the caller: left alone.
 
+Faults on a cluster at an address: a worker that dies costs the tasks it held, which the
+scheduler runs again elsewhere (every task reads its input from files or from the results of
+other tasks, never from data held by one worker only). A scheduler that dies ends the work
+with :class:`SchedulerLost` (one line, no log records of the client's reconnection attempts).
+
 While a cluster made here shuts down, the records of the ``distributed``, ``tornado`` and
 ``asyncio`` loggers (heartbeats to a closed scheduler, "Stream is closed",
 ``CommClosedError``) are dropped, in this process and in its workers.
@@ -30,6 +35,7 @@ While a cluster made here shuts down, the records of the ``distributed``, ``torn
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -37,7 +43,7 @@ import signal
 import threading
 import warnings
 
-from ..errors import InputError, one_line
+from ..errors import CathodeflowError, InputError, one_line
 
 LOCAL_SCHEDULERS = ("sync", "synchronous", "threads")
 
@@ -50,6 +56,14 @@ CLOSE_TIMEOUT_S = 5
 
 #: Loggers whose records are dropped while a cluster made here shuts down.
 _SHUTDOWN_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+class SchedulerLost(CathodeflowError):
+    """The connection to the Dask scheduler at an address was lost while work ran on it
+    (the scheduler stopped, or the network between). ``exit_code`` 1: a failure of the run,
+    not of its input; work already in the store is kept and the next run resumes from it."""
+
+    exit_code = 1
 
 
 class Cancelled(BaseException):
@@ -88,7 +102,9 @@ def local_cluster(n_workers: int | None = None, *, fallback: bool = False):
             processes=True,
             host="127.0.0.1",
             dashboard_address=":0",  # a free port: clusters may run side by side
-            silence_logs=logging.ERROR,
+            # a task's error reaches the caller as its exception (a phase map's bad value,
+            # read inside the task): the worker's "Compute Failed" record would repeat it
+            silence_logs=logging.CRITICAL,
         )
     except BaseException as e:
         unblock()
@@ -162,26 +178,36 @@ def _block_sigint():
 
 
 class _DropRecords(logging.Filter):
+    def __init__(self, when=None):
+        super().__init__()
+        self.when = when
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if self.when is not None and not self.when():
+            return True
         return record.name.split(".", 1)[0] not in _SHUTDOWN_LOGGERS
 
 
 @contextlib.contextmanager
-def _dropped_logs():
+def _dropped_logs(when=None):
     """Within: records of the :data:`_SHUTDOWN_LOGGERS` are dropped by every handler they
-    could reach (theirs, the root's, logging's last resort); other records pass."""
-    drop = _DropRecords()
+    could reach (theirs, the root's, logging's last resort), while ``when()`` is true (by
+    default always); other records pass. The block may call ``keep()`` (what it is given)
+    to leave the filter in place for the rest of the process."""
+    drop = _DropRecords(when)
     handlers = {logging.lastResort} | {
         h for name in (None, *_SHUTDOWN_LOGGERS) for h in logging.getLogger(name).handlers
     }
     handlers.discard(None)
     for h in handlers:
         h.addFilter(drop)
+    kept = []
     try:
-        yield
+        yield lambda: kept.append(True)
     finally:
-        for h in handlers:
-            h.removeFilter(drop)
+        if not kept:
+            for h in handlers:
+                h.removeFilter(drop)
 
 
 @contextlib.contextmanager
@@ -283,6 +309,11 @@ def connect_scheduler(address: str, *, timeout_s: float | None = None):
     ------
     InputError
         ``--scheduler ADDRESS: no Dask scheduler answered within T s (why)``.
+    SchedulerLost
+        Leaving the block by an exception after the connection was lost (the client is no
+        longer connected, or the exception says so): ``lost the Dask scheduler at ADDRESS
+        (why); rerun to resume``. The client's records about its reconnection attempts are
+        dropped from the moment the connection is lost.
     """
     from distributed import Client
 
@@ -303,8 +334,52 @@ def connect_scheduler(address: str, *, timeout_s: float | None = None):
             why = _reason(e)
     if why is not None:
         raise InputError(f"--scheduler {address}: no Dask scheduler answered within {t:g} s ({why})")
-    with client:
-        yield client
+    with _dropped_logs(when=lambda: client.status != "running") as keep_dropping:
+        try:
+            yield client
+        except Exception as e:
+            lost = _lost_connection(client, address, e)
+            if lost is None:
+                with contextlib.suppress(Exception):
+                    client.close(timeout=CLOSE_TIMEOUT_S)
+                raise
+            with contextlib.suppress(Exception):  # no scheduler to say goodbye to: do not wait
+                client.close(timeout=1)
+            # Threads of the caller may still hold computes on the lost client (run_study
+            # does not wait for them): their records, and the coroutines they leave
+            # unawaited at exit, would follow the one line.
+            keep_dropping()
+            _ignore_unawaited()
+            atexit.register(_ignore_unawaited)  # again: a caller's catch_warnings may undo it
+            raise SchedulerLost(f"lost the Dask scheduler at {address} ({lost}); rerun to resume") from None
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.close(timeout=CLOSE_TIMEOUT_S)
+            raise
+        client.close(timeout=CLOSE_TIMEOUT_S)
+
+
+def _ignore_unawaited() -> None:
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+
+
+def _lost_connection(client, address: str, error: BaseException) -> str | None:
+    """Why ``client`` lost its scheduler at ``address``, if ``error`` (raised while using it)
+    came of that: the client is no longer connected (given a second to notice when a cause of
+    ``error`` is a closed connection); else ``None``."""
+    import time
+
+    chain, e = [], error
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if any(type(e).__name__ in ("CommClosedError", "StreamClosedError") for e in chain):
+        deadline = time.monotonic() + 1
+        while client.status == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if client.status == "running":
+        return None
+    return "it stopped: nothing listens there any more" if _refused(address) else "the connection closed"
 
 
 def _probe_scheduler(address: str, timeout_s: float) -> str | None:

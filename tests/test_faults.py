@@ -1,0 +1,222 @@
+"""Faults on a real Dask cluster (a ``dask scheduler`` and two ``dask worker`` processes on
+127.0.0.1): a worker killed by PID mid-stage costs its tasks, never the run (the tables equal
+a local run's); a scheduler killed mid-run ends ``cathodeflow run`` with exit status 1 and one
+line, and the next run on a new cluster recomputes only the stages that were not complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from cathodeflow.config import Params
+from cathodeflow.io.sem import write_tiff
+from cathodeflow.io.store import open_store
+from cathodeflow.io.tables import read_table
+from cathodeflow.study.describe import describe
+from cathodeflow.study.pipeline import ingest, run_study
+from cathodeflow.synth import generate_image
+
+ETA = 0.0143
+PARAMS = Params(marker_radius_um=0.143)  # 10 px at 0.0143 µm
+TABLES = ("images", "cracks", "particles", "local_porosity", "conditions")
+CLI = [sys.executable, "-m", "cathodeflow.cli"]
+START_S = 120  # for a scheduler or worker process to start on a loaded machine
+LABEL_ARRAYS = ("sr", "phase", "labels/cracks", "labels/particles")
+
+
+class _Cluster:
+    """A scheduler and workers as subprocesses (workers without a nanny: the PID is the
+    worker's, and nothing restarts it once killed)."""
+
+    def __init__(self, tmp: Path, n_workers: int = 2):
+        tmp.mkdir(parents=True, exist_ok=True)
+        sched_file = tmp / "scheduler.json"
+        self.log = open(tmp / "cluster.log", "w")
+        self.scheduler = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard", "--scheduler-file", str(sched_file)],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.workers = []
+        deadline = time.monotonic() + START_S
+        while not sched_file.exists() or not sched_file.read_text().strip():
+            assert time.monotonic() < deadline and self.scheduler.poll() is None, "the scheduler did not start"
+            time.sleep(0.1)
+        self.address = json.loads(sched_file.read_text())["address"]
+        self.workers = [subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1",
+             "--no-nanny", "--no-dashboard", "--local-directory", str(tmp / f"worker{k}")],
+            stdout=self.log, stderr=subprocess.STDOUT) for k in range(n_workers)]
+
+    def client(self):
+        from distributed import Client
+
+        client = Client(self.address, timeout=START_S)
+        client.wait_for_workers(len(self.workers), timeout=START_S)
+        return client
+
+    def stop(self):
+        for p in [*self.workers, self.scheduler]:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture
+def clusters(tmp_path):
+    made = []
+
+    def make(name="cluster"):
+        made.append(_Cluster(tmp_path / name))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+def phase_map(seed: int, *, n: int = 10, spacing: int = 90, radius: int = 40) -> np.ndarray:
+    """An n × n grid of discs of S = 1 (radius − 0…7 px), each with one horizontal crack."""
+    rng = np.random.default_rng(seed)
+    ph = np.zeros((n * spacing, n * spacing), np.uint8)
+    yy, xx = np.mgrid[:spacing, :spacing]
+    c = spacing // 2
+    for i in range(n):
+        for j in range(n):
+            r = radius - int(rng.integers(0, 8))
+            cell = ph[i * spacing : (i + 1) * spacing, j * spacing : (j + 1) * spacing]
+            cell[(yy - c) ** 2 + (xx - c) ** 2 <= r * r] = 1
+            y, x0 = c + int(rng.integers(-15, 15)), c - int(rng.integers(5, 25))
+            cell[y, x0 : x0 + int(rng.integers(10, 40))] = 2
+    return ph
+
+
+def cli(*args, **kw):
+    return subprocess.Popen(CLI + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+def read_out(folder: Path) -> dict:
+    return {n: read_table(folder / f"{n}.parquet", n) for n in TABLES}
+
+
+def test_describe_on_a_cluster_whose_worker_is_killed_mid_task_gives_the_tables_of_a_local_run(tmp_path, clusters):
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"m{k}.tif")
+        tifffile.imwrite(paths[-1], phase_map(k))
+    cluster = clusters()
+    client = cluster.client()
+    pids = client.run(os.getpid)
+    assert sorted(pids.values()) == sorted(w.pid for w in cluster.workers)
+
+    proc = cli("describe", *paths, "--pixel-size-um", ETA, "--marker-radius-um", 0.143, "--out",
+               tmp_path / "out", "--scheduler", cluster.address)
+    victim, deadline = None, time.monotonic() + 600
+    while victim is None and proc.poll() is None and time.monotonic() < deadline:
+        busy = [w for w, keys in client.processing().items() if any("describe_whole" in str(k) for k in keys)]
+        if busy:
+            victim = busy[0]
+            time.sleep(0.3)  # well into the task
+            still_running = proc.poll() is None
+            os.kill(pids[victim], signal.SIGKILL)
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=600)
+    assert victim is not None and still_running, f"no describe task was seen running: nothing was killed; {err}"
+    assert proc.returncode == 0, err
+    assert list(client.nthreads()) == [w for w in pids if w != victim]  # the killed worker is gone
+    client.close()
+
+    got = read_out(tmp_path / "out")
+    local = describe([str(p) for p in paths], pixel_size_um=ETA, params=PARAMS, scheduler="sync")
+    assert len(local["particles"]) == 3 * 10 * 10
+    for name in TABLES:
+        pd.testing.assert_frame_equal(got[name], local[name], obj=name)
+
+
+#: The ``cathodeflow run`` progress line of a finished stage -> the store arrays it wrote.
+DONE_LINES = {"sr done": ("sr",), "phase done": ("phase",),
+              "labels and measurements done": ("labels/cracks", "labels/particles")}
+
+
+def _finished_stages(stderr: str) -> set:
+    """(image id, array) of the stages that ``cathodeflow run`` reported done on stderr."""
+    out = set()
+    for line in stderr.splitlines():
+        iid, _, what = line.partition(": ")
+        out |= {(iid, a) for a in DONE_LINES.get(what, ())}
+    return out
+
+
+@pytest.mark.slow
+def test_run_whose_scheduler_is_killed_ends_with_one_line_and_resumes_only_unfinished_stages(tmp_path, clusters):
+    from datetime import datetime, timezone
+
+    small = dict(shape_lr=(104, 156), r10_um=0.6, r50_um=0.8, r90_um=1.0, crack_intensity_per_um2=1.5)
+    files = []
+    for k in range(3):
+        im = generate_image("20C", seed=k, image_id=f"s{k}", **small)
+        for copy in range(2):  # 6 images; the copies are stored and computed as images of their own
+            files.append(tmp_path / f"img{k}{copy}.tif")
+            write_tiff(files[-1], im.lr, pixel_size_um=im.pixel_size_lr_um)
+    store, reference = tmp_path / "study.zarr", tmp_path / "reference.zarr"
+    for s in (store, reference):
+        ingest(files, store=s, condition="20C")
+    ids = open_store(store, mode="r").image_ids()
+
+    cluster = clusters("first")
+    cluster.client().close()  # both workers are up
+    proc = cli("run", "--store", store, "--marker-radius-um", 0.143, "--scheduler", cluster.address)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        st = open_store(store, mode="r")
+        if any(st.is_complete(i, "labels/particles") for i in ids):  # an image is (almost) finished
+            cluster.scheduler.kill()
+            killed_utc = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            break
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=120)
+    assert cluster.scheduler.poll() is not None, f"the run ended before the scheduler was killed: {err}"
+    lines = err.strip().splitlines()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "distributed" not in err, err
+    assert lines[-1].startswith(f"cathodeflow: error: lost the Dask scheduler at {cluster.address} (")
+    assert lines[-1].endswith("; rerun to resume")
+    assert all(line.partition(": ")[2] in DONE_LINES for line in lines[:-1]), err  # progress lines only
+    cluster.stop()  # its workers too: nothing of the first cluster writes any more
+
+    done = _finished_stages(err)
+    st = open_store(store, mode="r")
+    before = {key: st.stage_info(*key) for key in done}
+    finished = {i for i, a in done if a == "labels/particles"}
+    assert 1 <= len(finished) < len(ids), "the run was not stopped midway"
+
+    cluster = clusters("second")
+    cluster.client().close()
+    proc = cli("run", "--store", store, "--marker-radius-um", 0.143, "--scheduler", cluster.address)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    st = open_store(store, mode="r")
+    assert all(st.is_complete(i, a) for i in ids for a in LABEL_ARRAYS)
+    for key, record in before.items():  # stages finished before the loss were kept, not recomputed
+        assert st.stage_info(*key) == record, key
+    for i in set(ids) - finished:  # the rest was (re)computed by the second run
+        assert all(st.stage_info(i, a)["start_utc"] > killed_utc for a in ("labels/cracks", "labels/particles"))
+    assert _finished_stages(err) == {(i, a) for i in ids for a in LABEL_ARRAYS} - done
+
+    expected = run_study(reference, params=PARAMS, scheduler="threads")
+    got = read_out(st.tables_dir)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(got[name], expected[name], obj=name)
