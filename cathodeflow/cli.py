@@ -1,7 +1,8 @@
 """``cathodeflow`` command line (DESIGN §4.3). Thin: parses arguments, calls study/report.
 
 Every command exits 0 on success, 2 with a one-line reason on bad input (``cathodeflow:
-error: …``), and accepts ``--help``.
+error: …``), 1 with one such line when the Dask scheduler of ``--scheduler ADDRESS`` is lost
+(``run`` resumes on the next call), and accepts ``--help``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ import time
 from pathlib import Path
 
 from .errors import CathodeflowError, one_line
+from .io.location import store_arg
+
+#: Help of a STORE argument: a folder or an object-store URL (cathodeflow.io.location).
+_STORE_HELP = ("study store: a folder, or an fsspec URL such as s3://bucket/study.zarr (credentials and "
+               "endpoint from the AWS environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL)")
 
 STAGE_CHOICES = ("sr", "phase", "labels", "tables")
 
@@ -127,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Add SEM images to a study store (created if missing), all or "
                        "nothing: every file is read and checked before the store is touched.")
     p.add_argument("files", nargs="*", type=Path, help="SEM images (TIFF, PNG, …); not with --manifest")
-    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--store", type=store_arg, required=True, help=_STORE_HELP)
     p.add_argument("--condition", help="condition label of the files, e.g. 20C (required without --manifest)")
     p.add_argument("--pixel-size-um", type=float, help="pixel size in µm when the files lack it")
     p.add_argument("--image-id", help="image id of the one file given (default: its name without extension)")
@@ -139,16 +145,38 @@ def build_parser() -> argparse.ArgumentParser:
                    "per image; "
                    "relative paths are relative to the CSV's folder; empty pixel_size_um: from the file")
     p.add_argument("--keep-databar", action="store_true", help="do not crop the microscope's data bar")
+    p.add_argument("--mosaic-grid", type=Path, metavar="CSV",
+                   help="a mosaic of tile files: CSV with columns file, y_px, x_px (each tile's top-left pixel "
+                        "in the mosaic); the tiles must abut exactly and share dtype and pixel size; one image, "
+                        "read and stored chunk by chunk (a TIFF over 2^26 px given as FILE is read lazily too)")
+
+    p = sub.add_parser("synth-mosaic", help="write a large synthetic mosaic (phase map or SEM image) into a store",
+                       description="Write a square synthetic mosaic, made of a few generated tiles repeated, "
+                       "straight into a study store chunk by chunk (never whole in memory): a phase map "
+                       "(stage phase, 14.3 nm; `run --from labels` describes it) or an SEM image (stage raw, "
+                       "38.5 nm). sparse: tiles framed by background; percolating: by solid, so the solid "
+                       "phase is one component across the mosaic.")
+    p.add_argument("--store", type=store_arg, required=True, help=_STORE_HELP)
+    p.add_argument("--megapixels", type=float, required=True, help="size of the square mosaic, MP")
+    p.add_argument("--kind", choices=("phase", "sem"), default="phase")
+    p.add_argument("--mode", choices=("sparse", "percolating"), default="sparse")
+    p.add_argument("--image-id", default="mosaic", help="id of the new image (default mosaic)")
+    p.add_argument("--condition", default="20C", help="crack amount of the tiles (20C, 30C, 40C, 50C)")
+    p.add_argument("--tiles", type=int, default=4, help="distinct generated tiles (default 4)")
+    p.add_argument("--tile-px", type=int, default=390,
+                   help="edge of a tile's 38.5 nm image, px, multiple of 13 (default 390; phase tiles ×35/13)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk-size", type=int, dest="chunk_px", help="stored chunk edge, px (default 1024)")
 
     p = sub.add_parser("ls", help="what a study store holds: images, stage status, parameters")
-    p.add_argument("store", type=Path, metavar="STORE")
+    p.add_argument("store", type=store_arg, metavar="STORE", help=_STORE_HELP)
     p.add_argument("--json", action="store_true", help="print the same as JSON (for scripts)")
 
     p = sub.add_parser("rm", help="remove images from a study store (and its now stale tables)",
                        description="Remove images (all their stages and per-image tables) from a study "
                        "store; unknown ids are refused before anything is removed. The combined "
                        "tables are deleted: `cathodeflow run --store STORE --from tables` rebuilds them.")
-    p.add_argument("store", type=Path, metavar="STORE")
+    p.add_argument("store", type=store_arg, metavar="STORE", help=_STORE_HELP)
     p.add_argument("image_ids", nargs="+", metavar="IMAGE", help="image ids, as `cathodeflow ls` lists them")
 
     p = sub.add_parser("migrate", help="convert a study store of an older layout to the current one, in place",
@@ -156,10 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "the current OME-Zarr layout (prob and labels inside sr, root listing), in place: "
                        "groups are moved, metadata rewritten, the version bumped last; an interrupted "
                        "migration is finished by running the command again.")
-    p.add_argument("store", type=Path, metavar="STORE")
+    p.add_argument("store", type=store_arg, metavar="STORE", help=_STORE_HELP)
 
     p = sub.add_parser("run", help="run the pipeline on a study store")
-    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--store", type=store_arg, required=True, help=_STORE_HELP)
     p.add_argument("--from", dest="from_stage", choices=STAGE_CHOICES)
     p.add_argument("--to", dest="to_stage", choices=STAGE_CHOICES)
     _common_params(p)
@@ -192,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV with the columns file, condition, pixel_size_um (empty: --pixel-size-um) and "
                         "image_id (empty: the file name); paths relative to the CSV; replaces FILES and --condition")
     p.add_argument("--pixel-size-um", type=float, help="η in µm (required with FILES)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the Parquet tables")
+    p.add_argument("--out", type=store_arg, required=True,
+                   help="folder (or fsspec URL, e.g. s3://bucket/tables) for the Parquet tables")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the tables already in --out (only once the new ones are computed)")
     p.add_argument("--condition", help="the condition of all FILES (default all)")
@@ -203,9 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="Table 1, figures and HTML from a study store or a describe output")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--store", type=Path, help="a study store (its tables must be current)")
-    src.add_argument("--tables", type=Path, help="a folder of tables: the --out of `cathodeflow describe`")
+    src.add_argument("--store", type=store_arg, help="a study store, folder or URL (its tables must be current)")
+    src.add_argument("--tables", type=store_arg,
+                     help="a folder (or URL) of tables: the --out of `cathodeflow describe`, or STORE/tables")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--cell-data", type=Path, metavar="CSV",
+                   help="per-condition cell metrics (columns condition, capacity_fade_percent, lam_percent, "
+                        "...), checked before the report is built")
 
     p = sub.add_parser("train", help="train the U-net or the SRGAN",
                        description="unet: train the phase-segmentation U-net (paper §2.3.2) on style-"
@@ -221,6 +254,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an annotated image and its phase map (0/1/2); repeat for more")
     p.add_argument("--init", dest="init_weights", help="weights to fine-tune (registry name or file)")
     p.add_argument("--max-steps", type=int, help="override training.max_steps")
+
+    from .stages.register import MIN_CORRELATION
+
+    p = sub.add_parser("pair", help="register a high-resolution SEM image inside its low-resolution one (SRGAN data)",
+                       description="Find the HR image's field inside the LR image (normalised cross-"
+                       "correlation, scale = LR / HR pixel size refined within ±2 %) and store the aligned "
+                       "pair for `train sr` (training.pairs_dir).")
+    p.add_argument("low", type=Path, metavar="LOW", help="low-resolution SEM image (e.g. 38.5 nm pixels)")
+    p.add_argument("high", type=Path, metavar="HIGH", help="high-resolution SEM image of a region inside LOW's field")
+    p.add_argument("--out", type=Path, required=True, help="folder of pairs (created)")
+    p.add_argument("--pixel-size-low", type=float, metavar="UM", help="LOW's pixel size in µm (overrides metadata)")
+    p.add_argument("--pixel-size-high", type=float, metavar="UM", help="HIGH's pixel size in µm (overrides metadata)")
+    p.add_argument("--min-correlation", type=float, metavar="X",
+                   help=f"least normalised cross-correlation accepted (default {MIN_CORRELATION})")
 
     p = sub.add_parser("calibrate", help="choose t of eq. 7 on annotated images (maximal accuracy)",
                        description="Calibrates the crack threshold t of eq. 7 for U-net weights "
@@ -242,7 +289,7 @@ def main(argv=None) -> int:
         return int(_dispatch(args) or 0)
     except CathodeflowError as e:
         print(f"cathodeflow: error: {one_line(e)}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)  # 1: the run failed (a lost scheduler), not its input
     except KeyboardInterrupt:
         # Reached within a second or two of Ctrl-C: the Dask workers never see the signal, and
         # leaving the scheduler context stops their work (cathodeflow.study.cluster).
@@ -255,15 +302,14 @@ def _dispatch(args):
     cmd = args.command
     if cmd == "demo":
         from .config import Params
-        from .report.build import report_tables
+        from .report.build import report_store
         from .study.demo import run_demo
-        from .study.pipeline import current_tables_dir
 
         t0 = time.perf_counter()
         demo = run_demo(args.out, n_images=args.images_per_condition, seed=args.seed,
                         scheduler=args.scheduler,
                         params=Params(phase_method=args.phase_method, sr_method=args.sr_method))
-        out = report_tables(current_tables_dir(demo.store), args.out / "report", truth=demo.truth)
+        out = report_store(demo.store, args.out / "report", truth=demo.truth)
         print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {out}")
     elif cmd == "ingest":
         from .study.pipeline import ingest, ingest_manifest
@@ -271,13 +317,18 @@ def _dispatch(args):
         if args.manifest is not None:
             given = [o for o, v in (("FILES", args.files), ("--condition", args.condition),
                                     ("--pixel-size-um", args.pixel_size_um), ("--image-id", args.image_id),
-                                    ("--frame-mask", args.frame_mask))
+                                    ("--frame-mask", args.frame_mask), ("--mosaic-grid", args.mosaic_grid))
                      if v is not None and v != []]
             if given:
                 raise CathodeflowError(f"--manifest lists the files and their columns; {', '.join(given)} "
                                        "cannot be given with it")
             ids = ingest_manifest(args.manifest, store=args.store, crop_databar=not args.keep_databar)
         else:
+            if args.mosaic_grid is not None:  # a .csv FILE is a tile grid (cathodeflow.io.mosaic)
+                if args.mosaic_grid.suffix.lower() != ".csv":
+                    raise CathodeflowError(f"--mosaic-grid {args.mosaic_grid}: expected a .csv file (columns file, "
+                                           "y_px, x_px)")
+                args.files = [*args.files, args.mosaic_grid]
             if not args.files:
                 raise CathodeflowError("ingest: no files given; expected FILES… or --manifest CSV")
             if args.condition is None:
@@ -291,6 +342,13 @@ def _dispatch(args):
                          image_ids=None if args.image_id is None else [args.image_id],
                          frame_masks=None if args.frame_mask is None else [args.frame_mask])
         print(f"ingested {len(ids)} image(s) into {args.store}: {', '.join(ids)}")
+    elif cmd == "synth-mosaic":
+        from .study.pipeline import write_synthetic_mosaic
+
+        iid = write_synthetic_mosaic(args.store, megapixels=args.megapixels, image_id=args.image_id, kind=args.kind,
+                                     mode=args.mode, condition=args.condition, n_tiles=args.tiles,
+                                     tile_lr_px=args.tile_px, seed=args.seed, chunk_px=args.chunk_px)
+        print(f"wrote a {args.megapixels:g} MP {args.mode} synthetic {args.kind} mosaic into {args.store} as {iid}")
     elif cmd == "ls":
         import json
 
@@ -352,6 +410,10 @@ def _dispatch(args):
                 raise CathodeflowError("describe: --pixel-size-um is required with FILES (η in µm; phase maps "
                                        "carry no pixel size), or use --manifest with a pixel_size_um column")
             phases, sizes, conds = [str(f) for f in args.files], args.pixel_size_um, args.condition or "all"
+        from .io.location import as_path, check_reachable
+
+        args.out = as_path(args.out)  # a URL: a RemotePath (pathlib methods on its filesystem)
+        check_reachable(args.out)
         if args.out.exists() and not args.out.is_dir():  # fail before the work, not after
             raise CathodeflowError(f"--out {args.out}: exists and is not a folder")
         held = [n for n in TABLE_NAMES if (args.out / f"{n}.parquet").exists()]
@@ -370,11 +432,16 @@ def _dispatch(args):
         for name, path in paths.items():
             print(f"{name:15s} {len(tables[name]):7d} rows  {path}")
     elif cmd == "report":
-        from .report.build import report_tables
-        from .study.pipeline import current_tables_dir
+        from .report.build import report_store, report_tables
 
-        tables = current_tables_dir(args.store) if args.store is not None else args.tables
-        out = report_tables(tables, args.out)
+        if args.cell_data is not None:  # refused early, one line; build_report has no cell_data= yet
+            from .report.celldata import read_cell_data
+
+            cell = read_cell_data(args.cell_data)
+            print(f"cell data {args.cell_data}: {len(cell)} conditions, metrics "
+                  f"{[c for c in cell.columns if c != 'condition']} (checked; not yet in the report)")
+        # a store: its tables checked current, plus stage provenance and image overlays
+        out = report_store(args.store, args.out) if args.store is not None else report_tables(args.tables, args.out)
         print(f"report: {out}")
     elif cmd == "train":
         log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -397,6 +464,15 @@ def _dispatch(args):
         path = train_unet(cfg, out_dir=args.out or Path("unet-training"), name=args.name or "unet",
                           annotated=args.annotated, init_weights=args.init_weights, log=log)
         print(f"weights: {path}")
+    elif cmd == "pair":
+        from .study.pairs import pair_files
+
+        with _warnings_as_lines():
+            reg, rec = pair_files(args.low, args.high, out_dir=args.out, pixel_size_low_um=args.pixel_size_low,
+                                  pixel_size_high_um=args.pixel_size_high, min_correlation=args.min_correlation)
+        print(f"offset ({reg.offset[0]:.2f}, {reg.offset[1]:.2f}) LR px, scale {reg.scale:.4f} "
+              f"(nominal {reg.scale_nominal:.4f}), correlation {reg.correlation:.3f}, nrmse {reg.nrmse:.3f}; "
+              f"pair {rec}")
     elif cmd == "calibrate":
         from .study.train_unet import calibrate_files
 
@@ -439,12 +515,16 @@ def _describe_manifest(manifest, *, pixel_size_um):
 
 def _replace_tables(tables, out: Path, *, metadata) -> dict:
     """Write ``tables`` into a temporary folder beside ``out``, then move each file into ``out``
-    (replacing the old ones): a run that fails before leaves the old tables as they were."""
+    (replacing the old ones): a run that fails before leaves the old tables as they were. At
+    a URL each table object is written whole (an object store's writes are atomic)."""
     import shutil
     import tempfile
 
+    from .io.location import RemotePath
     from .io.tables import write_tables
 
+    if isinstance(out, RemotePath):
+        return write_tables(tables, out, metadata=metadata)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

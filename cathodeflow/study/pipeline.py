@@ -58,7 +58,9 @@ def ingest(files, *, store, condition, pixel_size_um=None, crop_databar=True, im
     Parameters
     ----------
     files : sequence of str or Path
-        SEM images (TIFF, PNG, …; see :func:`cathodeflow.io.sem.read_sem`).
+        SEM images (TIFF, PNG, …; see :func:`cathodeflow.io.sem.read_sem`); a TIFF larger than
+        :data:`cathodeflow.io.mosaic.LAZY_MIN_PIXELS` is read lazily and a ``.csv`` is a tile
+        grid (:func:`cathodeflow.io.mosaic.read_tile_grid`), both written chunk by chunk.
     store : str or Path
         The study store; created if the path does not exist.
     condition : str or sequence of str
@@ -193,9 +195,14 @@ def _frame_fraction(entry: _Entry, im) -> float:
     crop)."""
     import numpy as np
 
+    from ..io.mosaic import preview
     from ..measure.frame import frame_mask
 
-    frame = frame_mask(im.data)
+    if entry.frame_mask is not None and not isinstance(im.data, np.ndarray):
+        raise _at(entry, "frame_mask", InputError(
+            f"{entry.frame_mask}: frame masks are not supported for {entry.file}, a mosaic read lazily; "
+            "expected no frame mask (the frame_fraction flag still counts the mosaic's constant padding)"))
+    frame = frame_mask(preview(im.data))  # a lazily read mosaic: on a subsampled preview
     if entry.frame_mask is None:
         return float(frame.mean())
     from ..io.sem import read_sem
@@ -223,7 +230,7 @@ def _ingest(entries: list[_Entry], *, store, crop_databar) -> list[str]:
     """Check every entry (ids, conditions, files, sizes, the store) then add them all."""
     from ..config import check_pixel_size_um
     from ..io.phasefile import image_id_from_path
-    from ..io.sem import read_sem
+    from ..io.mosaic import read_image  # read_sem, or lazily: a large TIFF, a tile-grid CSV
     from ..io.store import check_image_id, create_store, open_store
 
     if not entries:
@@ -255,7 +262,7 @@ def _ingest(entries: list[_Entry], *, store, crop_databar) -> list[str]:
     images = []
     for e in entries:
         try:
-            im = read_sem(e.file, pixel_size_um=e.pixel_size_um, crop_databar=crop_databar)
+            im = read_image(e.file, pixel_size_um=e.pixel_size_um, crop_databar=crop_databar)
         except InputError as err:
             raise _at(e, "pixel_size_um" if "no pixel size" in str(err) else "file", err) from None
         try:  # a pixel size in nm or m instead of µm (given, or misread from the metadata)
@@ -269,9 +276,10 @@ def _ingest(entries: list[_Entry], *, store, crop_databar) -> list[str]:
                 f"on each side and at most {MAX_PIXELS} pixels (2^31; cut larger mosaics into tiles)"))
         images.append(im)
     frames = [_frame_fraction(e, im) for e, im in zip(entries, images)]
+    from ..io.location import as_path
     from ..io.lock import store_lock
 
-    store_path = Path(store)
+    store_path = as_path(store)  # a folder, or a URL (s3://bucket/study.zarr)
     st = open_store(store_path) if store_path.exists() else create_store(store_path)
     with store_lock(store_path, command="cathodeflow ingest"):  # not while a run writes
         clash = [f"{i!r} ({e.where})" if e.where else repr(i) for e, i in zip(entries, ids) if st.has_image(i)]
@@ -649,7 +657,7 @@ _PARTS = ("images", "cracks", "particles")
 
 
 def _partial_dir(st, image_id) -> Path:
-    return Path(st.tables_dir) / "per_image" / image_id
+    return st.tables_dir / "per_image" / image_id
 
 
 def _has_partial(st, image_id) -> bool:
@@ -659,30 +667,31 @@ def _has_partial(st, image_id) -> bool:
 def _save_partial(st, image_id, desc) -> None:
     import pandas as pd
 
+    from ..io.tables import write_parquet  # a folder's file, or an object at a URL
+
     d = _partial_dir(st, image_id)
     (d / "COMPLETE").unlink(missing_ok=True)
     d.mkdir(parents=True, exist_ok=True)
     for name in _PARTS:
-        getattr(desc, name if name != "images" else "image").to_parquet(d / f"{name}.parquet", index=False)
+        write_parquet(getattr(desc, name if name != "images" else "image"), d / f"{name}.parquet")
     rows = [
         {"model": m, "bin": j, "crack_px": int(c[j]), "solid_px": int(s[j])}
         for m, (c, s) in desc.local.items()
         for j in range(len(c))
     ]
-    pd.DataFrame(rows, columns=["model", "bin", "crack_px", "solid_px"]).to_parquet(d / "local.parquet", index=False)
+    write_parquet(pd.DataFrame(rows, columns=["model", "bin", "crack_px", "solid_px"]), d / "local.parquet")
     (d / "COMPLETE").write_text("ok\n")
 
 
 def _load_partial(st, image_id):
     import numpy as np
-    import pandas as pd
 
-    from ..io.tables import conform
+    from ..io.tables import conform, read_parquet
     from ..measure.image import ImageDescription
 
     d = _partial_dir(st, image_id)
-    parts = {n: conform(pd.read_parquet(d / f"{n}.parquet"), n) for n in _PARTS}
-    loc = pd.read_parquet(d / "local.parquet")
+    parts = {n: conform(read_parquet(d / f"{n}.parquet"), n) for n in _PARTS}
+    loc = read_parquet(d / "local.parquet")
     local = {}
     for m, g in loc.groupby("model", sort=False):
         g = g.sort_values("bin")
@@ -699,24 +708,30 @@ def _label_image(st, iid, params, client, dcenter):
     """
     from ..config import params_record, warn_marker_radius
     from ..measure.tiled import describe_phase_dask
+    from ..tiling.scratch import Scratch
 
     compute_kw = {"scheduler": client} if client is not None else {}
     phase = st.read_stage(iid, "phase")
     eta = st.pixel_size_um(iid, "phase")
     warn_marker_radius(params, eta)
-    desc = describe_phase_dask(
-        phase, image_id=iid, condition=st.condition(iid), pixel_size_um=eta, params=params,
-        dcenter=dcenter, client=client, keep_labels=True,
-    )
-    # measured on the raw image at ingest (stores ingested before that: not known)
-    frame = ((st.stage_info(iid, "raw") or {}).get("params") or {}).get("frame_fraction")
-    desc.image["frame_fraction"] = float("nan") if frame is None else float(frame)
-    record = params_record(params, "labels")
-    chunks = (params.chunk_px, params.chunk_px)
-    st.write_stage(iid, "labels/cracks", desc.crack_labels, pixel_size_um=eta, kind="labels", chunks=chunks,
-                   params={"convention": "DESIGN §4.4 items 1-4", **record}, compute_kw=compute_kw)
-    st.write_stage(iid, "labels/particles", desc.particle_labels, pixel_size_um=eta, kind="labels",
-                   chunks=chunks, params={"convention": "DESIGN §4.4 item 7", **record}, compute_kw=compute_kw)
+    # the label arrays are written to the store from the scratch files (not from workers'
+    # memory, which a worker's death would lose), so the scratch stays until they are
+    with Scratch() as scratch:
+        desc = describe_phase_dask(
+            phase, image_id=iid, condition=st.condition(iid), pixel_size_um=eta, params=params,
+            dcenter=dcenter, client=client, keep_labels=True, scratch=scratch,
+        )
+        # measured on the raw image at ingest (stores ingested before that: not known)
+        frame = ((st.stage_info(iid, "raw") or {}).get("params") or {}).get("frame_fraction")
+        desc.image["frame_fraction"] = float("nan") if frame is None else float(frame)
+        record = params_record(params, "labels")
+        chunks = (params.chunk_px, params.chunk_px)
+        st.write_stage(iid, "labels/cracks", desc.crack_labels, pixel_size_um=eta, kind="labels",
+                       chunks=chunks, params={"convention": "DESIGN §4.4 items 1-4", **record},
+                       compute_kw=compute_kw)
+        st.write_stage(iid, "labels/particles", desc.particle_labels, pixel_size_um=eta, kind="labels",
+                       chunks=chunks, params={"convention": "DESIGN §4.4 item 7", **record},
+                       compute_kw=compute_kw)
     _save_partial(st, iid, desc)
 
 
@@ -745,9 +760,70 @@ def current_tables_dir(store) -> Path:
     from .inventory import check_tables_current
 
     st = open_store(store, mode="r")
-    tdir = Path(st.tables_dir)
+    tdir = st.tables_dir  # a Path, or a RemotePath for a store at a URL
     missing = [n for n in SCHEMAS if not (tdir / f"{n}.parquet").exists()]
     if missing:
         raise CathodeflowError(f"{store}: tables {missing} not computed yet; run `cathodeflow run --store {store}` first")
     check_tables_current(st)
     return tdir
+
+
+def write_synthetic_mosaic(store, *, megapixels: float, image_id: str = "mosaic", kind: str = "phase",
+                           mode: str = "sparse", condition: str = "20C", n_tiles: int = 4, tile_lr_px: int = 390,
+                           seed: int = 0, chunk_px: int | None = None) -> str:
+    """Write a large synthetic mosaic (:mod:`cathodeflow.synth.mosaic`) straight into the store.
+
+    Parameters
+    ----------
+    store : str or Path
+        The study store (folder or URL); created if missing.
+    megapixels : float
+        Size of the square mosaic, MP.
+    image_id : str
+        Id of the new image (refused if the store holds it).
+    kind : {'phase', 'sem'}
+        ``phase``: the phase map S (eq. 1) on η = 14.3 nm, stored as the ``phase`` stage
+        (``run --from labels`` describes it); ``sem``: the low-resolution SEM image
+        (38.5 nm), stored as ``raw`` (``run`` processes it).
+    mode : {'sparse', 'percolating'}
+        Tiles framed by background (no particle crosses a seam) or by solid (one component).
+    condition, n_tiles, tile_lr_px, seed
+        See :func:`cathodeflow.synth.mosaic.mosaic_tiles`.
+    chunk_px : int, optional
+        Stored chunk edge (default :data:`cathodeflow.io.store.DEFAULT_CHUNK_PX`).
+
+    Returns
+    -------
+    str
+        ``image_id``. The mosaic is written chunk by chunk under the store's writer lock.
+    """
+    import math
+
+    from ..io.location import as_path
+    from ..io.lock import store_lock
+    from ..io.store import DEFAULT_CHUNK_PX, check_image_id, create_store, open_store
+    from ..synth.mosaic import synthetic_mosaic
+
+    check_image_id(image_id)
+    chunk_px = DEFAULT_CHUNK_PX if chunk_px is None else int(chunk_px)
+    if chunk_px < MIN_SIDE_PX:
+        raise InputError(f"chunk_px must be at least {MIN_SIDE_PX}, got {chunk_px}")
+    ok = isinstance(megapixels, (int, float)) and not isinstance(megapixels, bool) and math.isfinite(megapixels)
+    side = round(math.sqrt(megapixels * 1e6)) if ok and megapixels > 0 else 0
+    if not MIN_SIDE_PX <= side <= math.isqrt(MAX_PIXELS):
+        raise InputError(f"megapixels must give a side of at least {MIN_SIDE_PX} px and at most {MAX_PIXELS} "
+                         f"pixels (2^31), got {megapixels!r}")
+    store_path = as_path(store)
+    if store_path.exists() and open_store(store_path, mode="r").has_image(image_id):
+        raise InputError(f"{store_path}: image {image_id!r} is already in the store; remove it first "
+                         f"(`cathodeflow rm {store_path} {image_id}`) or give another --image-id")
+    data, ps = synthetic_mosaic(megapixels, kind=kind, mode=mode, n_tiles=n_tiles, tile_lr_px=tile_lr_px,
+                                condition=condition, seed=seed, chunk_px=chunk_px)
+    st = open_store(store_path) if store_path.exists() else create_store(store_path)
+    with store_lock(store_path, command="cathodeflow synth-mosaic"):
+        st.add_image(image_id, data, condition=condition, pixel_size_um=ps, stage="phase" if kind == "phase" else "raw",
+                     source={"path": None, "synthetic": "cathodeflow.synth.mosaic"},
+                     params={"megapixels": megapixels, "kind": kind, "mode": mode, "n_tiles": n_tiles,
+                             "tile_lr_px": tile_lr_px, "seed": seed,
+                             **({"frame_fraction": 0.0} if kind == "sem" else {})})  # no padding, by construction
+    return image_id
