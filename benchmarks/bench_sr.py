@@ -52,9 +52,7 @@ this suite's own), e.g. ``python -m benchmarks sr --shape 260x260 --chunk-px 104
 
 from __future__ import annotations
 
-import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +141,7 @@ def sr_windows(shape, *, tile_lr: int, halo: int, multiple: int = 26) -> list[tu
     return [(t.wy1 - t.y0 + t.halo, t.wx1 - t.x0 + t.halo) for row in grid for t in row]
 
 
-class SRInference:
+class SRInference(common.NetworkTimings):
     """Paper-size SRGAN generator (16 blocks, 64 filters, 256 up-sampling filters):
     whole-image vs tiled super-resolution, FLOP rate against the numpy matmul peak."""
 
@@ -188,19 +186,9 @@ class SRInference:
         self.tile_lr = self.sr.check_tile(int(tile))
         rng = np.random.default_rng(0)
         self.image = rng.random(self.shape, dtype=np.float32)
-        self.times: dict[str, list[float]] = {}
-        self.out: dict[str, np.ndarray] = {}
-        self.peak = None
+        self._reset_timings()
         # TensorFlow start-up and the model cache, outside the timings
         srgan_superres(self.image[:26, :26], weights=self.weights)
-
-    def teardown(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def _run(self, name, fn):
-        t0 = time.perf_counter()
-        self.out[name] = fn()
-        self.times.setdefault(name, []).append(time.perf_counter() - t0)
 
     def time_whole(self):
         from cathodeflow.stages.srgan import srgan_superres

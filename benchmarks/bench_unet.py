@@ -39,7 +39,6 @@ select this suite's own defaults), e.g. ``python -m benchmarks unet --shape 512x
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -97,7 +96,7 @@ def matmul_gflops(n: int = 4096, *, repeat: int = 5) -> float:
     return 2.0 * n**3 / float(np.median(times)) / 1e9
 
 
-class UNetInference:
+class UNetInference(common.NetworkTimings):
     """Paper-size U-net (depth 5, 32 filters, dilation 4): whole-image vs tiled inference,
     network alone eager vs XLA, FLOP rate against the numpy matmul peak."""
 
@@ -145,19 +144,9 @@ class UNetInference:
         t = tile_grid((n, n), tile_px=self.tile_px, halo=self.unet.halo, multiple=self.unet.multiple)[1][1]
         win = (t.wy1 - t.y0 + t.halo, t.wx1 - t.x0 + t.halo)
         self.window = rng.random(win, dtype=np.float32)
-        self.times: dict[str, list[float]] = {}
-        self.out: dict[str, np.ndarray] = {}
-        self.peak = None
+        self._reset_timings()
         # TensorFlow start-up and the model cache, outside the timings
         unet_probabilities(self.image[:16, :16], weights=self.weights)
-
-    def teardown(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def _run(self, name, fn):
-        t0 = time.perf_counter()
-        self.out[name] = fn()
-        self.times.setdefault(name, []).append(time.perf_counter() - t0)
 
     def time_whole(self):
         from cathodeflow.stages.unet import unet_probabilities

@@ -159,6 +159,27 @@ class Timing:
         return d
 
 
+class NetworkTimings:
+    """Shared by the network suites (bench_unet, bench_sr): ``self.tmp`` (a temporary folder
+    for their weights) is removed at teardown, and :meth:`_run` times one call, keeping its
+    output for the tiled-vs-whole comparison."""
+
+    def _reset_timings(self) -> None:
+        self.times: dict[str, list[float]] = {}
+        self.out: dict[str, np.ndarray] = {}
+        self.peak = None
+
+    def teardown(self):
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _run(self, name, fn):
+        t0 = time.perf_counter()
+        self.out[name] = fn()
+        self.times.setdefault(name, []).append(time.perf_counter() - t0)
+
+
 def _timed(fn) -> float:
     gc.collect()
     t0 = time.perf_counter()
