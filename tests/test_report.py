@@ -155,10 +155,11 @@ def test_files_exist_pngs_are_images_and_html_references_each_figure(tmp_path):
     for name in FIGURES:
         _assert_png(tmp_path / name)
     html = index.read_text()
-    for name in FIGURES:
-        assert f'src="{name}"' in html
+    for name in FIGURES:  # embedded: the page opens alone (tests/test_report_browser.py)
+        assert '<img src="data:image/png;base64,' in html and f'alt="{name}"' in html
     assert "<table>" in html and "hand-made study" in html
-    assert html.count("<tr>") == 1 + 3  # header + three conditions
+    table = html[html.index("<h2>Table 1</h2>"):html.index("<h3>Table 1 with bootstrap")]
+    assert table.count("<tr>") == 1 + 3  # header + three conditions
     assert 'href="table1.csv"' in html
 
 

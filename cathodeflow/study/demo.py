@@ -94,20 +94,27 @@ def truth_table(images, *, scheduler=None) -> pd.DataFrame:
 
 
 def _print_table1(store, truth: pd.DataFrame) -> None:
+    """Print the store's ``conditions`` table (Table 1, computed once by
+    :func:`cathodeflow.measure.descriptors.conditions_table`) beside the truth; formatting
+    only (the report, a layer above, writes the full Table 1 with intervals)."""
     from ..io.store import open_store
     from ..io.tables import read_table
 
     st = open_store(store, mode="r")
     cond = read_table(Path(st.tables_dir) / "conditions.parquet", "conditions")
     t = cond.merge(truth, on="condition", how="left")
-    method = (st.stage_info(st.image_ids()[0], "phase") or {}).get("params", {}).get("method")
+    first = st.image_ids()[0]
+    method = (st.stage_info(first, "phase") or {}).get("params", {}).get("method")
     what = "U-net phases" if method == "unet" else "classical phases"
-    print(f"\nTable 1 (baseline SR, {what}) vs. the generator's truth")
+    sr = (st.stage_info(first, "sr") or {}).get("params", {}).get("method", "")
+    sr_what = "SRGAN" if "srgan" in str(sr) else "baseline SR"
+    print(f"\nTable 1 ({sr_what}, {what}) vs. the generator's truth")
     print(f"{'condition':>9} | {'porosity [1e-3]':>20} {'true':>7} | {'intensity [1e-2/µm²]':>22} {'true':>7}")
     def pm(mean, std, scale):
-        # a standard deviation over one image is undefined: shown as "n/a", not a number
-        sd = f"{scale * std:6.1f}" if pd.notna(std) else "   n/a"
-        return f"{scale * mean:9.1f} ± {sd}"
+        # a standard deviation over one image is undefined: said so, never "nan"
+        if pd.isna(std):
+            return f"{scale * mean:9.1f} (n = 1, undefined)"
+        return f"{scale * mean:9.1f} ± {scale * std:6.1f}"
 
     for r in t.itertuples():
         print(
