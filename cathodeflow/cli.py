@@ -434,14 +434,13 @@ def _dispatch(args):
     elif cmd == "report":
         from .report.build import report_store, report_tables
 
-        if args.cell_data is not None:  # refused early, one line; build_report has no cell_data= yet
+        if args.cell_data is not None:  # a bad CSV is refused before anything is written
             from .report.celldata import read_cell_data
 
-            cell = read_cell_data(args.cell_data)
-            print(f"cell data {args.cell_data}: {len(cell)} conditions, metrics "
-                  f"{[c for c in cell.columns if c != 'condition']} (checked; not yet in the report)")
+            read_cell_data(args.cell_data)
         # a store: its tables checked current, plus stage provenance and image overlays
-        out = report_store(args.store, args.out) if args.store is not None else report_tables(args.tables, args.out)
+        out = (report_store(args.store, args.out, cell_data=args.cell_data) if args.store is not None
+               else report_tables(args.tables, args.out, cell_data=args.cell_data))
         print(f"report: {out}")
     elif cmd == "train":
         log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -453,7 +452,8 @@ def _dispatch(args):
                 raise CathodeflowError(f"train sr: {', '.join(given)} applies to `train unet` only")
             if args.config is None:
                 raise CathodeflowError("train sr: --config FILE is required (a TOML with [srgan] and [training] "
-                                       "tables; no SRGAN training config ships, and the paper's sizes are for a GPU)")
+                                       "tables, e.g. cathodeflow/models/weights/srgan-small-v1.train.toml; the "
+                                       "paper's sizes are for a GPU)")
             cfg = load_train_sr_config(args.config, max_steps=args.max_steps)
             path = train_sr(cfg, out_dir=args.out or Path("sr-training"), name=args.name or "srgan", log=log)
             print(f"weights: {path}")

@@ -243,3 +243,18 @@ def test_cli_report_refuses_a_bad_cell_csv_before_building(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "'x' is not a finite number" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "rep").exists()
+
+
+def test_report_with_cell_data_has_the_cell_section_and_its_files(tmp_path):
+    from cathodeflow.report.build import build_report
+
+    csv = _csv(tmp_path, "condition,capacity_fade_percent\n" + "".join(f"{c},{f}\n" for c, f in zip(CONDS, FADE)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = build_report(_tables(), tmp_path / "rep", cell_data=csv, n_boot=200)
+    page = index.read_text(encoding="utf-8")
+    assert page.count("<h2>Cell data</h2>") == 1
+    assert page.index("<h2>Cell data</h2>") < page.index("<h2>Provenance</h2>")
+    linked = pd.read_csv(tmp_path / "rep" / "cell_data.csv")
+    assert list(linked["capacity_fade_percent"]) == FADE
+    assert (tmp_path / "rep" / "cell_links.png").stat().st_size > 0

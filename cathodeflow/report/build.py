@@ -563,7 +563,8 @@ def _section(title: str) -> str:
 def _index_html(*, title: str, t1: pd.DataFrame, t1ci: pd.DataFrame | None, sizes: pd.DataFrame,
                 stats: pd.DataFrame | None, counts: dict[str, int], provenance: str | None,
                 prov: pd.DataFrame | None, warnings: list[str], figures: dict[str, Path],
-                overlays: dict[str, Path], out: Path, images: pd.DataFrame) -> str:
+                overlays: dict[str, Path], out: Path, images: pd.DataFrame,
+                cell_html: str | None = None) -> str:
     esc = html.escape
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
@@ -632,6 +633,8 @@ def _index_html(*, title: str, t1: pd.DataFrame, t1ci: pd.DataFrame | None, size
                      "without a study store.</p>")
 
     parts += _flags_html(images)
+    if cell_html:
+        parts.append(cell_html)
     parts.append(_section("Provenance"))
     if prov is not None and len(prov):
         rows = [[r.stage, r.method, r.weights_sha256 or "–", r.pixel_size_um or "–",
@@ -680,6 +683,7 @@ def build_report(
     store=None,
     n_boot: int = N_BOOT,
     seed: int = 0,
+    cell_data=None,
 ) -> Path:
     """Write the report folder and return the path of its ``index.html``.
 
@@ -713,6 +717,9 @@ def build_report(
     n_boot, seed : int
         Bootstrap resamples and seed of the intervals and tests
         (:func:`cathodeflow.report.stats.condition_stats`).
+    cell_data : str or Path, optional
+        A CSV of per-condition cell metrics (:mod:`cathodeflow.report.celldata`): joined to
+        the crack descriptors, correlated and plotted in a "Cell data" section.
 
     Returns
     -------
@@ -762,16 +769,21 @@ def build_report(
         prov = stage_provenance(store)
         prov.to_csv(out / "provenance.csv", index=False)
         overlays = write_overlays(store, out, image_ids=list(tabs["images"]["image_id"].astype(str)))
+    cell_html = None
+    if cell_data is not None:
+        from .celldata import cell_data_report
+
+        cell_html = cell_data_report(tabs, cell_data, out, n_boot=n_boot, seed=seed)["html"]
     counts = {name: len(df) for name, df in tabs.items()}
     index = out / "index.html"
     index.write_text(_index_html(
         title=title, t1=t1, t1ci=t1ci, sizes=sizes, stats=stats, counts=counts,
         provenance=provenance, prov=prov, warnings=report_warnings(tabs, prov), figures=figures,
-        overlays=overlays, out=out, images=tabs["images"]), encoding="utf-8")
+        overlays=overlays, out=out, images=tabs["images"], cell_html=cell_html), encoding="utf-8")
     return index
 
 
-def report_tables(tables_dir, out, *, truth: pd.DataFrame | None = None, store=None) -> Path:
+def report_tables(tables_dir, out, *, truth: pd.DataFrame | None = None, store=None, cell_data=None) -> Path:
     """Build the report folder from a folder of tables: the ``--out`` of ``cathodeflow
     describe`` (phase maps segmented elsewhere) or a store's tables (checked current by
     :func:`cathodeflow.study.pipeline.current_tables_dir` first, or use
@@ -788,6 +800,8 @@ def report_tables(tables_dir, out, *, truth: pd.DataFrame | None = None, store=N
         Ground truth per condition, shown beside the measurement (synthetic studies).
     store : str or Path, optional
         The store the tables belong to (provenance, warnings, overlays; :func:`build_report`).
+    cell_data : str or Path, optional
+        A cell-data CSV (:func:`build_report`).
 
     Returns
     -------
@@ -805,10 +819,10 @@ def report_tables(tables_dir, out, *, truth: pd.DataFrame | None = None, store=N
         raise InputError(f"{tdir}: tables {missing} not found; expected the Parquet tables "
                          "that `cathodeflow describe --out` writes")
     tables = {n: read_table(tdir / f"{n}.parquet", n) for n in SCHEMAS}
-    return Path(build_report(tables, out, truth=truth, store=store))
+    return Path(build_report(tables, out, truth=truth, store=store, cell_data=cell_data))
 
 
-def report_store(store, out, *, truth: pd.DataFrame | None = None) -> Path:
+def report_store(store, out, *, truth: pd.DataFrame | None = None, cell_data=None) -> Path:
     """The report of a study store: its tables (refused, one line, unless ``cathodeflow
     run`` finished and they are current: :func:`cathodeflow.study.pipeline.current_tables_dir`),
     with stage provenance, warnings and per-image overlays (:func:`build_report`).
@@ -822,4 +836,4 @@ def report_store(store, out, *, truth: pd.DataFrame | None = None) -> Path:
 
     tdir = current_tables_dir(store)
     local = isinstance(store, (str, Path)) and "://" not in str(store)
-    return report_tables(tdir, out, truth=truth, store=store if local else None)
+    return report_tables(tdir, out, truth=truth, store=store if local else None, cell_data=cell_data)
