@@ -369,8 +369,8 @@ def describe_comparison(cmp: dict) -> list[str]:
             lines.append(f"    {name:15s} identical ({c.get('rows_ref')} rows)")
             continue
         worst = ", ".join(
-            f"{col}: {v['differing']} (max |Δ| {v.get('max_abs_diff', float('nan')):.3g}, "
-            f"rel {v.get('max_rel_diff', float('nan')):.2g})" if "max_abs_diff" in v else f"{col}: {v['differing']}"
+            f"{col}: {v['differing']} (max |Δ| {_fmt(v['max_abs_diff'], '.3g')}, "
+            f"rel {_fmt(v.get('max_rel_diff'), '.2g')})" if "max_abs_diff" in v else f"{col}: {v['differing']}"
             for col, v in c.get("columns", {}).items()
         )
         lines.append(

@@ -57,6 +57,32 @@ __all__ = ["SerialResult", "serial_describe"]
 _EIGHT = np.ones((3, 3), bool)
 
 
+def _pixel_sums(ids, rows, cols, n) -> dict[str, np.ndarray]:
+    """Per object 1..n: Σy, Σx, Σy², Σx², Σxy and the inclusive row/column range."""
+    ids, rows, cols = (np.asarray(a, np.int64) for a in (ids, rows, cols))
+    out = {name: np.bincount(ids, weights=w, minlength=n + 1)[1:].round().astype(np.int64)
+           for name, w in (("row_sum", rows), ("col_sum", cols), ("row2_sum", rows * rows),
+                           ("col2_sum", cols * cols), ("rowcol_sum", rows * cols))}
+    for name, v, fn, start in (("row_min", rows, np.minimum, np.iinfo(np.int64).max),
+                               ("row_max", rows, np.maximum, -1), ("col_min", cols, np.minimum,
+                                                                   np.iinfo(np.int64).max),
+                               ("col_max", cols, np.maximum, -1)):
+        acc = np.full(n + 1, start, np.int64)
+        fn.at(acc, ids, v)
+        out[name] = acc[1:]
+    return out
+
+
+def _feret(rows, cols) -> float:
+    """Largest distance between two corners of the pixels (rows, cols), brute force over the
+    convex hull of all their corners."""
+    from scipy.spatial import ConvexHull
+
+    corners = np.concatenate([np.column_stack([rows + dy, cols + dx]) for dy in (0, 1) for dx in (0, 1)])
+    hull = corners[ConvexHull(corners.astype(np.float64)).vertices].astype(np.float64)
+    return float(np.sqrt(((hull[:, None, :] - hull[None, :, :]) ** 2).sum(-1).max()))
+
+
 @dataclass
 class SerialResult:
     """The five tables and the canonical label images of the serial script."""
@@ -141,6 +167,7 @@ def serial_describe(
             "area_px": np.bincount(S_c[cr, cc], minlength=n_c + 1)[1:],
             "skeleton_px": np.bincount(ids, minlength=n_c + 1)[1:],
             "width_sum_px": np.bincount(ids, weights=2.0 * r_disk, minlength=n_c + 1)[1:],
+            **_pixel_sums(S_c[cr, cc], cr, cc, n_c),
         })
         crack_particle = majority_pairs(S_c[cr, cc], S_p[cr, cc])
     else:
@@ -156,6 +183,9 @@ def serial_describe(
     perimeter[perim["label"]] = perim["perimeter"]
     crack_px = np.bincount(S_p[crack], minlength=n_p + 1)
     solid_px = np.bincount(S_p[phase == 1], minlength=n_p + 1)
+    pr, pc = np.nonzero(S_p)
+    pl = S_p[pr, pc]
+    psum = _pixel_sums(pl, pr, pc, n_p)
     measures = []
     for k, pid in enumerate(props["label"]):
         touches = bool(
@@ -169,12 +199,18 @@ def serial_describe(
             perimeter_px=float(perimeter[pid]),
             touches_border=touches,
             local={},
+            row_sum=int(psum["row_sum"][pid - 1]),
+            col_sum=int(psum["col_sum"][pid - 1]),
+            box=(int(psum["row_min"][pid - 1]), int(psum["row_max"][pid - 1]),
+                 int(psum["col_min"][pid - 1]), int(psum["col_max"][pid - 1])),
+            feret_px=_feret(pr[pl == pid], pc[pl == pid]),
         )))
 
     # --- tables (the same formulas as cathodeflow) -----------------------------------------
     cracks = crack_rows(
         raw if n_c else None, image_id=image_id, condition=condition, pixel_size_um=eta,
         crack_particle=crack_particle, min_d_factor=params.min_crack_d_factor,
+        particle_centroids={pid: m.centroid_px for pid, m in measures},
     )
     kept = cracks[cracks["kept"]]
     n_per_particle = kept.loc[kept["particle_id"] > 0, "particle_id"].value_counts().to_dict()

@@ -134,7 +134,8 @@ def test_table_variables_equal_the_parquet_tables_and_carry_units_from_their_nam
     expected = {
         "images": {"crack_intensity_per_um2": "µm^-2", "area_um2": "µm^2", "pixel_size_um": "µm",
                    "solid_px": "px", "porosity": "1", "n_cracks": "1"},
-        "cracks": {"d_um": "µm", "length_um": "µm", "width_um": "µm", "area_px": "px", "kept": "1"},
+        "cracks": {"d_um": "µm", "length_um": "µm", "width_um": "µm", "area_px": "px", "kept": "1",
+                   "radial_angle_deg": "degree", "centroid_x_um": "µm"},
         "particles": {"ssa_per_um": "µm^-1", "area_um2": "µm^2", "section_radius_um": "µm"},
         "local_porosity": {"bin_lo": "1", "crack_um2": "µm^2", "porosity": "1"},
         "conditions": {"intensity_mean": "µm^-2", "intensity_pooled_per_um2": "µm^-2",

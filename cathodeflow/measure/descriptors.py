@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.tables import conform, empty_table
+from ..stages.cracks import PIXEL_STATS
 
 
 def majority_pairs(keys: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None) -> dict[int, int]:
@@ -38,6 +39,61 @@ def majority_pairs(keys: np.ndarray, values: np.ndarray, weights: np.ndarray | N
     return out
 
 
+def box_columns(row_min, row_max, col_min, col_max, pixel_size_um: float) -> dict:
+    """Bounding-box columns in µm from inclusive pixel-index bounds: the box of the pixel
+    squares, bbox_y0_um = η·row_min, bbox_y1_um = η·(row_max + 1) (same for x), origin at
+    the image's top-left pixel corner, y down."""
+    eta = float(pixel_size_um)
+    r0, r1, c0, c1 = (np.asarray(v, np.float64) for v in (row_min, row_max, col_min, col_max))
+    return {"bbox_y0_um": eta * r0, "bbox_x0_um": eta * c0,
+            "bbox_y1_um": eta * (r1 + 1.0), "bbox_x1_um": eta * (c1 + 1.0)}
+
+
+def principal_axis_deg(n, sy, sx, syy, sxx, sxy) -> np.ndarray:
+    """Angle of the principal (major) axis of pixel sets from their raw moments, in degrees.
+
+    With the central moments μ_yy, μ_xx, μ_xy (computed exactly from the integer sums as
+    n²·μ = n·Σyy − (Σy)², …), the angle is ½·atan2(−2μ_xy, μ_xx − μ_yy) in [0°, 180°):
+    counter-clockwise from the +x axis (rightwards) as the image is displayed (y down, hence
+    the sign), so 0° is horizontal and 90° vertical. NaN where the axis is undefined
+    (μ_xx = μ_yy and μ_xy = 0, e.g. one pixel or a square).
+
+    Parameters
+    ----------
+    n, sy, sx, syy, sxx, sxy : (k,) integer array-likes
+        Pixel count and Σy, Σx, Σy², Σx², Σxy (row, column indices) of each set.
+    """
+    out = np.full(len(n), np.nan)
+    sums = zip(*(np.asarray(v).tolist() for v in (n, sy, sx, syy, sxx, sxy)))  # Python ints
+    for i, (a, y, x, yy, xx, xy) in enumerate(sums):
+        myy, mxx, mxy = a * yy - y * y, a * xx - x * x, a * xy - y * x  # exact
+        if mxx == myy and mxy == 0:
+            continue
+        out[i] = math.degrees(0.5 * math.atan2(-2.0 * mxy, float(mxx - myy))) % 180.0
+    return out
+
+
+def radial_angle_deg(orientation_deg, dy, dx) -> np.ndarray:
+    """Acute angle (0°–90°) between an axis and the direction (dy, dx), in degrees.
+
+    0° = the axis points along (dy, dx) (radial), 90° = across it (tangential). NaN where
+    the axis is NaN or (dy, dx) = (0, 0).
+
+    Parameters
+    ----------
+    orientation_deg : (k,) float array-like
+        Axis angles as :func:`principal_axis_deg` gives them.
+    dy, dx : (k,) float array-likes
+        Direction in image coordinates (y down), e.g. crack centroid − particle centroid.
+    """
+    t = np.radians(np.asarray(orientation_deg, np.float64))
+    dy, dx = np.asarray(dy, np.float64), np.asarray(dx, np.float64)
+    ux, uy = np.cos(t), -np.sin(t)  # the axis in image coordinates (y down)
+    dot, cross = np.abs(ux * dx + uy * dy), np.abs(ux * dy - uy * dx)
+    out = np.degrees(np.arctan2(cross, dot))
+    return np.where((dx == 0) & (dy == 0), np.nan, out)
+
+
 def crack_size_threshold_um(pixel_size_um: float, factor: float = 2.5) -> float:
     """The size filter of §2.4.2: cracks with d < factor·η are dropped (DESIGN §4.4 item 5)."""
     return factor * pixel_size_um
@@ -50,9 +106,10 @@ def crack_rows(
     condition: str,
     pixel_size_um: float,
     crack_particle: dict[int, int] | None = None,
+    particle_centroids: dict[int, tuple[float, float]] | None = None,
     min_d_factor: float = 2.5,
 ) -> pd.DataFrame:
-    """Per-crack descriptors (eq. 13, 14, 16) from raw counts.
+    """Per-crack descriptors (eq. 13, 14, 16) and geometry from raw counts.
 
     ``raw`` has columns crack_id, area_px (#C), skeleton_px (#L) and width_sum_px
     (Σ_{x∈L} 2 r_disk(x), in px). Then
@@ -63,6 +120,16 @@ def crack_rows(
 
     and ``kept`` is d ≥ ``min_d_factor``·η (so with 2.5 η a crack of ≤ 4 px is dropped).
     ``adjusted`` is filled per condition by :func:`mark_adjusted`.
+
+    Geometry, when ``raw`` also has the pixel statistics of
+    :data:`cathodeflow.stages.cracks.PIXEL_STATS` (else NaN): µm from the image's top-left
+    pixel corner, y down; centroid_y_um = η (Σy/#C + ½) (the mean of the pixel centres),
+    the bounding box of :func:`box_columns`, ``orientation_deg`` of
+    :func:`principal_axis_deg`, and, for a crack in particle p (``crack_particle``) whose
+    centroid (row, col pixel index means) is ``particle_centroids[p]``,
+    ``distance_to_particle_center_um`` (η × centroid distance) and ``radial_angle_deg``
+    (:func:`radial_angle_deg` of the axis against the line from the particle's centroid to
+    the crack's: 0° radial, 90° tangential); NaN for cracks in no listed particle.
     """
     if raw is None or len(raw) == 0:
         return empty_table("cracks")
@@ -91,7 +158,30 @@ def crack_rows(
             "adjusted": False,
         }
     )
+    if all(c in raw for c in PIXEL_STATS):
+        pid = df["particle_id"].to_numpy()
+        df = df.assign(**_crack_geometry(raw, pid, particle_centroids or {}, eta))
     return conform(df, "cracks")
+
+
+def _crack_geometry(raw: pd.DataFrame, particle_id: np.ndarray, centroids: dict, eta: float) -> dict:
+    """The geometry columns of :func:`crack_rows`."""
+    col = {c: raw[c].to_numpy(np.int64) for c in ("area_px", *PIXEL_STATS)}
+    n = col["area_px"]
+    cy, cx = col["row_sum"] / n, col["col_sum"] / n
+    orient = principal_axis_deg(n, *(col[c] for c in PIXEL_STATS[:5]))
+    nowhere = (np.nan, np.nan)
+    pc = np.array([centroids.get(int(p), nowhere) if p else nowhere for p in particle_id],
+                  np.float64).reshape(-1, 2)
+    dy, dx = cy - pc[:, 0], cx - pc[:, 1]
+    return {
+        "centroid_y_um": eta * (cy + 0.5),
+        "centroid_x_um": eta * (cx + 0.5),
+        **box_columns(col["row_min"], col["row_max"], col["col_min"], col["col_max"], eta),
+        "orientation_deg": orient,
+        "radial_angle_deg": radial_angle_deg(orient, dy, dx),
+        "distance_to_particle_center_um": eta * np.hypot(dy, dx),
+    }
 
 
 def image_row(
@@ -165,7 +255,12 @@ def particle_rows(
     - ρ_p = #{x∈P: S=2}/#{x∈P: S>0} (eq. 20),
     - a = (4/π) η perim({x∈P: S=1}) / (η² #P) in µm⁻¹ (eq. 21, #P with cracks:
       DESIGN §4.4 item 8),
-    - section radius r̃ = η √(#P/π) (eq. 34).
+    - section radius r̃ = η √(#P/π) (eq. 34),
+    - geometry, µm from the image's top-left pixel corner, y down: centroid of the pixel
+      centres (η (Σy/#P + ½), crack pixels included), the bounding box of
+      :func:`box_columns`, equivalent diameter 2η √(#P/π) and the Feret diameter
+      η · :func:`~cathodeflow.measure.particles.feret_diameter_px` (largest distance
+      between pixel corners).
     Particles with #P < ``min_area_px`` are left out.
     """
     n_cracks = n_cracks or {}
@@ -187,6 +282,11 @@ def particle_rows(
                 "ssa_per_um": (4.0 / math.pi) * eta * m.perimeter_px / (eta**2 * m.area_px),
                 "n_cracks": int(n_cracks.get(int(pid), 0)),
                 "touches_border": m.touches_border,
+                "centroid_y_um": eta * (m.centroid_px[0] + 0.5),
+                "centroid_x_um": eta * (m.centroid_px[1] + 0.5),
+                **{k: float(v) for k, v in box_columns(*m.box, eta).items()},
+                "equivalent_diameter_um": 2.0 * eta * math.sqrt(m.area_px / math.pi),
+                "feret_diameter_um": eta * m.feret_px,
             }
         )
     return conform(pd.DataFrame(rows), "particles") if rows else empty_table("particles")

@@ -259,6 +259,7 @@ def assemble_image(
         condition=condition,
         pixel_size_um=pixel_size_um,
         crack_particle=crack_particle,
+        particle_centroids={i: m.centroid_px for i, m in measures},
         min_d_factor=params.min_crack_d_factor,
     )
     kept = cracks[cracks["kept"]]

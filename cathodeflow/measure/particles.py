@@ -8,9 +8,11 @@ long as the crop holds the whole particle.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import ConvexHull
 
 from ..stereology import particle_local_counts_models
 from .perimeter import perimeter4
@@ -31,6 +33,9 @@ class ParticleMeasure:
     touches_border : P has a pixel on the image frame.
     local : per stereology model, (crack counts, solid counts) per d_center bin, the last
         entry being the overflow bin [bins[-1], ∞).
+    row_sum, col_sum : Σy, Σx over the pixels of P (y, x = global row, column index).
+    box : (row_min, row_max, col_min, col_max), global and inclusive.
+    feret_px : Feret diameter of P in px (:func:`feret_diameter_px`).
     """
 
     area_px: int
@@ -39,6 +44,47 @@ class ParticleMeasure:
     perimeter_px: float
     touches_border: bool
     local: dict[str, tuple[np.ndarray, np.ndarray]]
+    row_sum: int
+    col_sum: int
+    box: tuple[int, int, int, int]
+    feret_px: float
+
+    @property
+    def centroid_px(self) -> tuple[float, float]:
+        """(row, col) mean of P's pixel indices; the pixel centre of index k lies at k + 0.5
+        from the image's top-left corner."""
+        return self.row_sum / self.area_px, self.col_sum / self.area_px
+
+
+def feret_diameter_px(mask: np.ndarray) -> float:
+    """Feret (maximum caliper) diameter of a pixel set, in px.
+
+    The largest distance between two corners of its pixels, i.e. the largest width of the
+    union of the pixel squares (so an axis-aligned h × w rectangle gives √(h² + w²) and one
+    pixel √2). Only the corners of each row's first and last pixel can be hull vertices; the
+    maximum is taken over the vertices of their convex hull with exact integer squared
+    distances, in coordinates relative to the set's own bounding box (independent of crops).
+
+    Parameters
+    ----------
+    mask : (h, w) bool ndarray
+        The pixel set; 0.0 when empty.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return 0.0
+    sub = mask[rows]
+    first = sub.argmax(axis=1)
+    last = mask.shape[1] - sub[:, ::-1].argmax(axis=1)  # one past the last pixel
+    y = rows - rows[0]
+    x0 = int(first.min())
+    first, last = first - x0, last - x0
+    pts = np.concatenate([np.column_stack([y, first]), np.column_stack([y, last]),
+                          np.column_stack([y + 1, first]), np.column_stack([y + 1, last])])
+    pts = pts.astype(np.int64)
+    hull = pts[ConvexHull(pts.astype(np.float64)).vertices]
+    diff = hull[:, None, :] - hull[None, :, :]
+    return math.sqrt(int(np.einsum("ijk,ijk->ij", diff, diff).max()))
 
 
 def measure_particle(
@@ -75,7 +121,7 @@ def measure_particle(
     solid = mask_crop & (phase_crop == 1)
     area = int(np.count_nonzero(mask_crop))
     rows, cols = np.nonzero(mask_crop)
-    r0, c0 = origin
+    r0, c0 = (int(v) for v in origin)
     H, W = image_shape
     touches = bool(
         area
@@ -89,6 +135,9 @@ def measure_particle(
     local = {}
     if dcenter:
         local = particle_local_counts_models(phase_crop, mask_crop, origin, pixel_size_um, dcenter, bins)
+    box = (0, -1, 0, -1)
+    if area:
+        box = (r0 + int(rows.min()), r0 + int(rows.max()), c0 + int(cols.min()), c0 + int(cols.max()))
     return ParticleMeasure(
         area_px=area,
         crack_px=int(np.count_nonzero(crack)),
@@ -96,4 +145,8 @@ def measure_particle(
         perimeter_px=perimeter4(solid),
         touches_border=touches,
         local=local,
+        row_sum=int(rows.sum(dtype=np.int64)) + r0 * area,
+        col_sum=int(cols.sum(dtype=np.int64)) + c0 * area,
+        box=box,
+        feret_px=feret_diameter_px(mask_crop),
     )

@@ -17,7 +17,10 @@ Conventions (DESIGN §4.4, items 1–4, a contract):
 
 Raw measurements per crack (the table): ``area_px`` = #C, ``skeleton_px`` = #L and
 ``width_sum_px`` = Σ_{x∈L} 2 r_disk(x) in pixels, so that (η the pixel size in µm)
-d = 2η√(#C/π) (eq. 13), ℓ = η·#L (eq. 14) and b = η·width_sum_px/#L (eq. 16).
+d = 2η√(#C/π) (eq. 13), ℓ = η·#L (eq. 14) and b = η·width_sum_px/#L (eq. 16). For the
+crack's position and shape (:data:`PIXEL_STATS`): the integer sums Σy, Σx, Σy², Σx², Σxy
+over the pixels of C (y, x the row and column indices) and their bounding box (smallest and
+largest y and x). All are reduced exactly across chunks (integer sums, min, max).
 
 How it stays exact without whole-image skeleton and distance passes (the only whole-image
 passes are ``S == 2``, one ``ndi.label`` and ``find_objects``, per chunk in the Dask path):
@@ -56,6 +59,7 @@ from ..io.phasefile import check_phase_array, check_phase_range
 
 __all__ = [
     "TABLE_DTYPES",
+    "PIXEL_STATS",
     "CrackResult",
     "Skeleton",
     "crack_labels",
@@ -64,6 +68,8 @@ __all__ = [
     "chunk_pass",
     "r_disk_px",
     "nearest_skeleton_index",
+    "pixel_stats",
+    "merge_pixel_stats",
 ]
 
 #: Columns of the raw crack table and their dtypes.
@@ -74,7 +80,22 @@ TABLE_DTYPES: dict[str, str] = {
     "width_sum_px": "float64",
     "first_row": "int64",
     "first_col": "int64",
+    "row_sum": "int64",
+    "col_sum": "int64",
+    "row2_sum": "int64",
+    "col2_sum": "int64",
+    "rowcol_sum": "int64",
+    "row_min": "int64",
+    "row_max": "int64",
+    "col_min": "int64",
+    "col_max": "int64",
 }
+
+#: Per-crack pixel statistics of the raw table (integer, exact): Σy, Σx, Σy², Σx², Σxy over
+#: the crack's pixels (y, x = row, column index) and its bounding box, inclusive.
+PIXEL_STATS = ("row_sum", "col_sum", "row2_sum", "col2_sum", "rowcol_sum",
+               "row_min", "row_max", "col_min", "col_max")
+_N_SUMS = 5  # the first 5 of PIXEL_STATS add up across chunks; then min, max, min, max
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 _K0 = 4  # neighbours asked of the k-d tree at first; grown while ties reach the k-th
@@ -123,7 +144,7 @@ class CrackResult:
     table : pandas.DataFrame
         One row per crack, columns :data:`TABLE_DTYPES`: crack_id, area_px (#C),
         skeleton_px (#L), width_sum_px (Σ 2 r_disk over L, px), first_row, first_col (the
-        curve's first skeleton pixel in raster order).
+        curve's first skeleton pixel in raster order) and the :data:`PIXEL_STATS` of C.
     """
 
     labels: np.ndarray
@@ -481,8 +502,77 @@ def _canonical_skeleton(pieces: list[dict], width: int):
     }
     return Skeleton(np.column_stack([rows, cols]), ids, r), table
 
-def _finish_table(partial: dict, area: np.ndarray) -> pd.DataFrame:
-    df = pd.DataFrame({**partial, "area_px": np.asarray(area, np.int64)})
+def pixel_stats(rows: np.ndarray, cols: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
+    """Per-id pixel count and :data:`PIXEL_STATS` of labelled pixels, exact (int64).
+
+    Parameters
+    ----------
+    rows, cols : (p,) integer ndarrays
+        Global row and column of each pixel.
+    ids : (p,) integer ndarray
+        Label of each pixel, 1..n.
+    n : int
+        Number of labels.
+
+    Returns
+    -------
+    (n + 1, 10) int64 ndarray
+        Row k: #pixels, Σy, Σx, Σy², Σx², Σxy, min y, max y, min x, max x of label k; a
+        label without pixels has zero sums and min/max at the int64 max/min (the neutral
+        elements of :func:`merge_pixel_stats`). Row 0 is unused.
+    """
+    out = _neutral_stats(n)
+    ids = np.asarray(ids, np.int64)
+    if ids.size == 0:
+        return out
+    order = np.argsort(ids, kind="stable")
+    k = ids[order]
+    y, x = np.asarray(rows, np.int64)[order], np.asarray(cols, np.int64)[order]
+    start = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    u = k[start]
+    out[u, 0] = np.diff(np.r_[start, k.size])
+    for j, v in enumerate((y, x, y * y, x * x, y * x), start=1):
+        out[u, j] = np.add.reduceat(v, start)
+    out[u, 6], out[u, 7] = np.minimum.reduceat(y, start), np.maximum.reduceat(y, start)
+    out[u, 8], out[u, 9] = np.minimum.reduceat(x, start), np.maximum.reduceat(x, start)
+    return out
+
+
+def _neutral_stats(n: int) -> np.ndarray:
+    out = np.zeros((n + 1, 10), np.int64)
+    out[:, [6, 8]], out[:, [7, 9]] = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    return out
+
+
+def merge_pixel_stats(parts, n: int) -> np.ndarray:
+    """Reduce the :func:`pixel_stats` of disjoint pixel sets (chunks), exactly.
+
+    Parameters
+    ----------
+    parts : iterable of (ids, stats)
+        Per set, the (k,) labels it holds and their (k, 10) rows of :func:`pixel_stats`.
+    n : int
+        Number of labels.
+
+    Returns
+    -------
+    (n + 1, 10) int64 ndarray
+        As :func:`pixel_stats` of the union: sums add, bounding boxes widen.
+    """
+    out = _neutral_stats(n)
+    for ids, rows in parts:  # ids are distinct within a part
+        ids = np.asarray(ids, np.int64)
+        out[ids, : 1 + _N_SUMS] += rows[:, : 1 + _N_SUMS]
+        for j, fn in ((6, np.minimum), (7, np.maximum), (8, np.minimum), (9, np.maximum)):
+            out[ids, j] = fn(out[ids, j], rows[:, j])
+    return out
+
+
+def _finish_table(partial: dict, stats: np.ndarray) -> pd.DataFrame:
+    """The raw table from the skeleton's columns and the (n + 1, 10) :func:`pixel_stats`."""
+    stats = np.asarray(stats, np.int64)[1:]
+    df = pd.DataFrame({**partial, "area_px": stats[:, 0],
+                       **{c: stats[:, 1 + j] for j, c in enumerate(PIXEL_STATS)}})
     return df[list(TABLE_DTYPES)].astype(TABLE_DTYPES)
 
 
@@ -580,8 +670,8 @@ def crack_labels(phase: np.ndarray, *, workers: int = -1) -> CrackResult:
     pixels = summary["pixels"]
     ids = _assign(pixels, skeleton, cKDTree(skeleton.rc), workers=workers)
     labels[pixels[:, 0], pixels[:, 1]] = ids
-    area = np.bincount(ids, minlength=len(partial["crack_id"]) + 1)[1:]
-    return CrackResult(labels, skeleton, _finish_table(partial, area))
+    stats = pixel_stats(pixels[:, 0], pixels[:, 1], ids, len(partial["crack_id"]))
+    return CrackResult(labels, skeleton, _finish_table(partial, stats))
 
 
 def crack_labels_reference(phase: np.ndarray) -> CrackResult:
@@ -611,6 +701,8 @@ def crack_labels_reference(phase: np.ndarray) -> CrackResult:
          else ndi.distance_transform_edt(crack)[rows, cols])
     ids = remap[vals]
     firsts = np.sort(first)
+    pr, pc = np.nonzero(labels)
+    stats = pixel_stats(pr, pc, labels[pr, pc], n)[1:]
     table = pd.DataFrame({
         "crack_id": np.arange(1, n + 1),
         "area_px": np.bincount(labels.ravel(), minlength=n + 1)[1:],
@@ -618,6 +710,7 @@ def crack_labels_reference(phase: np.ndarray) -> CrackResult:
         "width_sum_px": np.bincount(ids, weights=2.0 * r, minlength=n + 1)[1:],
         "first_row": rows[firsts],
         "first_col": cols[firsts],
+        **{c: stats[:, 1 + j] for j, c in enumerate(PIXEL_STATS)},
     }).astype(TABLE_DTYPES)
     skeleton = Skeleton(np.column_stack([rows, cols]).astype(np.int64), ids, r)
     return CrackResult(labels, skeleton, table)
@@ -724,7 +817,11 @@ def _label_block(block, tree, skeleton_id, block_info=None):
 
 
 def _count_block(block, tree, skeleton_id, offset, n):
-    return np.bincount(_assign_block(block, tree, skeleton_id, offset)[2], minlength=n + 1)
+    """(ids, their :func:`pixel_stats` rows) of the cracks with pixels in one chunk."""
+    rows, cols, ids = _assign_block(block, tree, skeleton_id, offset)
+    stats = pixel_stats(rows + offset[0], cols + offset[1], ids, n)
+    present = np.flatnonzero(stats[:, 0])
+    return present, stats[present]
 
 
 def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool = False):
@@ -760,7 +857,8 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
     components lying inside the chunk with their ring; (2) components touching inner chunk
     edges are merged across faces (8-connectivity, on the client: only edge rows travel)
     and skeletonized on crops of ``phase`` in batched tasks; (3) per chunk, counts of the
-    labels for ``area_px``. The crop step never reads more than the components' boxes.
+    labels for ``area_px`` and the :data:`PIXEL_STATS`. The crop step never reads more than
+    the components' boxes.
     """
     import dask
     import dask.array as da
@@ -812,6 +910,5 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
     counts = [dask.delayed(_count_block, pure=True)(
                   blocks[i, j], tree, sid, origin[i][j], n)
               for i in range(nb[0]) for j in range(nb[1])]
-    area = np.sum(dask.compute(*counts), axis=0)[1:]
-    table = _finish_table(partial, area)
+    table = _finish_table(partial, merge_pixel_stats(dask.compute(*counts), n))
     return (labels, table) + ((skeleton,) if return_skeleton else ())

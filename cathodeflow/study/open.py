@@ -55,6 +55,7 @@ ARRAYS = {
 PROB_CHANNELS = ("background", "solid", "crack")
 #: Column-name suffix -> units (longest suffixes first); other numeric columns are "1".
 _SUFFIX_UNITS = (
+    ("_deg", "degree"),
     ("_per_um2", "µm^-2"),
     ("_per_um", "µm^-1"),
     ("_um2", "µm^2"),
