@@ -14,7 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cathodeflow.errors import InputError
-from cathodeflow.io.sem import SemImage, detect_databar, read_sem, write_tiff
+from cathodeflow.io.sem import (
+    SemImage,
+    SemMeta,
+    decide_databar_rows,
+    decide_pixel_size,
+    detect_databar,
+    read_sem,
+    read_tiff_metadata,
+    write_tiff,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2-sem-bam"
 ZEISS = DATA / "images" / "1908248.tif"
@@ -363,3 +372,73 @@ def test_detect_databar_ignores_dark_specimen_regions():
     img = _texture((300, 300), seed=10)
     img[270:] = 0  # uniform black rows without any text
     assert detect_databar(img) == 0
+
+
+# ------------------------------------------------------------------ metadata without pixels
+
+
+def test_read_tiff_metadata_gives_fei_pixel_size_and_bar_without_decoding_pixels(tmp_path, monkeypatch):
+    img = _texture((120, 160), seed=11)
+    fei = "[Scan]\r\nPixelWidth=7.5e-09\r\n[Image]\r\nResolutionX=160\r\nResolutionY=100\r\n"
+    path = tmp_path / "fei.tif"
+    tifffile.imwrite(path, img, extratags=[(34682, "s", 0, fei, True)])
+
+    def no_pixels(*args, **kwargs):
+        raise AssertionError("pixels decoded")
+
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", no_pixels)
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_pixels)
+    meta = read_tiff_metadata(path)
+    assert (meta.shape, meta.axes, meta.dtype) == ((120, 160), "YX", np.dtype(np.uint8))
+    assert meta.vendor == "fei"
+    assert meta.candidates[0] == ("fei:[Scan]PixelWidth", pytest.approx(0.0075, rel=1e-12))
+    assert meta.databar_hint == (20, "fei:[Image]ResolutionY")  # 120 file rows - 100 image rows
+
+
+def test_read_tiff_metadata_puts_a_jeol_sidecar_after_vendor_tags_and_keeps_its_problem(tmp_path):
+    path = tmp_path / "j.tif"
+    write_tiff(path, _texture((100, 128), seed=12), pixel_size_um=0.25)
+    _jeol_sidecar(path, full=(128, 90), bar_px=50, marker="2um")
+    meta = read_tiff_metadata(path)
+    assert [src for src, _ in meta.candidates][:2] == ["jeol:$$SM_MICRON_MARKER/$$SM_MICRON_BAR",
+                                                       "cathodeflow:ImageDescription"]
+    assert meta.candidates[0][1] == pytest.approx(2 / 50, rel=1e-12)
+    assert meta.databar_hint == (10, "jeol:$CM_FULL_SIZE")  # 100 rows, 90 of image
+    _jeol_sidecar(path, full=(1280, 900), bar_px=50, marker="2um")
+    assert "resized export" in read_tiff_metadata(path).sidecar_problem
+
+
+def _meta(candidates=(), hint=None, problem=None, shape=(50, 40)):
+    return SemMeta(format="tiff", shape=shape, axes="YX", dtype=np.dtype(np.uint8), candidates=list(candidates),
+                   databar_hint=hint, sidecar_problem=problem)
+
+
+def test_decide_pixel_size_takes_the_user_value_else_the_first_candidate():
+    meta = _meta([("a", 0.5), ("b", 0.7)])
+    assert decide_pixel_size(meta, path="f.tif") == (0.5, "a")
+    with pytest.warns(UserWarning, match=r"f.tif: pixel_size_um=0.6 µm given, but .*\(a\) says 0.5 µm"):
+        assert decide_pixel_size(meta, path="f.tif", pixel_size_um=0.6) == (0.6, "user")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0.504 is within 1 % of 0.5: no warning
+        assert decide_pixel_size(meta, path="f.tif", pixel_size_um=0.504) == (0.504, "user")
+
+
+def test_decide_pixel_size_without_any_names_the_file_and_the_sidecar_problem():
+    with pytest.raises(InputError, match=r"^f.tif: no pixel size in the file's metadata; pass --pixel-size-um$"):
+        decide_pixel_size(_meta(), path="f.tif")
+    with pytest.raises(InputError, match=r"^f.tif: sidecar says no; pass --pixel-size-um$"):
+        decide_pixel_size(_meta(problem="sidecar says no"), path="f.tif")
+    with pytest.raises(InputError, match=r"^f.tif: pixel_size_um must be finite and > 0, got -1"):
+        decide_pixel_size(_meta([("a", 0.5)]), path="f.tif", pixel_size_um=-1)
+
+
+def test_decide_databar_rows_user_then_metadata_then_pixels_or_none_when_lazy():
+    barred = _with_bar(_texture((200, 256), seed=13), 24)
+    hinted, bare = _meta(hint=(7, "fei"), shape=(200, 256)), _meta(shape=(200, 256))
+    assert decide_databar_rows(hinted, path="f", databar_rows=3) == (3, "user")
+    assert decide_databar_rows(hinted, path="f", crop_databar=False) == (0, "not cropped (crop_databar=False)")
+    assert decide_databar_rows(hinted, path="f", pixels=barred) == (7, "fei")
+    assert decide_databar_rows(bare, path="f", pixels=barred) == (24, "detected from pixels")
+    assert decide_databar_rows(bare, path="f")[0] == 0  # pixels=None (a lazy read): never detected
+    with pytest.raises(InputError, match=r"^f: data bar of 200 rows leaves no image \(the image has 200 rows\)$"):
+        decide_databar_rows(bare, path="f", databar_rows=200)

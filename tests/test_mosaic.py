@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 from cathodeflow.cli import main
 from cathodeflow.errors import InputError
 from cathodeflow.io import mosaic
-from cathodeflow.io.sem import write_tiff
+from cathodeflow.io.sem import read_sem, write_tiff
 from cathodeflow.io.store import open_store
 from cathodeflow.study.pipeline import ingest
 from cathodeflow.synth.mosaic import FRAME_PX, frame_tile, mosaic_array, mosaic_block
@@ -106,6 +106,17 @@ def test_lazy_tiff_without_pixel_size_is_refused_in_one_line(tmp_path, image):
         mosaic.open_tiff_lazily(f)
     assert "\n" not in str(e.value)
     assert mosaic.open_tiff_lazily(f, pixel_size_um=0.05).pixel_size_um == 0.05
+
+
+@pytest.mark.parametrize("value, expected", [("x", "must be a number, got 'x'"), (-1, "must be finite and > 0")])
+def test_lazy_tiff_refuses_a_bad_pixel_size_argument_in_one_line_like_read_sem(tmp_path, image, value, expected):
+    f = tmp_path / "ps.tif"
+    write_tiff(f, image[:64, :64], pixel_size_um=PS)
+    with pytest.raises(InputError, match=f"ps.tif: pixel_size_um {expected}") as e:
+        mosaic.open_tiff_lazily(f, pixel_size_um=value)
+    with pytest.raises(InputError) as eager:
+        read_sem(f, pixel_size_um=value)
+    assert str(e.value) == str(eager.value)
 
 
 # --------------------------------------------------------------------------- tile grid

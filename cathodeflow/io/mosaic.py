@@ -12,7 +12,8 @@ uncompressed contiguous file, through a memory map; only the chunks a task needs
 :func:`read_image` (what ``cathodeflow ingest`` calls) reads a TIFF of more than
 :data:`LAZY_MIN_PIXELS` pixels this way and every other file with
 :func:`~cathodeflow.io.sem.read_sem`. The pixel size comes from the same vendor metadata as
-:func:`~cathodeflow.io.sem.read_sem` (its tag parsers are reused), read without the pixels.
+:func:`~cathodeflow.io.sem.read_sem` (:func:`~cathodeflow.io.sem.read_tiff_metadata` and the
+same decisions), read without the pixels.
 Differences from an eager read: only 2-D grayscale uint8/uint16 TIFFs (no palette, RGB,
 stacks); the data bar is cropped when the metadata states it (FEI, JEOL sidecar, files
 written by :func:`~cathodeflow.io.sem.write_tiff`) or ``databar_rows`` is given, never
@@ -39,14 +40,21 @@ from __future__ import annotations
 
 import csv
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, one_line
-from . import sem as _sem
-from .sem import SemImage, read_sem, sha256_file
+from .sem import (
+    TIFF_MAGIC,
+    SemImage,
+    SemMeta,
+    decide_databar_rows,
+    decide_pixel_size,
+    read_sem,
+    read_tiff_metadata,
+    sha256_file,
+)
 from .store import DEFAULT_CHUNK_PX
 
 __all__ = [
@@ -76,7 +84,7 @@ def _fail(path, problem: str) -> InputError:
 def _is_tiff(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
-            return f.read(4) in _sem._TIFF_MAGIC
+            return f.read(4) in TIFF_MAGIC
     except OSError:
         return False
 
@@ -88,63 +96,16 @@ def _is_grid(path: Path) -> bool:
 # --------------------------------------------------------------------------- TIFF header
 
 
-def _tiff_header(path: Path):
-    """Metadata of a TIFF without its pixels: (:class:`sem._FileInfo` with the pixel-size
-    candidates and data-bar hint, shape (H, W), dtype); InputError for anything but one 2-D
-    grayscale image."""
-    import tifffile
-
-    info = _sem._FileInfo("tiff")
-    try:
-        with tifffile.TiffFile(path) as tf:
-            if len(tf.pages) == 0:
-                raise _fail(path, "TIFF holds no image")
-            page, series = tf.pages.first, tf.series[0]
-            shape = tuple(int(n) for ax, n in zip(series.axes, series.shape) if n > 1 or ax in "YX")
-            axes = "".join(ax for ax, n in zip(series.axes, series.shape) if n > 1 or ax in "YX")
-            dtype = np.dtype(series.dtype)
-            if axes != "YX" or int(page.photometric) not in (0, 1):
-                raise _fail(path, f"pixel array of shape {tuple(series.shape)} (axes {series.axes}, photometric "
-                                  f"{page.photometric.name}); a large TIFF read lazily must be one 2-D grayscale image")
-            if tf.is_sem and tf.sem_metadata:
-                _sem._zeiss(tf.sem_metadata, info)
-            if tf.is_fei and tf.fei_metadata:
-                _sem._fei(tf.fei_metadata, info, shape)
-            _sem._cathodeflow_description(page.description, info)
-            tags = page.tags
-            xres = None
-            if "XResolution" in tags:
-                num, den = tags["XResolution"].value
-                xres = num / den if den else None
-            unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
-            if tf.is_imagej and tf.imagej_metadata:
-                _sem._imagej(tf.imagej_metadata, xres, info)
-            else:
-                _sem._resolution_tags(xres, unit, info, "tiff:XResolution")
-    except InputError:
-        raise
-    except Exception as e:  # any parser failure on a user file is an unreadable file
-        raise _fail(path, f"unreadable TIFF ({type(e).__name__}: {e})") from None
-    if dtype not in (np.uint8, np.uint16):
-        raise _fail(path, f"pixel type {dtype} is not supported (expected 8- or 16-bit unsigned integer grayscale)")
-    return info, shape, dtype
-
-
-def _pixel_size(path: Path, info, user_ps: float | None, jeol_problem: str | None) -> tuple[float, str]:
-    """The pixel size and its source, by the rules of :func:`~cathodeflow.io.sem.read_sem`."""
-    meta_src, meta_ps = info.candidates[0] if info.candidates else (None, None)
-    if user_ps is not None:
-        if not (isinstance(user_ps, (int, float)) and math.isfinite(user_ps) and user_ps > 0):
-            raise _fail(path, f"pixel_size_um must be finite and > 0, got {user_ps!r}")
-        if meta_ps is not None and abs(meta_ps - user_ps) > _sem.PIXEL_SIZE_WARN_RTOL * meta_ps:
-            warnings.warn(one_line(f"{path}: pixel_size_um={user_ps:g} µm given, but the file's metadata "
-                                   f"({meta_src}) says {meta_ps:g} µm; using {user_ps:g} µm"), stacklevel=3)
-        return float(user_ps), "user"
-    if meta_ps is not None:
-        return float(meta_ps), meta_src
-    if jeol_problem is not None:
-        raise _fail(path, f"{jeol_problem}; pass --pixel-size-um")
-    raise _fail(path, "no pixel size in the file's metadata; pass --pixel-size-um")
+def _tiff_header(path: Path) -> SemMeta:
+    """:func:`~cathodeflow.io.sem.read_tiff_metadata`; InputError for anything but one 2-D
+    grayscale uint8/uint16 image."""
+    meta = read_tiff_metadata(path)
+    if meta.axes != "YX" or meta.photometric not in ("MINISWHITE", "MINISBLACK"):
+        raise _fail(path, f"pixel array of shape {meta.shape} (axes {meta.axes}, photometric "
+                          f"{meta.photometric}); a large TIFF read lazily must be one 2-D grayscale image")
+    if meta.dtype not in (np.uint8, np.uint16):
+        raise _fail(path, f"pixel type {meta.dtype} is not supported (expected 8- or 16-bit unsigned integer grayscale)")
+    return meta
 
 
 def _lazy_pixels(path: Path, chunk_px: int):
@@ -205,39 +166,19 @@ def open_tiff_lazily(
     p = Path(path)
     if not p.is_file():
         raise _fail(p, "file not found" if not p.exists() else "is not a file")
-    if databar_rows is not None and (isinstance(databar_rows, bool) or not isinstance(databar_rows, (int, np.integer))
-                                     or databar_rows < 0):
-        raise _fail(p, f"databar_rows must be an integer >= 0, got {databar_rows!r}")
-    info, (h, w), dtype = _tiff_header(p)
-    jeol_problem = _sem._jeol_sidecar(p, info, (h, w))
-    ps, ps_source = _pixel_size(p, info, None if pixel_size_um is None else float(pixel_size_um), jeol_problem)
-    if databar_rows is not None:
-        rows, bar_source = int(databar_rows), "user"
-    elif not crop_databar:
-        rows, bar_source = 0, "not cropped (crop_databar=False)"
-    elif info.databar_hint is not None:
-        rows, bar_source = info.databar_hint
-    else:
-        rows, bar_source = 0, "none stated by the metadata (not detected from pixels: read lazily)"
-    if rows >= h:
-        raise _fail(p, f"data bar of {rows} rows leaves no image (the image has {h} rows)")
+    meta = _tiff_header(p)
+    h = meta.shape[0]
+    ps, ps_source = decide_pixel_size(meta, path=p, pixel_size_um=pixel_size_um)
+    rows, bar_source = decide_databar_rows(meta, path=p, databar_rows=databar_rows, crop_databar=crop_databar)
     try:
         data = _lazy_pixels(p, int(chunk_px))
     except Exception as e:  # tifffile/zarr cannot map the file's layout
         raise _fail(p, f"cannot be read lazily ({type(e).__name__}: {e})") from None
     if rows:
         data = data[: h - rows]
-    metadata = {
-        "vendor": info.vendor, "format": "tiff", "read": "lazy",
-        "pixel_size_source": ps_source,
-        "pixel_size_candidates_um": {src: um for src, um in info.candidates},
-        "raw_tags": _sem._jsonable(info.raw_tags),
-        "databar_source": bar_source, "color": "gray",
-        "file_shape": [h, w], "file_dtype": str(dtype),
-        "notes": list(info.notes) + ([jeol_problem] if jeol_problem else []),
-    }
+    metadata = {**meta.record(pixel_size_source=ps_source, databar_source=bar_source, color="gray"), "read": "lazy"}
     return SemImage(data=data, pixel_size_um=ps, source=p.resolve(), sha256=sha256_file(p),
-                    metadata=metadata, databar_rows=int(rows))
+                    metadata=metadata, databar_rows=rows)
 
 
 def read_image(
@@ -335,9 +276,9 @@ def _tile_header(where: str, file: Path, pixel_size_um):
     """(shape, dtype, pixel size µm, pixel-size source) of one tile."""
     try:
         if _is_tiff(file):
-            info, shape, dtype = _tiff_header(file)
-            ps, src = _pixel_size(file, info, pixel_size_um, _sem._jeol_sidecar(file, info, shape))
-            return shape, dtype, ps, src
+            meta = _tiff_header(file)
+            ps, src = decide_pixel_size(meta, path=file, pixel_size_um=pixel_size_um)
+            return meta.shape, meta.dtype, ps, src
         im = read_sem(file, pixel_size_um=pixel_size_um, crop_databar=False)
     except InputError as err:
         raise InputError(one_line(f"{where}, column file: {err}")) from None

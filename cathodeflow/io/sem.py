@@ -5,6 +5,11 @@
 microscope's data bar removed. :func:`write_tiff` writes a TIFF that :func:`read_sem` (and
 ImageJ/Fiji, GIMP, tifffile) reads back with its pixel size.
 
+The metadata part works without the pixels (the lazy reader of :mod:`cathodeflow.io.mosaic`
+uses it): :func:`read_tiff_metadata` collects what a TIFF's tags and a JEOL sidecar say into
+a :class:`SemMeta`, and :func:`decide_pixel_size` and :func:`decide_databar_rows` make
+:func:`read_sem`'s decisions from it, by the rules below.
+
 Where the pixel size comes from, first found wins:
 
 1. Zeiss SmartSEM TIFF: the ``CZ_SEM`` tag (34118), parsed by tifffile; entry
@@ -63,7 +68,18 @@ import numpy as np
 
 from ..errors import InputError, one_line
 
-__all__ = ["SemImage", "read_sem", "write_tiff", "detect_databar", "sha256_file"]
+__all__ = [
+    "SemImage",
+    "SemMeta",
+    "TIFF_MAGIC",
+    "read_sem",
+    "read_tiff_metadata",
+    "decide_pixel_size",
+    "decide_databar_rows",
+    "write_tiff",
+    "detect_databar",
+    "sha256_file",
+]
 
 #: Resolution tags / pHYs implying a larger pixel than this (µm) are print settings.
 MAX_PLAUSIBLE_TAG_PIXEL_UM = 10.0
@@ -83,7 +99,8 @@ _UNIT_TO_UM = {
     "nm": 1e-3,
     "pm": 1e-6,
 }
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+#: First bytes of a TIFF or BigTIFF file (little- and big-endian).
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -326,22 +343,78 @@ def _check_dtype(gray: np.ndarray, path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------- format readers
 
 
-class _FileInfo:
-    """What a format reader found: pixels and metadata candidates, before any decision."""
+@dataclass
+class SemMeta:
+    """What one SEM file's metadata says, before any decision; read without the pixels.
 
-    def __init__(self, fmt: str):
-        self.format = fmt
-        self.vendor: str | None = None
-        self.pixels: np.ndarray | None = None
-        self.axes: str = ""
-        self.colormap: np.ndarray | None = None
-        self.candidates: list[tuple[str, float]] = []  # (source, µm), in priority order
-        self.raw_tags: dict[str, Any] = {}
-        self.databar_hint: tuple[int, str] | None = None  # (rows, source)
-        self.notes: list[str] = []
+    Filled by :func:`read_tiff_metadata` (or, for other formats, by :func:`read_sem`'s
+    Pillow reader); :func:`decide_pixel_size` and :func:`decide_databar_rows` decide from it.
+
+    Attributes
+    ----------
+    format : str
+        ``"tiff"``, ``"png"``, or the file's suffix for other formats Pillow reads.
+    shape : tuple of int
+        Shape of the pixel array as stored: (H, W), (H, W, S) or (S, H, W) for S samples.
+    axes : str
+        tifffile axis letters of ``shape`` (``"YX"``, ``"YXS"``, ``"SYX"``).
+    dtype : numpy.dtype
+        Pixel type as stored.
+    photometric : str or None
+        TIFF photometric interpretation (``"MINISBLACK"``, ``"RGB"``, ``"PALETTE"``, ...).
+    colormap : ndarray, shape (3, N), or None
+        A palette image's colour map.
+    vendor : str or None
+        ``zeiss``, ``fei``, ``jeol``, ``cathodeflow``, ``imagej`` or None.
+    candidates : list of (str, float)
+        Every pixel size found, (source, µm), in the priority order of the module notes.
+    raw_tags : dict
+        The vendor entries used.
+    databar_hint : (int, str) or None
+        Data-bar rows the metadata states, with their source.
+    notes : list of str
+        Sources found but ignored (e.g. a print resolution).
+    sidecar_problem : str or None
+        Why a JEOL sidecar beside the file could not give the pixel size.
+    """
+
+    format: str
+    shape: tuple[int, ...]
+    axes: str
+    dtype: np.dtype
+    photometric: str | None = None
+    colormap: np.ndarray | None = None
+    vendor: str | None = None
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+    raw_tags: dict[str, Any] = field(default_factory=dict)
+    databar_hint: tuple[int, str] | None = None
+    notes: list[str] = field(default_factory=list)
+    sidecar_problem: str | None = None
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) of the image, whatever the place of the samples axis."""
+        if "Y" in self.axes and "X" in self.axes:
+            return self.shape[self.axes.index("Y")], self.shape[self.axes.index("X")]
+        return self.shape[0], self.shape[1]
+
+    def record(self, *, pixel_size_source: str, databar_source: str, color: str) -> dict:
+        """The JSON-serialisable ``metadata`` of a :class:`SemImage` read with these decisions."""
+        return {
+            "vendor": self.vendor,
+            "format": self.format,
+            "pixel_size_source": pixel_size_source,
+            "pixel_size_candidates_um": {src: um for src, um in self.candidates},
+            "raw_tags": _jsonable(self.raw_tags),
+            "databar_source": databar_source,
+            "color": color,
+            "file_shape": [int(n) for n in self.shape],
+            "file_dtype": str(self.dtype),
+            "notes": list(self.notes) + ([self.sidecar_problem] if self.sidecar_problem else []),
+        }
 
 
-def _zeiss(sem: dict, info: _FileInfo) -> None:
+def _zeiss(sem: dict, info: SemMeta) -> None:
     info.vendor = "zeiss"
     for key in ("ap_image_pixel_size", "ap_pixel_size"):
         entry = sem.get(key)
@@ -356,7 +429,7 @@ def _zeiss(sem: dict, info: _FileInfo) -> None:
             info.raw_tags[key] = _jsonable(sem[key])
 
 
-def _fei(fei: dict, info: _FileInfo, shape: tuple[int, ...]) -> None:
+def _fei(fei: dict, info: SemMeta, shape: tuple[int, ...]) -> None:
     info.vendor = "fei"
     for section in ("Scan", "EScan"):
         sec = fei.get(section) or {}
@@ -381,7 +454,7 @@ def _fei(fei: dict, info: _FileInfo, shape: tuple[int, ...]) -> None:
         info.databar_hint = (0, "fei:[Image]ResolutionY")
 
 
-def _cathodeflow_description(desc: str | None, info: _FileInfo) -> None:
+def _cathodeflow_description(desc: str | None, info: SemMeta) -> None:
     if not desc or not desc.lstrip().startswith("{"):
         return
     try:
@@ -401,7 +474,7 @@ def _cathodeflow_description(desc: str | None, info: _FileInfo) -> None:
         info.databar_hint = (rows, "cathodeflow:ImageDescription")
 
 
-def _imagej(ij: dict, xres: float | None, info: _FileInfo) -> None:
+def _imagej(ij: dict, xres: float | None, info: SemMeta) -> None:
     unit = str(ij.get("unit", "")).strip()
     unit = {"micron": "um", "microns": "um", "\\u00b5m": "um"}.get(unit.lower(), unit)
     if xres and unit:
@@ -413,7 +486,7 @@ def _imagej(ij: dict, xres: float | None, info: _FileInfo) -> None:
             info.candidates.append(("imagej:unit+XResolution", um))
 
 
-def _resolution_tags(xres: float | None, unit: int | None, info: _FileInfo, label: str) -> None:
+def _resolution_tags(xres: float | None, unit: int | None, info: SemMeta, label: str) -> None:
     if not xres or xres <= 0:
         return
     if unit == 2:
@@ -429,10 +502,29 @@ def _resolution_tags(xres: float | None, unit: int | None, info: _FileInfo, labe
         info.notes.append(f"{label} implies {um:.4g} µm pixels (a print resolution), ignored")
 
 
-def _read_tiff(path: Path) -> _FileInfo:
+def read_tiff_metadata(path: str | Path) -> SemMeta:
+    """Metadata of one TIFF (and of a JEOL sidecar beside it), without reading its pixels.
+
+    Parameters
+    ----------
+    path : str or Path
+        A TIFF file; a JEOL sidecar ``<stem>.txt`` beside it is read when present.
+
+    Returns
+    -------
+    SemMeta
+        Shape, axes, dtype, colour map and every pixel-size candidate and data-bar hint of
+        the module notes, in their priority order; decide with :func:`decide_pixel_size`
+        and :func:`decide_databar_rows`.
+
+    Raises
+    ------
+    InputError
+        One line naming the file: no image, a stack of images, or tags tifffile cannot parse.
+    """
     import tifffile
 
-    info = _FileInfo("tiff")
+    path = Path(path)
     try:
         with tifffile.TiffFile(path) as tf:
             if len(tf.pages) == 0:
@@ -446,16 +538,21 @@ def _read_tiff(path: Path) -> _FileInfo:
                     f"holds a stack of images (shape {series.shape}, axes {series.axes}); "
                     "expected one 2-D image per file",
                 )
-            arr = series.asarray()
-            info.axes = "".join(ax for ax, n in zip(series.axes, series.shape) if ax in "YXS" or n > 1)
-            arr = arr.reshape([n for ax, n in zip(series.axes, series.shape) if ax in "YXS" or n > 1])
-            if int(page.photometric) == 3 and page.colormap is not None:  # PALETTE
+            kept = [(ax, int(n)) for ax, n in zip(series.axes, series.shape) if ax in "YXS" or n > 1]
+            photometric = page.photometric
+            info = SemMeta(
+                format="tiff",
+                shape=tuple(n for _, n in kept),
+                axes="".join(ax for ax, _ in kept),
+                dtype=np.dtype(series.dtype),
+                photometric=getattr(photometric, "name", str(photometric)),
+            )
+            if int(photometric) == 3 and page.colormap is not None:  # PALETTE
                 info.colormap = np.asarray(page.colormap)
-            shape = arr.shape
             if tf.is_sem and tf.sem_metadata:
                 _zeiss(tf.sem_metadata, info)
             if tf.is_fei and tf.fei_metadata:
-                _fei(tf.fei_metadata, info, shape)
+                _fei(tf.fei_metadata, info, info.shape)
             _cathodeflow_description(page.description, info)
             tags = page.tags
             xres = None
@@ -471,16 +568,28 @@ def _read_tiff(path: Path) -> _FileInfo:
         raise
     except Exception as e:  # any parser failure on a user file is an unreadable file
         raise _fail(path, f"unreadable TIFF ({type(e).__name__}: {e})") from None
-    info.pixels = arr
+    _jeol_sidecar(path, info)
     return info
 
 
-def _read_pil(path: Path, fmt: str) -> _FileInfo:
+def _tiff_pixels(path: Path, meta: SemMeta) -> np.ndarray:
+    """The pixels of the TIFF :func:`read_tiff_metadata` described, shape ``meta.shape``."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            arr = tf.series[0].asarray()
+    except Exception as e:  # any decoder failure on a user file is an unreadable file
+        raise _fail(path, f"unreadable TIFF ({type(e).__name__}: {e})") from None
+    return arr.reshape(meta.shape)
+
+
+def _read_pil(path: Path, fmt: str) -> tuple[SemMeta, np.ndarray]:
+    """Metadata (with a JEOL sidecar's) and pixels of a PNG or another format Pillow reads."""
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow ships with matplotlib
         raise _fail(path, f"reading {fmt.upper()} needs Pillow (pip install pillow)") from None
-    info = _FileInfo(fmt)
     try:
         with Image.open(path) as im:
             im.load()
@@ -501,19 +610,19 @@ def _read_pil(path: Path, fmt: str) -> _FileInfo:
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise _fail(path, f"32-bit integer pixels with range [{arr.min()}, {arr.max()}] do not fit 16 bits")
         arr = arr.astype(np.uint16)
-    if arr.ndim == 3:
-        info.axes = "YXS"
+    info = SemMeta(format=fmt, shape=tuple(int(n) for n in arr.shape), axes="YXS"[: arr.ndim], dtype=arr.dtype)
     if dpi:
         try:
             _resolution_tags(float(dpi[0]), 2, info, f"{fmt}:dpi")
         except (TypeError, ValueError, IndexError):
             pass
-    info.pixels = arr
-    return info
+    _jeol_sidecar(path, info)
+    return info, arr
 
 
-def _jeol_sidecar(path: Path, info: _FileInfo, shape: tuple[int, ...]) -> str | None:
-    """Read a JEOL ``.txt`` sidecar; returns an error text when it cannot be trusted."""
+def _jeol_sidecar(path: Path, info: SemMeta) -> None:
+    """Read a JEOL ``.txt`` sidecar into ``info``; ``info.sidecar_problem`` says why its
+    scale bar cannot be trusted."""
     side = None
     for suffix in (".txt", ".TXT"):
         cand = path.with_suffix(suffix)
@@ -521,11 +630,11 @@ def _jeol_sidecar(path: Path, info: _FileInfo, shape: tuple[int, ...]) -> str | 
             side = cand
             break
     if side is None:
-        return None
+        return
     try:
         text = side.read_text(encoding="latin-1")
     except OSError:
-        return None
+        return
     entries: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()
@@ -537,7 +646,7 @@ def _jeol_sidecar(path: Path, info: _FileInfo, shape: tuple[int, ...]) -> str | 
     marker = entries.get("$$SM_MICRON_MARKER") or entries.get("$SM_MICRON_MARKER")
     full = entries.get("$CM_FULL_SIZE")
     if bar is None and marker is None and full is None:
-        return None
+        return
     info.vendor = info.vendor or "jeol"
     used = ("$CM_FORMAT", "$CM_INSTRUMENT", "$CM_MAG", "$CM_FULL_SIZE", "$$SM_MICRON_BAR",
             "$SM_MICRON_BAR", "$$SM_MICRON_MARKER", "$SM_MICRON_MARKER")
@@ -550,11 +659,11 @@ def _jeol_sidecar(path: Path, info: _FileInfo, shape: tuple[int, ...]) -> str | 
             full_wh = (fw, fh)
         except ValueError:
             full_wh = None
-    h, w = shape[0], shape[1]
+    h, w = info.image_shape
     if full_wh is not None and full_wh[0] == w and 0 < full_wh[1] <= h:
         info.databar_hint = (h - full_wh[1], "jeol:$CM_FULL_SIZE")
     if bar is None or marker is None:
-        return None
+        return
     m = re.match(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*([A-Za-zµμ]+)\s*$", marker)
     try:
         bar_px = float(bar.split()[0])
@@ -562,16 +671,151 @@ def _jeol_sidecar(path: Path, info: _FileInfo, shape: tuple[int, ...]) -> str | 
         bar_px = 0.0
     um = _to_um(float(m.group(1)) / bar_px, m.group(2)) if (m and bar_px > 0) else None
     if um is None:
-        return f"JEOL sidecar {side.name} has an unusable scale bar ($$SM_MICRON_MARKER {marker!r}, $$SM_MICRON_BAR {bar!r})"
+        info.sidecar_problem = (
+            f"JEOL sidecar {side.name} has an unusable scale bar ($$SM_MICRON_MARKER {marker!r}, $$SM_MICRON_BAR {bar!r})"
+        )
+        return
     if full_wh is not None and full_wh[0] != w:
-        return (
+        info.sidecar_problem = (
             f"JEOL sidecar {side.name} measures its scale bar on a {full_wh[0]}x{full_wh[1]} grid "
             f"but the image is {w}x{h} (resized export)"
         )
+        return
     # after Zeiss/FEI tags, before generic sources (module docstring order)
     pos = sum(1 for src, _ in info.candidates if src.startswith(("zeiss:", "fei:")))
     info.candidates.insert(pos, ("jeol:$$SM_MICRON_MARKER/$$SM_MICRON_BAR", um))
-    return None
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def _user_pixel_size(path: Path, pixel_size_um: Any) -> float | None:
+    """A user's ``pixel_size_um`` as a float (None stays None); InputError unless finite and > 0."""
+    if pixel_size_um is None:
+        return None
+    try:
+        ps = float(pixel_size_um)
+    except (TypeError, ValueError):
+        raise _fail(path, f"pixel_size_um must be a number, got {pixel_size_um!r}") from None
+    if not math.isfinite(ps) or ps <= 0:
+        raise _fail(path, f"pixel_size_um must be finite and > 0, got {pixel_size_um!r}")
+    return ps
+
+
+def _user_databar_rows(path: Path, databar_rows: Any) -> int | None:
+    """A user's ``databar_rows`` as an int (None stays None); InputError unless an integer >= 0."""
+    if databar_rows is None:
+        return None
+    if isinstance(databar_rows, bool) or not isinstance(databar_rows, (int, np.integer)) or databar_rows < 0:
+        raise _fail(path, f"databar_rows must be an integer >= 0, got {databar_rows!r}")
+    return int(databar_rows)
+
+
+def decide_pixel_size(
+    meta: SemMeta,
+    *,
+    path: str | Path,
+    pixel_size_um: float | None = None,
+    stacklevel: int = 2,
+) -> tuple[float, str]:
+    """The pixel size of an image and its source: the user's, else the first candidate.
+
+    Parameters
+    ----------
+    meta : SemMeta
+        What the file's metadata says (:func:`read_tiff_metadata`).
+    path : str or Path
+        The file, named in errors and warnings.
+    pixel_size_um : float, optional
+        The user's pixel size in µm; wins, with a warning naming both when the metadata's
+        differs by more than :data:`PIXEL_SIZE_WARN_RTOL`.
+    stacklevel : int
+        Of the warning, counted from the caller of this function (as ``warnings.warn``).
+
+    Returns
+    -------
+    (float, str)
+        Pixel size in µm and its source (``"user"`` or the candidate's, e.g.
+        ``"zeiss:CZ_SEM:ap_image_pixel_size"``).
+
+    Raises
+    ------
+    InputError
+        One line naming the file: ``pixel_size_um`` not finite and > 0, or no pixel size
+        given and none in the metadata (with the JEOL sidecar's problem when there is one).
+    """
+    p = Path(path)
+    user_ps = _user_pixel_size(p, pixel_size_um)
+    meta_src, meta_ps = meta.candidates[0] if meta.candidates else (None, None)
+    if user_ps is not None:
+        if meta_ps is not None and abs(meta_ps - user_ps) > PIXEL_SIZE_WARN_RTOL * meta_ps:
+            warnings.warn(
+                one_line(
+                    f"{p}: pixel_size_um={user_ps:g} µm given, but the file's metadata ({meta_src}) "
+                    f"says {meta_ps:g} µm; using {user_ps:g} µm"
+                ),
+                stacklevel=stacklevel + 1,
+            )
+        return user_ps, "user"
+    if meta_ps is not None:
+        return float(meta_ps), meta_src
+    if meta.sidecar_problem is not None:
+        raise _fail(p, f"{meta.sidecar_problem}; pass --pixel-size-um")
+    raise _fail(p, "no pixel size in the file's metadata; pass --pixel-size-um")
+
+
+def decide_databar_rows(
+    meta: SemMeta,
+    *,
+    path: str | Path,
+    databar_rows: int | None = None,
+    crop_databar: bool = True,
+    pixels: np.ndarray | None = None,
+) -> tuple[int, str]:
+    """Rows of the data bar to remove from the bottom of an image, and where that comes from.
+
+    Parameters
+    ----------
+    meta : SemMeta
+        What the file's metadata says (:func:`read_tiff_metadata`).
+    path : str or Path
+        The file, named in errors.
+    databar_rows : int, optional
+        The user's row count; wins over everything.
+    crop_databar : bool
+        False: remove nothing (unless ``databar_rows`` is given).
+    pixels : ndarray, shape (H, W), optional
+        The grayscale image, for :func:`detect_databar` when the metadata states no bar;
+        None (a lazy read): no bar unless the metadata states one.
+
+    Returns
+    -------
+    (int, str)
+        Rows to remove (< H) and their source.
+
+    Raises
+    ------
+    InputError
+        One line naming the file: ``databar_rows`` not an integer >= 0, or a bar as high
+        as the image.
+    """
+    p = Path(path)
+    user_rows = _user_databar_rows(p, databar_rows)
+    if user_rows is not None:
+        rows, source = user_rows, "user"
+    elif not crop_databar:
+        rows, source = 0, "not cropped (crop_databar=False)"
+    elif meta.databar_hint is not None:
+        rows, source = meta.databar_hint
+    elif pixels is None:
+        rows, source = 0, "none stated by the metadata (not detected from pixels: read lazily)"
+    else:
+        rows = detect_databar(pixels)
+        source = "detected from pixels" if rows else "none found"
+    h = meta.image_shape[0]
+    if rows >= h:
+        raise _fail(p, f"data bar of {rows} rows leaves no image (the image has {h} rows)")
+    return int(rows), source
 
 
 # --------------------------------------------------------------------------- public API
@@ -614,15 +858,8 @@ def read_sem(
         raise _fail(p, "file not found")
     if not p.is_file():
         raise _fail(p, "is not a file")
-    if pixel_size_um is not None:
-        try:
-            user_ps = float(pixel_size_um)
-        except (TypeError, ValueError):
-            raise _fail(p, f"pixel_size_um must be a number, got {pixel_size_um!r}") from None
-        if not math.isfinite(user_ps) or user_ps <= 0:
-            raise _fail(p, f"pixel_size_um must be finite and > 0, got {pixel_size_um!r}")
-    if databar_rows is not None and (isinstance(databar_rows, bool) or not isinstance(databar_rows, (int, np.integer)) or databar_rows < 0):
-        raise _fail(p, f"databar_rows must be an integer >= 0, got {databar_rows!r}")
+    _user_pixel_size(p, pixel_size_um)  # argument errors before the file's
+    _user_databar_rows(p, databar_rows)
 
     try:
         with open(p, "rb") as f:
@@ -631,83 +868,40 @@ def read_sem(
         raise _fail(p, f"cannot be read ({e.strerror or e})") from None
     if len(head) == 0:
         raise _fail(p, "is empty (0 bytes)")
-    if head.startswith(_TIFF_MAGIC):
-        info = _read_tiff(p)
-    elif head.startswith(_PNG_MAGIC):
-        info = _read_pil(p, "png")
+    if head.startswith(TIFF_MAGIC):
+        meta = read_tiff_metadata(p)
+        raw = _tiff_pixels(p, meta)
     else:
-        info = _read_pil(p, p.suffix.lstrip(".").lower() or "image")
+        meta, raw = _read_pil(p, "png" if head.startswith(_PNG_MAGIC) else p.suffix.lstrip(".").lower() or "image")
 
-    raw = info.pixels
-    file_shape = tuple(int(s) for s in raw.shape)
-    if info.colormap is not None and raw.ndim == 2 and raw.dtype.kind == "u":
-        if raw.size and int(raw.max()) >= np.asarray(info.colormap).shape[-1]:
-            raise _fail(p, f"palette index {int(raw.max())} beyond the colour map's {np.asarray(info.colormap).shape[-1]} entries")
-        gray, color = _palette_to_gray(raw, info.colormap, p)
+    if meta.colormap is not None and raw.ndim == 2 and raw.dtype.kind == "u":
+        if raw.size and int(raw.max()) >= np.asarray(meta.colormap).shape[-1]:
+            raise _fail(p, f"palette index {int(raw.max())} beyond the colour map's {np.asarray(meta.colormap).shape[-1]} entries")
+        gray, color = _palette_to_gray(raw, meta.colormap, p)
     else:
-        gray, color = _to_gray(raw, info.axes, p)
+        gray, color = _to_gray(raw, meta.axes, p)
     gray = _check_dtype(gray, p)
     if gray.shape[0] < 1 or gray.shape[1] < 1:
         raise _fail(p, f"image has no pixels (shape {gray.shape})")
 
-    jeol_problem = _jeol_sidecar(p, info, gray.shape)
-
     h = gray.shape[0]
-    if databar_rows is not None:
-        rows, bar_source = int(databar_rows), "user"
-    elif not crop_databar:
-        rows, bar_source = 0, "not cropped (crop_databar=False)"
-    elif info.databar_hint is not None:
-        rows, bar_source = info.databar_hint
-    else:
-        rows = detect_databar(gray)
-        bar_source = "detected from pixels" if rows else "none found"
-    if rows >= h:
-        raise _fail(p, f"data bar of {rows} rows leaves no image (the image has {h} rows)")
+    rows, bar_source = decide_databar_rows(
+        meta, path=p, databar_rows=databar_rows, crop_databar=crop_databar, pixels=gray
+    )
     data = np.ascontiguousarray(gray[: h - rows]) if rows else gray
     if color == "palette-with-colour":
         # colour overlay entries (e.g. Zeiss annotation colours) left after the crop
-        _, used_colour = _palette_to_gray(raw[: h - rows], info.colormap, p)
+        _, used_colour = _palette_to_gray(raw[: h - rows], meta.colormap, p)
         if used_colour == "palette-with-colour":
             warnings.warn(one_line(f"{p}: colour palette entries in the image converted to BT.709 luma"), stacklevel=2)
+    ps, ps_source = decide_pixel_size(meta, path=p, pixel_size_um=pixel_size_um, stacklevel=2)
 
-    candidates = {src: um for src, um in info.candidates}
-    meta_src, meta_ps = (info.candidates[0] if info.candidates else (None, None))
-    if pixel_size_um is not None:
-        ps, ps_source = user_ps, "user"
-        if meta_ps is not None and abs(meta_ps - user_ps) > PIXEL_SIZE_WARN_RTOL * meta_ps:
-            warnings.warn(
-                one_line(
-                    f"{p}: pixel_size_um={user_ps:g} µm given, but the file's metadata ({meta_src}) "
-                    f"says {meta_ps:g} µm; using {user_ps:g} µm"
-                ),
-                stacklevel=2,
-            )
-    elif meta_ps is not None:
-        ps, ps_source = meta_ps, meta_src
-    elif jeol_problem is not None:
-        raise _fail(p, f"{jeol_problem}; pass --pixel-size-um")
-    else:
-        raise _fail(p, "no pixel size in the file's metadata; pass --pixel-size-um")
-
-    metadata = {
-        "vendor": info.vendor,
-        "format": info.format,
-        "pixel_size_source": ps_source,
-        "pixel_size_candidates_um": candidates,
-        "raw_tags": _jsonable(info.raw_tags),
-        "databar_source": bar_source,
-        "color": color,
-        "file_shape": list(file_shape),
-        "file_dtype": str(raw.dtype),
-        "notes": list(info.notes) + ([jeol_problem] if jeol_problem else []),
-    }
     return SemImage(
         data=data,
         pixel_size_um=float(ps),
         source=p.resolve(),
         sha256=sha256_file(p),
-        metadata=metadata,
+        metadata=meta.record(pixel_size_source=ps_source, databar_source=bar_source, color=color),
         databar_rows=int(rows),
     )
 
