@@ -38,13 +38,13 @@ needs only each tile's header to be checked (TIFF) or read once (other formats).
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, one_line
+from .csvrows import read_csv_rows
 from .sem import (
     TIFF_MAGIC,
     SemImage,
@@ -236,22 +236,13 @@ def preview(array, *, max_pixels: int = PREVIEW_MAX_PIXELS) -> np.ndarray:
 
 def _read_grid_csv(path: Path) -> list[tuple[int, Path, int, int]]:
     """(CSV row number, file, y_px, x_px) per tile; InputError naming the row and column."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: tile grid not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(one_line(f"{path}: tile grid cannot be read as UTF-8 text ({e})")) from None
-    rows = list(csv.reader(text.splitlines()))
-    header = [h.strip() for h in rows[0]] if rows else []
+    header, rows = read_csv_rows(path, what="tile grid")
     if sorted(header) != sorted(GRID_COLUMNS):
         found = ", ".join(repr(h) for h in header) or "nothing"
         raise InputError(f"{path}: tile grid header row has {found}; expected the columns "
                          f"{', '.join(GRID_COLUMNS)} (comma-separated)")
     out = []
-    for number, row in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in row):
-            continue
+    for number, row in rows:
         where = f"{path} row {number}"
         if len(row) != len(header):
             raise InputError(f"{where}: {len(row)} fields, the header has {len(header)} columns")

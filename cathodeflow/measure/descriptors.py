@@ -302,23 +302,12 @@ def local_porosity_rows(
     particles and images of the condition. A bin with no pixel has porosity NaN (undefined,
     not zero).
     """
-    edges = list(bins) + [math.inf]
-    rows = []
-    for (cond, model), (crack, solid) in areas.items():
-        for j in range(len(edges) - 1):
-            c, s = float(crack[j]), float(solid[j])
-            rows.append(
-                {
-                    "condition": cond,
-                    "method": model,
-                    "bin_lo": edges[j],
-                    "bin_hi": edges[j + 1],
-                    "crack_um2": c,
-                    "solid_um2": s,
-                    "porosity": c / (c + s) if c + s else np.nan,
-                }
-            )
-    return conform(pd.DataFrame(rows), "local_porosity") if rows else empty_table("local_porosity")
+    from ..stereology.local_porosity import local_porosity_table  # the one implementation
+
+    frames = [local_porosity_table({model: pair}, bins, condition=cond)
+              for (cond, model), pair in areas.items()]
+    return (conform(pd.concat(frames, ignore_index=True), "local_porosity") if frames
+            else empty_table("local_porosity"))
 
 
 def conditions_table(images: pd.DataFrame, cracks: pd.DataFrame, particles: pd.DataFrame) -> pd.DataFrame:

@@ -136,18 +136,12 @@ def ingest_manifest(manifest, *, store, crop_databar=True) -> list[str]:
 
 def _read_manifest(path) -> list[_Entry]:
     """The rows of a manifest as entries; InputError naming the row and column."""
-    import csv
     import math
 
+    from ..io.csvrows import read_csv_rows
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: manifest not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(one_line(f"{path}: manifest cannot be read as UTF-8 text ({e})")) from None
-    rows = list(csv.reader(text.splitlines()))
-    header = [h.strip() for h in rows[0]] if rows else []
+    header, rows = read_csv_rows(path, what="manifest")
     expected = ", ".join(MANIFEST_REQUIRED + MANIFEST_OPTIONAL)
     missing = [c for c in MANIFEST_REQUIRED if c not in header]
     unknown = [c for c in header if c not in MANIFEST_REQUIRED + MANIFEST_OPTIONAL]
@@ -159,9 +153,7 @@ def _read_manifest(path) -> list[_Entry]:
     if repeated:
         raise InputError(f"{path}: manifest header names column {repeated[0]!r} twice")
     entries = []
-    for number, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
+    for number, row in rows:
         where = f"{path} row {number}"
         if len(row) > len(header):
             raise InputError(f"{where}: {len(row)} fields, the header has {len(header)} columns")
