@@ -159,7 +159,7 @@ def test_train_sr_writes_srgan_weights_that_run_uses_for_the_sr_stage(tmp_path, 
     assert w.is_file() and rec.sha256 == file_sha256(w)
     assert rec.architecture == {"kind": "srgan", "n_blocks": 1, "filters": 4, "upsample_filters": 8,
                                 "input_kernel": 3, "output_kernel": 3, "scale_num": 35, "scale_den": 13,
-                                "disc_filters": 2, "disc_dense": 4}
+                                "disc_filters": 2, "disc_dense": 4, "input_skip": 0}
     assert rec.training["steps_run"] == 2 and rec.training["pretrain_steps_run"] == 1
     assert rec.pixel_size_um == 0.0385 and rec.normalisation == {"method": "percentile", "q": [0.5, 99.5]}
     assert json.loads((tmp_path / "out" / "t.history.json").read_text())["gan"]["steps"] == [1, 2]
