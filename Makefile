@@ -25,11 +25,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cathodeflow demo --out $(OUT)
 
+# Two pytest workers, each taking whole test files (module fixtures such as the S3 server
+# are built once per file): about 9 min here against 14 min in one process.
 test: $(TORCH_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-all: $(TORCH_STAMP)
-	$(PY) -m pytest -q -m ''
+	$(PY) -m pytest -q -n 2 --dist loadfile -m ''
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -185,11 +185,16 @@ def test_train_sr_writes_srgan_weights_that_run_uses_for_the_sr_stage(tmp_path, 
                  "--marker-radius-um", "0.143"]) == 0
     assert "sr recomputed" not in capsys.readouterr().err  # same parameters: sr is kept
 
+    # without --sr-weights: the shipped generator, and sr is recomputed with it
+    assert main(["run", "--store", str(store), "--to", "sr", "--sr-method", "srgan"]) == 0
+    assert "a: sr recomputed" in capsys.readouterr().err
+    shipped = resolve_weights("srgan-small-v1")
+    assert open_store(store, mode="r").stage_info("a", "sr")["weights_sha256"] == shipped.sha256 == file_sha256(shipped.path)
+
     # bad input on the command line: one line, exit 2
-    capsys.readouterr()
-    assert main(["run", "--store", str(store), "--sr-method", "srgan"]) == 2
+    assert main(["run", "--store", str(store), "--sr-weights", str(w)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "sr_weights: required with sr_method = 'srgan'" in err[0]
+    assert len(err) == 1 and "sr_weights set, but sr_method is 'baseline'" in err[0]
 
 
 def test_train_sr_config_refuses_off_grid_crops_and_any_silent_content_loss_switch(tmp_path):

@@ -16,6 +16,17 @@ import pandas as pd
 
 from .location import RemotePath, as_path, is_url
 
+#: Position columns shared by cracks and particles (measure/descriptors.py): centroid of the
+#: pixel centres and the box of the pixel squares, µm from the image's top-left corner.
+_BOX_COLUMNS = {
+    "centroid_y_um": "float64",
+    "centroid_x_um": "float64",
+    "bbox_y0_um": "float64",
+    "bbox_x0_um": "float64",
+    "bbox_y1_um": "float64",
+    "bbox_x1_um": "float64",
+}
+
 #: Column name -> pandas dtype, per table, in contract order.
 SCHEMAS: dict[str, dict[str, str]] = {
     "images": {
@@ -51,12 +62,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "kept": "bool",
         "adjusted": "bool",
         # geometry (measure/descriptors.py, crack_rows); NaN in tables written before it
-        "centroid_y_um": "float64",
-        "centroid_x_um": "float64",
-        "bbox_y0_um": "float64",
-        "bbox_x0_um": "float64",
-        "bbox_y1_um": "float64",
-        "bbox_x1_um": "float64",
+        **_BOX_COLUMNS,
         "orientation_deg": "float64",
         "radial_angle_deg": "float64",
         "distance_to_particle_center_um": "float64",
@@ -73,12 +79,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "n_cracks": "int64",
         "touches_border": "bool",
         # geometry (measure/descriptors.py, particle_rows); NaN in tables written before it
-        "centroid_y_um": "float64",
-        "centroid_x_um": "float64",
-        "bbox_y0_um": "float64",
-        "bbox_x0_um": "float64",
-        "bbox_y1_um": "float64",
-        "bbox_x1_um": "float64",
+        **_BOX_COLUMNS,
         "equivalent_diameter_um": "float64",
         "feret_diameter_um": "float64",
     },
