@@ -222,8 +222,6 @@ class SRInference(common.NetworkTimings):
 
     # ------------------------------------------------------------------ results
     def info(self) -> dict:
-        import keras
-
         from cathodeflow.stages.superres import sr_shape
 
         H, W = self.shape
@@ -277,16 +275,8 @@ class SRInference(common.NetworkTimings):
                 "tiled_over_whole": net["tiled"] / net["whole"],
             },
             "variants": variants,
-            "peak_rss_mib_so_far": common.peak_rss_mib(),
-            "backend": {"keras": keras.__version__, "backend": keras.backend.backend(),
-                        "threads_scheduler_workers": common.config.n_workers},
+            **self._common_info(),
         }
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            info["backend"]["tensorflow"] = tf.__version__
-        if "whole" in self.out and "tiled" in self.out:
-            info["tiled_vs_whole_max_abs_diff"] = float(np.max(np.abs(self.out["tiled"] - self.out["whole"])))
         return info
 
     @staticmethod

@@ -198,8 +198,6 @@ class UNetInference(common.NetworkTimings):
         return ts[1:] if getattr(getattr(self, f"time_{name}"), "warmup", True) else ts
 
     def info(self) -> dict:
-        import keras
-
         H, W = self.shape
         halo, m = self.unet.halo, self.unet.multiple
         px_whole = network_pixels(self.shape, tile_px=max(self.shape), halo=halo, multiple=m)
@@ -247,16 +245,8 @@ class UNetInference(common.NetworkTimings):
                 "tiled_over_whole": px_tiled / px_whole,
             },
             "variants": variants,
-            "peak_rss_mib_so_far": common.peak_rss_mib(),
-            "backend": {"keras": keras.__version__, "backend": keras.backend.backend(),
-                        "threads_scheduler_workers": common.config.n_workers},
+            **self._common_info(),
         }
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            info["backend"]["tensorflow"] = tf.__version__
-        if "whole" in self.out and "tiled" in self.out:
-            info["tiled_vs_whole_max_abs_diff"] = float(np.max(np.abs(self.out["tiled"] - self.out["whole"])))
         if "window_eager" in self.out and "window_xla" in self.out:
             info["xla_vs_eager_max_abs_diff"] = float(
                 np.max(np.abs(self.out["window_xla"][0] - self.out["window_eager"])))

@@ -179,6 +179,22 @@ class NetworkTimings:
         self.out[name] = fn()
         self.times.setdefault(name, []).append(time.perf_counter() - t0)
 
+    def _common_info(self) -> dict:
+        """What both suites report besides their own numbers: memory so far, the Keras
+        backend and its version, and the tiled-vs-whole difference of the outputs."""
+        import keras
+
+        info = {"peak_rss_mib_so_far": peak_rss_mib(),
+                "backend": {"keras": keras.__version__, "backend": keras.backend.backend(),
+                            "threads_scheduler_workers": config.n_workers}}
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            info["backend"]["tensorflow"] = tf.__version__
+        if "whole" in self.out and "tiled" in self.out:
+            info["tiled_vs_whole_max_abs_diff"] = float(np.max(np.abs(self.out["tiled"] - self.out["whole"])))
+        return info
+
 
 def _timed(fn) -> float:
     gc.collect()
