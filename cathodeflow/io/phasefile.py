@@ -198,3 +198,107 @@ def check_phase_range(lo: int, hi: int, name: str = "phase", where: str = "") ->
             f"{name} must hold only the values 0, 1, 2 (background, solid, crack); found values "
             f"from {lo} to {hi}{where}"
         )
+
+
+#: Phase-map formats read by :func:`phase_file_array` inside the tasks (Zarr: by
+#: :func:`~cathodeflow.io.phasefile.read_phase_file`, lazily too).
+_WINDOWED = (".tif", ".tiff", ".png", ".npy")
+
+
+def phase_file_array(path, *, chunk_px: int | None = None):
+    """A phase-map file as a Dask array whose tasks read their own chunk from the file.
+
+    Only the header is read now (shape, dtype); each chunk task opens the file and reads its
+    window (TIFF: the strips or tiles it covers; NPY: memory-mapped; PNG: the whole image,
+    which a PNG cannot avoid). Any worker that sees the path can run any chunk, again.
+
+    Parameters
+    ----------
+    path : str or Path
+        TIFF, PNG, NPY or Zarr phase map (values not checked here: see
+        :func:`~cathodeflow.io.phasefile.validate_phase`).
+    chunk_px : int, optional
+        Square chunk edge; default one chunk for the whole image.
+
+    Returns
+    -------
+    dask.array.Array, shape (H, W) (or as stored, e.g. (H, W, 3) for RGB)
+
+    Raises
+    ------
+    InputError
+        Missing file, unsupported format, or a header that cannot be read, naming the file.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+
+    p = Path(path)
+    if not p.exists() or p.suffix.lower() not in _WINDOWED:
+        arr = read_phase_file(p)  # its errors (not found, unsupported format); Zarr lazily
+        return arr.rechunk(chunk_px) if chunk_px is not None and hasattr(arr, "rechunk") else arr
+    source = _PhaseFile(p)
+    chunks = tuple(source.shape) if chunk_px is None else chunk_px
+    stat = p.stat()
+    name = "phase-file-" + tokenize(str(p.resolve()), stat.st_size, stat.st_mtime_ns, chunks)
+    return da.from_array(source, chunks=chunks, name=name, lock=False, asarray=True, fancy=False,
+                         inline_array=True)
+
+
+class _PhaseFile:
+    """What a task needs to read a window of a phase-map file: its path, shape and dtype
+    (small: it travels in the graph). ``self[key]`` reads the window ``key`` (a tuple of slices)."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+        try:
+            self.shape, self.dtype = _header(path)
+        except Exception as e:  # the reader's own message, on one line, with the file name
+            raise InputError(f"{path}: cannot read as a phase map ({type(e).__name__}: {e})") from None
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key):
+        try:
+            out = _read_window(Path(self.path), key)
+        except Exception as e:  # changed or damaged since its header was read
+            raise InputError(f"{self.path}: cannot read as a phase map ({type(e).__name__}: {e})") from None
+        if out.dtype != self.dtype:
+            raise InputError(f"{self.path}: read dtype {out.dtype}, its header said {self.dtype}; "
+                             "was the file replaced during the run?")
+        return out
+
+
+def _header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the array that reading ``path`` whole gives, from its header."""
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            return tuple(series.shape), np.dtype(series.dtype)
+    if suffix == ".npy":
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        return tuple(arr.shape), arr.dtype
+    from PIL import Image, ImageMode
+
+    with Image.open(path) as im:
+        mode = ImageMode.getmode(im.mode)
+        w, h = im.size
+        bands = len(mode.bands)
+        return ((h, w) if bands == 1 else (h, w, bands)), np.dtype(mode.typestr)
+
+
+def _read_window(path: Path, key) -> np.ndarray:
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+        import zarr
+
+        with tifffile.imread(path, aszarr=True, series=0, level=0) as store:
+            return np.asarray(zarr.open_array(store, mode="r")[key])
+    if suffix == ".npy":
+        return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[key])
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im)[key]
