@@ -565,8 +565,9 @@ def _check_srgan_inputs(st, ids, params: Params, force_pixel_size: bool) -> None
     from ..models.registry import load_srgan_generator
     from ..stages.srgan import SRGANSetup, check_sr_pixel_size
 
-    setup = SRGANSetup.from_weights(_sr_weights(params))
-    load_srgan_generator(_sr_weights(params))
+    weights = _sr_weights(params)
+    setup = SRGANSetup.from_weights(weights)
+    load_srgan_generator(weights)
     for iid in ids:
         check_sr_pixel_size(st.pixel_size_um(iid, "raw"), setup.pixel_size_um, force=force_pixel_size,
                             name=f"{st.path}: image {iid!r} (raw pixel size)")
