@@ -20,7 +20,7 @@ from cathodeflow.io.phasefile import validate_phase
 from cathodeflow.io.tables import read_table, read_table_metadata
 
 ETA = 0.0143
-TABLES = ("images", "cracks", "particles", "local_porosity", "conditions")
+TABLES = ("images", "cracks", "particles", "local_porosity", "local_porosity_images", "conditions")
 ILASTIK = (1, 2, 3)  # background, solid, crack as an ilastik export of three labels stores them
 
 

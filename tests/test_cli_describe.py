@@ -20,7 +20,7 @@ from cathodeflow.io.tables import SCHEMAS, read_table
 from cathodeflow.study.describe import describe
 
 ETA = 0.0143
-TABLES = ("images", "cracks", "particles", "local_porosity", "conditions")
+TABLES = ("images", "cracks", "particles", "local_porosity", "local_porosity_images", "conditions")
 EXE = Path(sys.executable).with_name("cathodeflow")
 
 

@@ -30,7 +30,7 @@ ETA = 0.0143
 P10 = Params(marker_radius_um=10 * ETA)  # r = 10 px
 # Marker radii of a few px are on purpose here (tiny maps): their PixelSizeWarning is expected.
 pytestmark = pytest.mark.filterwarnings("ignore::cathodeflow.errors.PixelSizeWarning")
-TABLES = ("images", "cracks", "particles", "local_porosity", "conditions")
+TABLES = ("images", "cracks", "particles", "local_porosity", "local_porosity_images", "conditions")
 
 
 # ------------------------------------------------------------------ drawing helpers
@@ -60,7 +60,7 @@ def one_crack_disc(width=1, length=31, shape=(100, 120), r=40):
 
 
 # ------------------------------------------------------------------ API surface
-def test_describe_is_exported_at_package_level_and_returns_the_five_contract_tables():
+def test_describe_is_exported_at_package_level_and_returns_the_contract_tables_and_per_image_local_porosity():
     assert cathodeflow.describe is describe
     out = run(one_crack_disc())
     assert tuple(out) == TABLES
@@ -321,6 +321,35 @@ def test_local_porosity_pools_exactly_the_particle_pixels_per_model():
         empty = (g.crack_um2 + g.solid_um2) == 0
         assert g.porosity[empty].isna().all()
         assert (g.porosity[~empty] == g.crack_um2[~empty] / (g.crack_um2 + g.solid_um2)[~empty]).all()
+
+
+def test_per_image_local_porosity_holds_each_images_own_pixels_and_sums_to_the_pooled_rows():
+    shape = (100, 120)
+    a = np.zeros(shape, np.uint8)
+    a[disc(shape, 50, 60, 45)] = 1
+    a[50, 30:90] = 2
+    b = np.zeros(shape, np.uint8)
+    b[disc(shape, 50, 60, 40)] = 1
+    b[20:80, 60] = 2
+    b[40:44, 40:50] = 2
+    etas = {"a": 0.1, "b": 0.12}  # pooled areas must weight each image by its own η²
+    out = run([a, b], pixel_size_um=[0.1, 0.12], image_ids=["a", "b"], condition="20C",
+              params=Params(marker_radius_um=1.0))
+    per = out["local_porosity_images"]
+    assert sorted(set(per.image_id)) == ["a", "b"] and set(per.condition) == {"20C"}
+    assert len(per) == 2 * 2 * len(P10.bins)  # images × models × (bins + overflow)
+    for iid, ph in (("a", a), ("b", b)):
+        eta = etas[iid]
+        for _, g in per[per.image_id == iid].groupby("method"):
+            assert g.crack_um2.sum() == pytest.approx(eta**2 * int((ph == 2).sum()), rel=1e-12)
+            assert g.solid_um2.sum() == pytest.approx(eta**2 * int((ph == 1).sum()), rel=1e-12)
+            assert g.bin_lo.tolist() == list(P10.bins)
+    summed = per.groupby(["method", "bin_lo"])[["crack_um2", "solid_um2"]].sum().sort_index()
+    pooled = out["local_porosity"].set_index(["method", "bin_lo"])[["crack_um2", "solid_um2"]].sort_index()
+    np.testing.assert_allclose(summed.to_numpy(), pooled.to_numpy(), rtol=1e-12, atol=0)
+    empty = (per.crack_um2 + per.solid_um2) == 0
+    assert per.porosity[empty].isna().all()
+    assert np.allclose(per.porosity[~empty], (per.crack_um2 / (per.crack_um2 + per.solid_um2))[~empty])
 
 
 # ------------------------------------------------------------------ adjusted data set (eq. 18–19)

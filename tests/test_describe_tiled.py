@@ -27,7 +27,7 @@ ETA = 0.0143
 PARAMS = Params(marker_radius_um=10 * ETA)  # r = 10 px
 # Marker radii of a few px are on purpose here (tiny maps): their PixelSizeWarning is expected.
 pytestmark = pytest.mark.filterwarnings("ignore::cathodeflow.errors.PixelSizeWarning")
-TABLES = ("images", "cracks", "particles", "local_porosity", "conditions")
+TABLES = ("images", "cracks", "particles", "local_porosity", "local_porosity_images", "conditions")
 
 
 def synthetic_map(shape=(240, 310), seed=0):

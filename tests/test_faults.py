@@ -29,7 +29,7 @@ from cathodeflow.synth import generate_image
 
 ETA = 0.0143
 PARAMS = Params(marker_radius_um=0.143)  # 10 px at 0.0143 µm
-TABLES = ("images", "cracks", "particles", "local_porosity", "conditions")
+TABLES = ("images", "cracks", "particles", "local_porosity", "local_porosity_images", "conditions")
 CLI = [sys.executable, "-m", "cathodeflow.cli"]
 START_S = 120  # for a scheduler or worker process to start on a loaded machine
 LABEL_ARRAYS = ("sr", "phase", "labels/cracks", "labels/particles")

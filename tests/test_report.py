@@ -238,3 +238,48 @@ def test_report_module_does_not_import_pyplot_or_keras():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _per_image_local(images: pd.DataFrame) -> pd.DataFrame:
+    """Per image and bin: crack 1 + k µm², solid 20 µm² (k = the image's index), so the
+    images of a condition differ and each bin's pooled ratio is known by hand."""
+    rows = []
+    edges = [0.0, 0.5, 1.0, math.inf]
+    for k, row in enumerate(images.itertuples()):
+        for m in ("paper", "wicksell"):
+            for lo, hi in zip(edges[:-1], edges[1:]):
+                rows.append(dict(image_id=row.image_id, condition=row.condition, method=m,
+                                 bin_lo=lo, bin_hi=hi, crack_um2=1.0 + k, solid_um2=20.0,
+                                 porosity=(1.0 + k) / (21.0 + k)))
+    return pd.DataFrame(rows)
+
+
+def test_per_image_local_porosity_gives_bin_estimates_pooled_by_hand_with_intervals(tmp_path):
+    tables = _tables()
+    tables["local_porosity_images"] = _per_image_local(tables["images"])
+    build_report(tables, tmp_path, n_boot=200)
+    stats = pd.read_csv(tmp_path / "stats.csv")
+    local = stats[(stats["kind"] == "interval") & stats["quantity"].str.startswith("local_porosity:")]
+    assert set(local["quantity"]) == {f"local_porosity:{m}:[{lo:g},{hi:g})" for m in ("paper", "wicksell")
+                                      for lo, hi in ((0, 0.5), (0.5, 1), (1, math.inf))}
+    ks = {c: [k for k, (cc, *_) in enumerate(IMAGES) if cc == c] for c in ("20C", "30C", "100C")}
+    for row in local.itertuples():
+        k = ks[row.condition]
+        assert row.estimate == pytest.approx(sum(1.0 + i for i in k) / sum(21.0 + i for i in k), rel=1e-12)
+        assert row.n_images == len(k)
+        # the interval lies between the smallest and largest image's ratio, around the estimate
+        assert min((1.0 + i) / (21.0 + i) for i in k) - 1e-12 <= row.ci_low <= row.estimate
+        assert row.estimate <= row.ci_high <= max((1.0 + i) / (21.0 + i) for i in k) + 1e-12
+        assert row.ci_high > row.ci_low
+    pairs = stats[(stats["kind"] == "pairwise") & stats["quantity"].str.startswith("local_porosity:")]
+    assert len(pairs) == 6 * 3  # 6 bins × 3 pairs of conditions, each tested
+
+
+def test_pooled_local_porosity_alone_gives_estimates_without_intervals(tmp_path):
+    build_report(_tables(), tmp_path, n_boot=200)  # tables written before the per-image one
+    stats = pd.read_csv(tmp_path / "stats.csv")
+    local = stats[stats["quantity"].str.startswith("local_porosity:")]
+    assert len(local) and (local["kind"] == "interval").all()
+    assert local["ci_low"].isna().all()
+    np.testing.assert_allclose(local["estimate"], 1 / 21, rtol=1e-12)
+    assert local["note"].str.contains("pooled").all()

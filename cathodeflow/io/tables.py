@@ -92,6 +92,18 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "solid_um2": "float64",
         "porosity": "float64",
     },
+    # The same per image (areas summed over the image's particles): what bootstrap intervals
+    # over images need (report/stats.py). Not in DESIGN §4.2's list; added beside it.
+    "local_porosity_images": {
+        "image_id": "string",
+        "condition": "string",
+        "method": "string",
+        "bin_lo": "float64",
+        "bin_hi": "float64",
+        "crack_um2": "float64",
+        "solid_um2": "float64",
+        "porosity": "float64",
+    },
     "conditions": {
         "condition": "string",
         "porosity_mean": "float64",
@@ -107,6 +119,13 @@ SCHEMAS: dict[str, dict[str, str]] = {
     },
 }
 
+
+#: Tables a folder of tables may lack (written before they existed); readers treat a missing
+#: one as not measured.
+OPTIONAL_TABLES: tuple[str, ...] = ("local_porosity_images",)
+
+#: Tables every folder of tables holds (DESIGN §4.2).
+REQUIRED_TABLES: tuple[str, ...] = tuple(n for n in SCHEMAS if n not in OPTIONAL_TABLES)
 
 #: Columns a table may lack (it was written before they existed): :func:`conform` adds them
 #: as missing values (NA / NaN), meaning "not measured".
@@ -258,6 +277,7 @@ _XARRAY_INDEX = {
     "cracks": None,  # flat: dimension "crack"
     "particles": None,  # flat: dimension "particle"
     "local_porosity": ["condition", "method", "bin_lo"],
+    "local_porosity_images": ["image_id", "method", "bin_lo"],
     "conditions": ["condition"],
 }
 
@@ -266,7 +286,8 @@ def to_xarray(tables: dict[str, pd.DataFrame]) -> dict:
     """The tables as ``xarray.Dataset`` objects, for Jupyter.
 
     ``images`` and ``conditions`` are indexed by ``image_id`` / ``condition``;
-    ``local_porosity`` is a dense grid over (condition, method, bin_lo), so that
+    ``local_porosity`` is a dense grid over (condition, method, bin_lo) (and
+    ``local_porosity_images`` over (image_id, method, bin_lo)), so that
     ``ds.porosity.sel({"method": "paper"}).plot.line(x="bin_lo", hue="condition")`` draws
     Fig. 9 (``sel`` takes a dict here: ``method=`` is a keyword of ``sel`` itself);
     ``cracks`` and ``particles`` have one flat dimension ``crack`` / ``particle`` with their

@@ -1,7 +1,7 @@
 """The computation behind ``describe`` (DESIGN §4.2): per-image work and the reduce step.
 
 Phase maps in, :class:`~cathodeflow.measure.image.ImageDescription` per image, then the
-five tables. Nothing here opens a scheduler or reads files: the entry point that does
+tables. Nothing here opens a scheduler or reads files: the entry point that does
 (:func:`cathodeflow.study.describe.describe`, also ``cathodeflow.describe``) builds the work
 with these functions and computes it where the caller asked.
 """
@@ -16,10 +16,10 @@ import pandas as pd
 
 from ..config import Params
 from ..io.tables import conform, empty_table
-from .descriptors import conditions_table, local_porosity_rows, mark_adjusted
+from .descriptors import conditions_table, local_porosity_image_rows, local_porosity_rows, mark_adjusted
 from .image import ImageDescription, describe_phase
 
-TABLE_NAMES = ("images", "cracks", "particles", "local_porosity", "conditions")
+TABLE_NAMES = ("images", "cracks", "particles", "local_porosity", "local_porosity_images", "conditions")
 
 
 def dcenter_tables(params: Params) -> dict:
@@ -91,7 +91,7 @@ def _describe_whole(arr, kw) -> ImageDescription:
 
 
 def reduce_descriptions(descs: Sequence[ImageDescription], *, params: Params) -> dict[str, pd.DataFrame]:
-    """Pool per-image results into the five tables (the Dask "reduce" step)."""
+    """Pool per-image results into the tables of :data:`TABLE_NAMES` (the Dask "reduce" step)."""
     def cat(name, parts):
         parts = [p for p in parts if len(p)]
         return conform(pd.concat(parts, ignore_index=True), name) if parts else empty_table(name)
@@ -115,5 +115,8 @@ def reduce_descriptions(descs: Sequence[ImageDescription], *, params: Params) ->
         "cracks": cracks,
         "particles": particles,
         "local_porosity": local,
+        "local_porosity_images": local_porosity_image_rows(
+            [(d.image["image_id"].iloc[0], d.image["condition"].iloc[0],
+              float(d.image["pixel_size_um"].iloc[0]), d.local) for d in descs], bins=params.bins),
         "conditions": conditions_table(images, cracks, particles),
     }

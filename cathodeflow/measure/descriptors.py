@@ -310,6 +310,23 @@ def local_porosity_rows(
             else empty_table("local_porosity"))
 
 
+def local_porosity_image_rows(counts, *, bins) -> pd.DataFrame:
+    """Local porosity ρ_local([a, b)) of each image (eq. 37–40 with the sums over one image's
+    particles): the ``local_porosity_images`` table, what intervals over images need.
+
+    ``counts`` holds one ``(image_id, condition, η [µm], {model: (crack_px, solid_px)})`` per
+    image, pixel counts per bin as :func:`~cathodeflow.stereology.local_porosity_counts`
+    returns them (last entry: overflow bin). Summed over the images of a condition, the areas
+    equal the pooled ``local_porosity`` rows (:func:`local_porosity_rows`).
+    """
+    from ..stereology.local_porosity import local_porosity_table  # the one implementation
+
+    frames = [local_porosity_table(local, bins, pixel_size_um=eta, condition=cond, image_id=iid)
+              for iid, cond, eta, local in counts if local]
+    return (conform(pd.concat(frames, ignore_index=True), "local_porosity_images") if frames
+            else empty_table("local_porosity_images"))
+
+
 def conditions_table(images: pd.DataFrame, cracks: pd.DataFrame, particles: pd.DataFrame) -> pd.DataFrame:
     """Table 1 of the paper, per condition (DESIGN §4.4 item 12).
 

@@ -97,7 +97,7 @@ class CathodeAccessor:
                 continue
             ds = node.to_dataset()
             df = ds.to_dataframe().reset_index()
-            if name == "local_porosity":  # a dense grid: drop the combinations never measured
+            if name.startswith("local_porosity"):  # dense grids: drop the combinations never measured
                 df = df[df[list(ds.data_vars)].notna().any(axis=1)]
             out[name] = conform(df[[c for c in df.columns if c in SCHEMAS[name]]], name)
         return out

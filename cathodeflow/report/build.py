@@ -54,7 +54,15 @@ from .figures import (
     plot_particle_boxplots,
     plot_table1,
 )
-from .stats import N1, N_BOOT, condition_stats, format_table1, table1_intervals, write_table1
+from .stats import (
+    N1,
+    N_BOOT,
+    condition_stats,
+    format_table1,
+    local_porosity_source,
+    table1_intervals,
+    write_table1,
+)
 
 #: Files of the report, in the order of the page.
 FIGURES = {
@@ -756,13 +764,14 @@ def build_report(
     conditions = condition_order(
         t1["condition"], tabs["images"]["condition"], tabs["cracks"]["condition"],
         tabs["particles"]["condition"], tabs["local_porosity"]["condition"])
+    local = local_porosity_source(tabs)  # per image when held: Fig. 9 gets intervals
+    local = tabs["local_porosity"] if local is None else local
     figures = {
         "table1.png": plot_table1(t1, out / "table1.png", title=title),
         "crack_boxplots.png": plot_crack_boxplots(tabs["cracks"], conditions, out / "crack_boxplots.png"),
         "particle_boxplots.png": plot_particle_boxplots(tabs["particles"], conditions,
                                                         out / "particle_boxplots.png"),
-        "local_porosity.png": plot_local_porosity(tabs["local_porosity"], conditions,
-                                                  out / "local_porosity.png"),
+        "local_porosity.png": plot_local_porosity(local, conditions, out / "local_porosity.png"),
     }
     prov, overlays = None, {}
     if store is not None:
@@ -809,16 +818,16 @@ def report_tables(tables_dir, out, *, truth: pd.DataFrame | None = None, store=N
         The report's ``index.html``.
     """
     from ..io.location import as_path
-    from ..io.tables import read_table
+    from ..io.tables import REQUIRED_TABLES, read_table
 
     tdir = as_path(tables_dir)  # a folder, or a URL (s3://bucket/study.zarr/tables)
     if not tdir.is_dir():
         raise InputError(f"{tdir}: not a folder; expected the --out folder of `cathodeflow describe`")
-    missing = [n for n in SCHEMAS if not (tdir / f"{n}.parquet").exists()]
+    missing = [n for n in REQUIRED_TABLES if not (tdir / f"{n}.parquet").exists()]
     if missing:
         raise InputError(f"{tdir}: tables {missing} not found; expected the Parquet tables "
                          "that `cathodeflow describe --out` writes")
-    tables = {n: read_table(tdir / f"{n}.parquet", n) for n in SCHEMAS}
+    tables = {n: read_table(tdir / f"{n}.parquet", n) for n in SCHEMAS if (tdir / f"{n}.parquet").exists()}
     return Path(build_report(tables, out, truth=truth, store=store, cell_data=cell_data))
 
 

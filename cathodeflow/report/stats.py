@@ -40,9 +40,11 @@ the interval, Hedges' g and any test involving that condition are missing (``pd.
 ``"n = 1"``), and the writers print "n = 1". A condition without images is an
 :class:`~cathodeflow.errors.InputError`.
 
-Local porosity intervals need per-image rows: a ``local_porosity`` table with an extra
-``image_id`` column (per-image crack_um2 / solid_um2 per bin). The contract's table is pooled
-per condition; from it the estimate is reported and the interval is missing (note "pooled").
+Local porosity intervals need per-image rows: the ``local_porosity_images`` table (per-image
+crack_um2 / solid_um2 per bin, written by ``describe`` and ``run``), or a ``local_porosity``
+table with an extra ``image_id`` column. From the pooled ``local_porosity`` table alone
+(tables written before the per-image one existed) the estimate is reported and the interval
+is missing (note "pooled").
 """
 
 from __future__ import annotations
@@ -549,8 +551,16 @@ class _Pooled:
     n_images: int
 
 
+def local_porosity_source(tables: dict) -> pd.DataFrame | None:
+    """The local-porosity rows intervals are computed from: ``local_porosity_images``
+    (per image) when the tables hold it, else the pooled ``local_porosity``; None without
+    either."""
+    per_image = _frame(tables, "local_porosity_images")
+    return per_image if per_image is not None else _frame(tables, "local_porosity")
+
+
 def _local_samples(tables, conds) -> dict[str, dict[str, Sample | _Pooled]]:
-    local = _frame(tables, "local_porosity")
+    local = local_porosity_source(tables)
     if local is None:
         return {}
     _need(local, "local_porosity", ("condition", "method", "bin_lo", "bin_hi", "crack_um2",
@@ -603,8 +613,9 @@ def condition_stats(
     Parameters
     ----------
     tables : dict of str → DataFrame
-        ``images``, ``cracks``, ``particles``, ``local_porosity`` (DESIGN §4.2; any may be
-        missing). ``local_porosity`` may carry an ``image_id`` column (per-image rows).
+        ``images``, ``cracks``, ``particles``, ``local_porosity``, ``local_porosity_images``
+        (DESIGN §4.2; any may be missing). Local porosity intervals come from the per-image
+        rows (:func:`local_porosity_source`).
     order : sequence of str, optional, keyword-only
         Conditions in the order of the trend test (default: natural order of the names).
     n_boot, level, method, seed : keyword-only

@@ -165,7 +165,8 @@ def particle_local_counts(
 
 
 def local_porosity_table(
-    counts: Mapping, bins, *, pixel_size_um: float | None = None, condition: str | None = None
+    counts: Mapping, bins, *, pixel_size_um: float | None = None, condition: str | None = None,
+    image_id: str | None = None,
 ) -> pd.DataFrame:
     """The ``local_porosity`` table (DESIGN §4.2) from pooled counts (eq. 37–40).
 
@@ -182,6 +183,9 @@ def local_porosity_table(
         η, to convert pixel counts to µm² (A = η² · count, eq. 37–38).
     condition : str, optional
         Adds the ``condition`` column and returns the contract's column order and dtypes.
+    image_id : str, optional
+        With ``condition``: counts of one image; adds the ``image_id`` column and returns
+        the ``local_porosity_images`` table's columns and dtypes.
 
     Returns
     -------
@@ -233,8 +237,13 @@ def local_porosity_table(
         )
     cols = [c for c in SCHEMAS["local_porosity"] if c != "condition"]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+    if image_id is not None and condition is None:
+        raise InputError("image_id needs condition: a per-image row carries both")
     if condition is not None:
         df.insert(0, "condition", condition)
+        if image_id is not None:
+            df.insert(0, "image_id", image_id)
+            return conform(df, "local_porosity_images")
         return conform(df, "local_porosity")
     schema = SCHEMAS["local_porosity"]
     return df[cols].astype({c: schema[c] for c in cols}).reset_index(drop=True)
