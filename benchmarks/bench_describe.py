@@ -176,7 +176,7 @@ class Describe:
             f"({m.get('components_with_several_markers')} with ≥2 markers)",
         ]
         if "counts" in info:
-            lines.append(f"  counts (particles, cracks): " + ", ".join(
+            lines.append("  counts (particles, cracks): " + ", ".join(
                 f"{k} {v['particles']}/{v['cracks']}" for k, v in info["counts"].items())
                 + ("  — identical" if info["counts_identical"] else "  — DIFFER"))
         if info.get("cluster_startup_s") is not None:

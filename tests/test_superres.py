@@ -145,7 +145,7 @@ def test_snap_chunks_keeps_multiples_and_a_thick_last_chunk():
         (np.zeros((26, 26, 3)), "2-D"),
         (np.zeros(26), "2-D"),
         (np.zeros((26, 27)), "multiple of 13"),
-        (np.zeros((0, 26)), "multiple of 13"),
+        (np.zeros((0, 26)), "empty"),
         (np.array([["a"] * 13] * 13), "numeric"),
         (np.full((13, 13), np.nan), "NaN"),
     ],

@@ -44,6 +44,7 @@ import numpy as np
 
 from ..config import ETA_UM
 from ..errors import InputError
+from .superres import check_grey_image
 
 #: Phase codes of eq. 1.
 BACKGROUND, SOLID, CRACK = 0, 1, 2
@@ -804,16 +805,6 @@ def fill_enclosed_background_dask(phase, *, max_area_px: int):
     return da.where(relabel(labels, fill), np.uint8(CRACK), phase)
 
 
-def _validate_image(image, *, name: str = "image") -> None:
-    shape = getattr(image, "shape", None)
-    if shape is None or len(shape) != 2:
-        raise InputError(f"{name}: expected a 2-D grey-scale image (H, W), got shape {shape}")
-    if min(shape) <= 0:
-        raise InputError(f"{name}: image is empty, shape {shape}")
-    if np.dtype(image.dtype).kind not in "biuf":
-        raise InputError(f"{name}: expected a real numeric image, got dtype {image.dtype}")
-
-
 def segment_phases_baseline(
     image: np.ndarray, *, threshold: float | None = None, **options
 ) -> np.ndarray:
@@ -849,7 +840,7 @@ def segment_phases_baseline(
     -------
     S : (H, W) uint8 array, values in {0 background, 1 solid, 2 crack} (eq. 1).
     """
-    _validate_image(image)
+    check_grey_image(image)
     opts = baseline_options(**options)
     image = np.asarray(image)
     levels = estimate_levels(image, threshold=threshold)
@@ -896,7 +887,7 @@ def segment_phases_baseline_dask(
     from ..config import Params
     from ..tiling.geometry import snap_chunks
 
-    _validate_image(image)
+    check_grey_image(image)
     opts = baseline_options(**options)
     if not isinstance(image, da.Array):
         size = chunk_px or Params().chunk_px

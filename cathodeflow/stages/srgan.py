@@ -43,8 +43,8 @@ import numpy as np
 from ..config import SR_DEN, SR_NUM
 from ..errors import InputError
 from ..tiling.geometry import halo_from_support
-from .superres import sr_shape
-from .unet import _validate_image, lazy_window, read_window, same_shape_groups, tile_grid
+from .superres import check_grey_image, sr_shape
+from .unet import lazy_window, read_window, same_shape_groups, tile_grid
 
 #: Default low-resolution tile edge (px, a multiple of 26): 1400 px of output per tile.
 DEFAULT_TILE_LR = 520
@@ -199,7 +199,7 @@ def srgan_superres(lr: np.ndarray, *, weights, tile_lr: int | None = None) -> np
     -------
     sr : (⌊H·35/13⌋, ⌊W·35/13⌋) float32, in ``lr``'s intensity units.
     """
-    _validate_image(lr, "lr")
+    check_grey_image(lr, name="lr")
     setup = SRGANSetup.from_weights(weights)
     lr = np.asarray(lr)
     tile = setup.check_tile(tile_lr if tile_lr is not None else
@@ -235,7 +235,7 @@ def srgan_superres_dask(lr, *, weights=None, setup: SRGANSetup | None = None,
     import dask
     import dask.array as da
 
-    _validate_image(lr, "lr")
+    check_grey_image(lr, name="lr")
     setup = setup or SRGANSetup.from_weights(weights)
     tile_lr = setup.check_tile(tile_lr)
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
@@ -265,7 +265,7 @@ def srgan_stage_dask(lr, *, pixel_size_um: float, weights, tile_lr: int = DEFAUL
     setup = SRGANSetup.from_weights(weights)
     check_sr_pixel_size(pixel_size_um, setup.pixel_size_um, force=force, name=name)
     tile_lr = setup.check_tile(tile_lr)
-    _validate_image(lr, name)
+    check_grey_image(lr, name=name)
     lo, hi = _intensity_range(lr, setup)
     sr = srgan_superres_dask(lr, setup=setup, tile_lr=tile_lr, intensity=(lo, hi))
     prov = setup.provenance(tile_lr=tile_lr) | {

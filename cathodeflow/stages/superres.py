@@ -134,16 +134,21 @@ def _superres_region(
     return out.astype(np.float32)
 
 
-def _validate_lr(lr, *, name: str = "lr", check_finite: bool = True):
-    shape = getattr(lr, "shape", None)
+def check_grey_image(image, *, name: str = "image") -> None:
+    """Refuse (:class:`~cathodeflow.errors.InputError`, one line naming ``name``) anything but
+    a non-empty 2-D array of real numbers (H, W): what every image stage takes."""
+    shape = getattr(image, "shape", None)
     if shape is None or len(shape) != 2:
-        raise InputError(
-            f"{name}: expected a 2-D grey-scale image (H, W), got shape {shape}"
-        )
-    dtype = np.dtype(lr.dtype)
-    if dtype.kind not in "biuf":
-        raise InputError(f"{name}: expected a real numeric image, got dtype {dtype}")
-    for axis, n in enumerate(shape):
+        raise InputError(f"{name}: expected a 2-D grey-scale image (H, W), got shape {shape}")
+    if min(shape) <= 0:
+        raise InputError(f"{name}: image is empty, shape {shape}")
+    if np.dtype(image.dtype).kind not in "biuf":
+        raise InputError(f"{name}: expected a real numeric image, got dtype {image.dtype}")
+
+
+def _validate_lr(lr, *, name: str = "lr", check_finite: bool = True):
+    check_grey_image(lr, name=name)
+    for axis, n in enumerate(lr.shape):
         if n <= 0 or n % SR_DEN:
             raise InputError(
                 f"{name}: axis {axis} has {n} px; the ×{SR_NUM}/{SR_DEN} super-resolution needs "
@@ -328,9 +333,8 @@ def superres_any_size_dask(lr, **kwargs):
 
     if not isinstance(lr, da.Array):
         lr = np.asarray(lr)
-    shape = getattr(lr, "shape", None)
-    if shape is None or len(shape) != 2 or min(shape) < 1:
-        raise InputError(f"lr: expected a non-empty 2-D grey-scale image (H, W), got shape {shape}")
+    check_grey_image(lr, name="lr")
+    shape = lr.shape
     pad = [(0, -int(n) % SR_DEN) for n in shape]
     if any(p for _, p in pad):
         lr = da.pad(lr if isinstance(lr, da.Array) else da.from_array(lr), pad, mode="symmetric")

@@ -41,6 +41,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..tiling.geometry import halo_from_support, round_up_to_multiple
+from .superres import check_grey_image
 
 #: Relative pixel-size difference below which an image is segmented as it is.
 RESAMPLE_TOLERANCE = 0.02
@@ -293,16 +294,6 @@ def resample_dask(image, pixel_size_um: float, model_pixel_um: float, *, tile_px
 # ---------------------------------------------------------------------------------------------
 # the stage
 # ---------------------------------------------------------------------------------------------
-def _validate_image(image, name="image"):
-    shape = getattr(image, "shape", None)
-    if shape is None or len(shape) != 2:
-        raise InputError(f"{name}: expected a 2D grey image (H, W), got shape {shape}")
-    if min(shape) < 1:
-        raise InputError(f"{name}: empty image of shape {shape}")
-    if np.dtype(image.dtype).kind not in "fiu":
-        raise InputError(f"{name}: expected a numeric image, got dtype {image.dtype}")
-
-
 def _intensity_range(image, setup: UNetSetup) -> tuple[float, float]:
     from ..models.normalise import intensity_range
 
@@ -329,7 +320,7 @@ def unet_probabilities(image: np.ndarray, *, weights=None, tile_px: int | None =
     -------
     prob : (H, W, 3) float32, channels background, solid, crack (Ŷ(·, 1..3)).
     """
-    _validate_image(image)
+    check_grey_image(image)
     setup = UNetSetup.from_weights(_default(weights))
     image = np.asarray(image)
     lo, hi = (0.0, 1.0) if normalised else _intensity_range(image, setup)
@@ -364,7 +355,7 @@ def unet_probabilities_dask(image, *, setup: UNetSetup, tile_px: int = DEFAULT_T
     import dask
     import dask.array as da
 
-    _validate_image(image)
+    check_grey_image(image)
     if int(batch) < 1:
         raise InputError(f"batch must be >= 1, got {batch}")
     lo, hi = intensity if intensity is not None else _intensity_range(image, setup)
@@ -414,7 +405,7 @@ def unet_stage_dask(image, *, pixel_size_um: float, weights=None, tile_px: int =
     """
     from ..config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_PROB_SIGMA_UM
 
-    _validate_image(image, name)
+    check_grey_image(image, name=name)
     setup = UNetSetup.from_weights(_default(weights))
     resample = check_pixel_size(pixel_size_um, setup.pixel_size_um, force=force, name=name)
     src_shape = tuple(image.shape)
