@@ -441,7 +441,7 @@ def _curves(raster: np.ndarray, width: int) -> np.ndarray:
     from scipy.sparse.csgraph import connected_components
 
     m = raster.size
-    rows, cols = raster // width, raster % width
+    cols = raster % width
     src, dst = [], []
     for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
         c = cols + dx
