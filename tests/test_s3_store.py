@@ -24,8 +24,10 @@ import pytest
 pytest.importorskip("moto", reason="moto is not installed (pip install 'moto[server]'): no S3 server to test against")
 s3fs = pytest.importorskip("s3fs", reason="s3fs is not installed: s3:// stores need it")
 
+import cathodeflow  # noqa: E402
 from cathodeflow.cli import main  # noqa: E402
-from cathodeflow.errors import StoreError  # noqa: E402
+from cathodeflow.config import Params  # noqa: E402
+from cathodeflow.errors import InputError, StoreError  # noqa: E402
 from cathodeflow.io.location import RemotePath, as_path, store_arg  # noqa: E402
 from cathodeflow.io.lock import read_lock, store_lock  # noqa: E402
 from cathodeflow.io.sem import write_tiff  # noqa: E402
@@ -258,3 +260,92 @@ def test_missing_credentials_are_one_line_exit_2_and_nothing_is_written(s3, runs
         s3fs.S3FileSystem.clear_instance_cache()
     assert s3.find(f"{BUCKET}/nocredentials.zarr") == []
     assert not s3.exists(f"{BUCKET}/study.zarr/cathodeflow.lock")
+
+
+# ------------------------------------------------------------------ open_study
+
+
+def test_open_study_on_an_s3_url_gives_the_lazy_arrays_and_tables_of_the_local_store(s3, runs, tmp_path):
+    import dask.array as da
+
+    local, _ = runs
+    remote, here = cathodeflow.open_study(URL), cathodeflow.open_study(local)
+    assert remote.attrs["store"] == URL and remote.attrs["tables"] == "current" and remote.name == "study.zarr"
+    assert sorted(remote["images"].children) == sorted(here["images"].children) == list(IDS)
+    for iid in IDS:
+        a, b = remote[f"images/{iid}"].dataset, here[f"images/{iid}"].dataset
+        assert sorted(a.data_vars) == sorted(b.data_vars) == ["cracks", "particles", "phase", "raw", "sr"]
+        assert a.attrs["condition"] == b.attrs["condition"] == iid[:3]
+        for var in a.data_vars:
+            assert isinstance(a[var].data, da.Array), var  # lazy: read chunk by chunk from the bucket
+            assert a[var].attrs["store_path"] == b[var].attrs["store_path"]
+            np.testing.assert_array_equal(a[var].values, b[var].values, err_msg=var)
+            for dim in a[var].dims[-2:]:
+                np.testing.assert_array_equal(a[var][dim].values, b[var][dim].values)
+    got = remote.cathode.tables()
+    for name in ("images", "cracks", "particles", "conditions"):  # as the test's own client reads them
+        s3.get(f"{BUCKET}/study.zarr/tables/{name}.parquet", str(tmp_path / f"{name}.parquet"))
+        expected = read_table(tmp_path / f"{name}.parquet", name)
+        assert remote[f"tables/{name}"].dataset.attrs["file"] == f"{URL}/tables/{name}.parquet"
+        pd.testing.assert_frame_equal(got[name], expected, obj=name)
+    assert len(got["cracks"]) > 0 and len(got["particles"]) > 0  # not an empty comparison
+
+
+def test_open_study_refuses_an_s3_url_that_holds_no_store_in_one_line(s3):
+    with pytest.raises(InputError, match=r"^open_study path: ") as e:
+        cathodeflow.open_study(f"s3://{BUCKET}/absent.zarr")
+    assert "\n" not in str(e.value) and f"s3://{BUCKET}/absent.zarr" in str(e.value)
+
+
+# ------------------------------------------------------------------ chunk-level resume
+
+
+@pytest.mark.slow  # three short runs (to the sr stage) against the S3 server: ~15 s
+def test_a_run_failing_mid_sr_on_s3_resumes_writing_each_chunk_object_once(s3, tmp_path, monkeypatch):
+    """Every PUT of a chunk object leaves a version in a versioned bucket: the chunks written
+    before the failure keep their one version, the others get theirs in the rerun."""
+    import cathodeflow.stages.superres as superres
+    from cathodeflow.study.pipeline import ingest, run_study
+    from test_resume_chunks import CHUNK, FAIL_AFTER, Blocks, Injected, _inject
+
+    bucket = "cathodeflow-resume"
+    s3.mkdir(bucket)
+    s3.call_s3("put_bucket_versioning", Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    url, prefix = f"s3://{bucket}/study.zarr", "study.zarr/images/20C_000/sr/0/c/"
+
+    def versions() -> dict[tuple[int, int], int]:
+        """Chunk index -> number of versions (writes) of its object."""
+        listed = s3.call_s3("list_object_versions", Bucket=bucket, Prefix=prefix)
+        out: dict[tuple[int, int], int] = {}
+        for v in listed.get("Versions", []):
+            key = tuple(int(p) for p in v["Key"][len(prefix):].split("/"))
+            out[key] = out.get(key, 0) + 1
+        assert not listed.get("DeleteMarkers") and not listed.get("IsTruncated")
+        return out
+
+    (tif, _), = _tifs(tmp_path)[:1]
+    params = Params(chunk_px=CHUNK)
+    reference = tmp_path / "reference.zarr"
+    ingest([tif], store=reference, condition="20C")
+    run_study(reference, params=params, scheduler="sync", to_stage="sr")
+    ingest([tif], store=url, condition="20C")
+    with monkeypatch.context() as mp:
+        _inject(mp, superres, "superres_any_size_dask", Blocks(fail_after=FAIL_AFTER))
+        with pytest.raises(Injected):
+            run_study(url, params=params, scheduler="sync", to_stage="sr")
+    first = versions()
+    n = 5 * 7  # the 280 × 420 px sr grid in chunks of 64 px
+    assert 0 < len(first) < n and set(first.values()) == {1}
+    assert open_store(url, mode="r").stage_status("20C_000", "sr") == "incomplete"
+
+    spy = Blocks()
+    with monkeypatch.context() as mp:
+        _inject(mp, superres, "superres_any_size_dask", spy)
+        run_study(url, params=params, scheduler="sync", to_stage="sr")
+    after = versions()
+    grid = {(i, j) for i in range(5) for j in range(7)}
+    assert set(after) == grid and set(after.values()) == {1}  # each chunk object written once in all
+    assert sorted(spy.computed) == sorted(grid - set(first))  # the rerun computed only the missing ones
+    assert not s3.exists(f"{bucket}/study.zarr/images/20C_000/sr/chunks_done/zarr.json")
+    np.testing.assert_array_equal(open_store(url, mode="r").read_stage("20C_000", "sr").compute(),
+                                  open_store(reference, mode="r").read_stage("20C_000", "sr").compute())

@@ -60,6 +60,15 @@ then writes every chunk, then writes the metadata with ``complete: true``. A sta
 write was interrupted therefore reads as incomplete; :meth:`Store.read_stage` refuses it and
 the pipeline recomputes it.
 
+Chunk-level resume: a write with ``resume=True`` (:meth:`Store.write_stage`) also keeps the
+array ``chunks_done`` (:data:`CHUNK_MARKS`) in the stage's group while it runs: one element
+per chunk of ``0`` (shape: the chunk grid), each its own one-element Zarr chunk, set to 1
+right after that chunk of ``0`` is written (one object written whole, so the mark is atomic
+and concurrent tasks never rewrite each other's marks). A later ``resume=True`` write whose
+record equals the interrupted one in :data:`RESUME_KEYS` keeps ``0`` and writes only the
+chunks not marked; any other write, and :meth:`Store.mark_incomplete`, drops the marks (the
+stage is then rewritten whole). The marks go once the completion mark is written.
+
 Location. A store is a local folder or lives at an fsspec URL (``s3://bucket/study.zarr``):
 :func:`open_store` and :func:`create_store` take either (:mod:`cathodeflow.io.location`; a
 URL's Zarr store is a ``zarr.storage.FsspecStore``, :attr:`Store.path` a
@@ -101,6 +110,8 @@ __all__ = [
     "LABEL_STAGES",
     "STAGE_PATHS",
     "STORE_VERSION",
+    "CHUNK_MARKS",
+    "RESUME_KEYS",
 ]
 
 #: Version of the store layout written by this module.
@@ -131,6 +142,12 @@ PHASE_COLORS = (
     {"label-value": 1, "rgba": [128, 128, 128, 255]},
     {"label-value": 2, "rgba": [255, 0, 0, 255]},
 )
+#: Array beside a stage's ``0`` marking its written chunks during a resumable write (module
+#: docstring, "Chunk-level resume"); absent once the stage is complete.
+CHUNK_MARKS = "chunks_done"
+#: Fields of a stage record that must equal those of an interrupted write for its written
+#: chunks to be kept by a resumed one.
+RESUME_KEYS = ("stage", "kind", "pixel_size_um", "shape", "dtype", "chunks", "params", "weights_sha256")
 #: Default chunk edge (px) of stored arrays when neither the caller nor a Dask input gives one.
 DEFAULT_CHUNK_PX = 1024
 NGFF_VERSION = "0.5"
@@ -638,6 +655,7 @@ class Store:
         chunks: tuple[int, ...] | None = None,
         weights_sha256: str | None = None,
         compute_kw: dict | None = None,
+        resume: bool = False,
     ) -> None:
         """Write (or rewrite) one stage of an image; marks it complete after the last chunk.
 
@@ -664,7 +682,14 @@ class Store:
         weights_sha256 : str, optional
             SHA-256 of the model weights used (SR, U-net).
         compute_kw : dict, optional
-            Passed to ``dask.array.store`` (e.g. ``{"scheduler": client}``).
+            Passed to ``dask.compute`` / ``dask.array.store`` (e.g. ``{"scheduler": client}``).
+        resume : bool
+            Mark every chunk once written (array :data:`CHUNK_MARKS`), and resume an
+            interrupted write: when the stage's record equals this write's in
+            :data:`RESUME_KEYS`, the chunks it marked are kept and only the others are
+            computed and written (the record keeps its ``start_utc`` and gets
+            ``resumed_utc`` and ``chunks_kept``); a stage already complete with an equal
+            record is left as it is. Otherwise the stage is written whole.
 
         Raises
         ------
@@ -676,7 +701,8 @@ class Store:
         Notes
         -----
         The completion mark is cleared before the first chunk is written and set after the
-        last, so an exception (or a killed process) leaves the stage incomplete.
+        last, so an exception (or a killed process) leaves the stage incomplete; with
+        ``resume``, the chunks written up to then stay marked.
         """
         self._writable()
         _check_image_id(image_id)
@@ -689,7 +715,7 @@ class Store:
             raise InputError(f"weights_sha256 must be 64 hex digits, got {weights_sha256!r}")
         data, kind, zchunks = self._check_array(array, stage, kind, chunks)
         self._image_group(image_id)
-        self._write(image_id, stage, data, kind, zchunks, ps, params, weights_sha256, compute_kw)
+        self._write(image_id, stage, data, kind, zchunks, ps, params, weights_sha256, compute_kw, resume=bool(resume))
 
     def remove_images(self, image_ids) -> list[str]:
         """Remove images (their groups, every stage) from the store, all or nothing.
@@ -738,7 +764,8 @@ class Store:
         return ids
 
     def mark_incomplete(self, image_id: str, stage: str) -> None:
-        """Clear a stage's completion mark (it will be recomputed); no-op if absent."""
+        """Clear a stage's completion mark and its chunk marks (it will be recomputed whole,
+        not resumed); no-op if absent."""
         self._writable()
         rel = self.stage_path(image_id, stage)
         if self._group(rel) is None:
@@ -749,6 +776,7 @@ class Store:
         rec = dict(g.attrs.asdict().get("cathodeflow") or {})
         rec["complete"] = False
         g.attrs.put({"cathodeflow": rec})
+        _drop_marks(g)
 
     # ----------------------------------------------------------------- internals
 
@@ -798,7 +826,7 @@ class Store:
             zchunks = tuple(min(c, s) for c, s in zip(zchunks, shape))
         return data, kind, zchunks
 
-    def _write(self, image_id, stage, data, kind, zchunks, ps, params, weights_sha256, compute_kw):
+    def _write(self, image_id, stage, data, kind, zchunks, ps, params, weights_sha256, compute_kw, resume=False):
         import dask.array as da
         import zarr
 
@@ -824,13 +852,31 @@ class Store:
         if stage in LABEL_STAGES:
             self._register_label(image_id)  # sr/labels is an NGFF labels group from the start
         grp = zarr.open_group(store=store, path=gpath, mode="a", zarr_format=3)
-        grp.attrs.put({"cathodeflow": record})
-        # 2. the array, then every chunk
-        dims = ("c", "y", "x") if len(shape) == 3 else ("y", "x")
-        arr = grp.create_array(
-            "0", shape=shape, dtype=dtype, chunks=zchunks, dimension_names=dims, fill_value=0, overwrite=True
-        )
-        if isinstance(data, da.Array):
+        old = grp.attrs.asdict().get("cathodeflow")
+        arr, marks = _resumable(grp, record, old) if resume else (None, None)
+        if arr is not None and marks is None:  # complete, with this record: nothing to write
+            self._list_stage(image_id, stage)
+            return
+        done = None
+        if arr is None:  # 2. a new array (and new chunk marks), then every chunk
+            _drop_marks(grp)  # before the new record: no marks of another write may sit under it
+            grp.attrs.put({"cathodeflow": record})
+            dims = ("c", "y", "x") if len(shape) == 3 else ("y", "x")
+            arr = grp.create_array(
+                "0", shape=shape, dtype=dtype, chunks=zchunks, dimension_names=dims, fill_value=0, overwrite=True
+            )
+            if resume:
+                grid = tuple(-(-s // c) for s, c in zip(shape, zchunks))
+                marks = grp.create_array(CHUNK_MARKS, shape=grid, dtype=np.uint8, chunks=(1,) * len(grid),
+                                         fill_value=0, overwrite=True)
+                done = np.zeros(grid, bool)
+        else:  # 2'. the interrupted write's array, then the chunks it did not mark
+            done = np.asarray(marks[...]) != 0
+            record.update(start_utc=old.get("start_utc"), resumed_utc=_now(), chunks_kept=int(done.sum()))
+            grp.attrs.put({"cathodeflow": record})
+        if marks is not None:
+            _write_marked(data, arr, marks, done, compute_kw)
+        elif isinstance(data, da.Array):
             da.store(data.rechunk(zchunks), arr, lock=False, **(compute_kw or {}))
         else:
             for sl in _chunk_slabs(shape, zchunks):
@@ -838,6 +884,12 @@ class Store:
         # 3. metadata and completion mark, after the last chunk; then the listings
         record.update(complete=True, end_utc=_now())
         grp.attrs.put({"ome": _stage_ome(stage, shape, ps), "cathodeflow": record})
+        _drop_marks(grp)
+        self._list_stage(image_id, stage)
+
+    def _list_stage(self, image_id: str, stage: str) -> None:
+        """List a complete stage where readers look: ``sr/labels`` for a label image, the
+        root's ``OME/series`` for ``raw`` and ``sr``."""
         if stage in LABEL_STAGES:
             self._register_label(image_id, _label_name(stage))
         if stage in SERIES_STAGES:
@@ -1006,6 +1058,67 @@ def _shorten(names: list[str], n: int = 8) -> str:
         return "none"
     more = f", … (+{len(names) - n} more)" if len(names) > n else ""
     return ", ".join(names[:n]) + more
+
+
+def _drop_marks(grp) -> None:
+    """Remove the chunk marks (:data:`CHUNK_MARKS`) of a stage's group, if any."""
+    if CHUNK_MARKS in grp:
+        del grp[CHUNK_MARKS]
+
+
+def _resumable(grp, record: dict, old) -> tuple:
+    """What a ``resume`` write of ``record`` keeps of the stage group ``grp``, whose record
+    is ``old``: ``(array 0, None)`` when the stage is complete with a record equal in
+    :data:`RESUME_KEYS`; ``(array 0, chunk marks)`` when an interrupted write of such a
+    record left its marks; else ``(None, None)`` (write it whole)."""
+    import zarr
+
+    if not isinstance(old, dict) or any(old.get(k) != record[k] for k in RESUME_KEYS):
+        return None, None
+    try:
+        arr = grp["0"]
+        marks = grp[CHUNK_MARKS] if old.get("complete") is not True else None
+    except KeyError:
+        return None, None
+    if not isinstance(arr, zarr.Array) or (list(arr.shape), list(arr.chunks), str(arr.dtype)) != (
+            record["shape"], record["chunks"], record["dtype"]):
+        return None, None
+    if marks is None:
+        return arr, None
+    grid = [-(-s // c) for s, c in zip(record["shape"], record["chunks"])]
+    if not isinstance(marks, zarr.Array) or list(marks.shape) != grid:
+        return None, None
+    return arr, marks
+
+
+def _write_chunk(arr, marks, region: tuple, index: tuple, block) -> None:
+    """One chunk of ``arr`` at ``region``, then its mark at ``index`` (chunk-grid index)."""
+    arr[region] = block
+    marks[index] = 1
+
+
+def _write_marked(data, arr, marks, done: np.ndarray, compute_kw) -> None:
+    """Compute and write the chunks of ``data`` (numpy or Dask; shape of ``arr``) that
+    ``done`` (bool, shape: the chunk grid of ``arr``) does not hold, each followed by its
+    mark in ``marks``; a Dask graph is culled to those chunks, so the others are neither
+    computed nor written."""
+    import dask
+    import dask.array as da
+
+    zchunks = arr.chunks
+    lazy = isinstance(data, da.Array)
+    blocks = data.rechunk(zchunks).to_delayed() if lazy else None
+    tasks = []
+    for index in np.ndindex(*done.shape):
+        if done[index]:
+            continue
+        region = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, zchunks, arr.shape))
+        if lazy:
+            tasks.append(dask.delayed(_write_chunk, pure=False)(arr, marks, region, index, blocks[index]))
+        else:
+            _write_chunk(arr, marks, region, index, data[region])
+    if tasks:
+        dask.compute(*tasks, **(compute_kw or {}))
 
 
 def _chunk_slabs(shape: tuple[int, ...], chunks: tuple[int, ...]):

@@ -2,7 +2,12 @@
 
 Each stage reads its input from the store and writes its output there; a stage is complete
 only when its completion mark is written after all chunks, so an interrupted run resumes
-where it stopped and recomputes only incomplete stages.
+where it stopped and recomputes only incomplete stages. Inside the chunked array stages
+(:data:`RESUMABLE`: ``sr``, ``prob`` and ``phase``) it resumes chunk by chunk: every chunk
+is marked in the store once written (:meth:`cathodeflow.io.store.Store.write_stage` with
+``resume``), and the next run computes only the chunks not marked, as long as the stage
+is recomputed only because it is incomplete (not for ``--from``, other parameters or a
+recomputed earlier stage: then it is written whole).
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from ..config import Params
 from ..errors import CathodeflowError, InputError, one_line
 
 STAGES = ("sr", "phase", "labels", "tables")
+#: Stages resumed chunk by chunk: each chunk of their arrays is written by one task, which
+#: the graph can be culled to (``labels`` is not: its label arrays are written from scratch
+#: files once the whole image is segmented, and its per-image rows need all of it).
+RESUMABLE = ("sr", "phase")
 
 
 #: Smallest image side ingest accepts, px: a smaller image is a thumbnail or a wrong file,
@@ -322,13 +331,16 @@ def _stage_state(st, iid, stage: str, params: Params) -> tuple[bool, str | None]
     return True, None
 
 
-def _plan(st, ids, stages, params: Params, forced: bool) -> tuple[dict[str, list[str]], list[str]]:
-    """Which per-image stages of ``stages`` to compute for each image, and one line per image
-    whose complete stage is recomputed because the parameters changed (DESIGN §4.1).
+def _plan(st, ids, stages, params: Params, forced: bool) -> tuple[dict[str, list[str]], list[str], set[str]]:
+    """Which per-image stages of ``stages`` to compute for each image, one line per image
+    whose complete stage is recomputed because the parameters changed (DESIGN §4.1), and the
+    images whose first stage to compute is resumed chunk by chunk.
 
     A stage is computed when ``forced``, incomplete, made with other parameters
-    (:data:`~cathodeflow.config.STAGE_PARAMS`), or after a stage that is computed. Nothing is
-    written here.
+    (:data:`~cathodeflow.config.STAGE_PARAMS`), or after a stage that is computed. The first
+    stage computed is resumed when it is in :data:`RESUMABLE` and computed only because it
+    is incomplete (not forced, same parameters); the stages after it are written whole.
+    Nothing is written here.
 
     Raises
     ------
@@ -337,7 +349,7 @@ def _plan(st, ids, stages, params: Params, forced: bool) -> tuple[dict[str, list
         results would mix two parameter sets.
     """
     first = STAGES.index(stages[0])
-    plan, notes = {}, []
+    plan, notes, resume = {}, [], set()
     for iid in ids:
         todo: list[str] = []
         for k, stage in enumerate(STAGES[:-1]):  # "tables" pools all images: every run writes it
@@ -351,17 +363,22 @@ def _plan(st, ids, stages, params: Params, forced: bool) -> tuple[dict[str, list
                 continue
             if not todo and not forced and complete and changed:
                 notes.append(f"{iid}: {stage} recomputed ({changed})")
+            if not todo and not forced and not complete and stage in RESUMABLE:
+                resume.add(iid)  # incomplete: `complete` is False, so `changed` is None
             if todo or forced or not complete or changed:
                 todo.append(stage)
         plan[iid] = todo
-    return plan, notes
+    return plan, notes, resume
 
 
-def _invalidate(st, iid, first: str) -> None:
+def _invalidate(st, iid, first: str, *, resume: bool = False) -> None:
     """Mark stage ``first`` of image ``iid`` and every stage after it incomplete (before any
     is recomputed), so that a run that stops midway, or ends at ``--to``, leaves no stage
-    that looks current on top of a recomputed one."""
-    for stage in STAGES[STAGES.index(first) : -1]:
+    that looks current on top of a recomputed one. With ``resume``, ``first`` is left as
+    it is (incomplete, its written chunks marked; an array of it that is complete, such as
+    ``prob`` before an interrupted ``phase``, is kept), the stages after it lose their chunk
+    marks too."""
+    for stage in STAGES[STAGES.index(first) + bool(resume) : -1]:
         for a in _STAGE_ARRAYS[stage]:
             st.mark_incomplete(iid, a)
     (_partial_dir(st, iid) / "COMPLETE").unlink(missing_ok=True)
@@ -431,7 +448,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
         _check_srgan_inputs(st, ids, params, force_pixel_size)
     if "phase" in stages and params.phase_method == "unet":
         _check_unet_inputs(st, ids, params, force_pixel_size)
-    plan, notes = _plan(st, ids, stages, params, forced=force or from_stage is not None)
+    plan, notes, resume = _plan(st, ids, stages, params, forced=force or from_stage is not None)
     by_size: dict[float, list[str]] = {}
     for iid in ids:
         if "sr" in plan[iid]:
@@ -448,7 +465,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
             say(note)
         for iid in ids:  # the first write of this run (the scheduler is up)
             if plan[iid]:
-                _invalidate(st, iid, plan[iid][0])
+                _invalidate(st, iid, plan[iid][0], resume=iid in resume)
         compute_kw = {"scheduler": client} if client is not None else {}
         dcenter = dcenter_tables(params) if "labels" in stages else None
 
@@ -465,7 +482,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
                 eta = round(eta_lr * SR_DEN / SR_NUM, 12)  # η_lr · 13/35
                 st.write_stage(iid, "sr", sr, pixel_size_um=eta, chunks=chunks, compute_kw=compute_kw,
                                weights_sha256=prov.get("weights_sha256"),
-                               params={**prov, **params_record(params, "sr")})
+                               params={**prov, **params_record(params, "sr")}, resume=True)
                 say(f"{iid}: sr done")
             if "phase" in stages and todo(iid, "phase"):
                 _phase_image(st, iid, params, compute_kw, force_pixel_size)
@@ -607,7 +624,7 @@ def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) ->
 
         ph = phases_baseline_dask(sr, pixel_size_um=eta)
         st.write_stage(iid, "phase", ph, pixel_size_um=eta, kind="labels", chunks=chunks,
-                       params={"method": "baseline-classical", **record}, compute_kw=compute_kw)
+                       params={"method": "baseline-classical", **record}, compute_kw=compute_kw, resume=True)
         return
     import numpy as np
 
@@ -623,13 +640,13 @@ def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) ->
     sha = prov["weights_sha256"]
     prov = {**prov, **record}
     st.write_stage(iid, "prob", prob.astype(np.float16).transpose(2, 0, 1), pixel_size_um=eta_out,
-                   params=prov, weights_sha256=sha, chunks=(3,) + chunks, compute_kw=compute_kw)
+                   params=prov, weights_sha256=sha, chunks=(3,) + chunks, compute_kw=compute_kw, resume=True)
     # eq. 7 on the stored Ŷ, so that the phase map is what re-thresholding the store gives
     stored = st.read_stage(iid, "prob").transpose(1, 2, 0)
     ph = phase_from_probabilities_dask(stored, prov["crack_threshold"], t_low=prov["crack_threshold_low"],
                                        sigma_px=prov["prob_sigma_px"])
     st.write_stage(iid, "phase", ph, pixel_size_um=eta_out, kind="labels", params=prov,
-                   weights_sha256=sha, chunks=chunks, compute_kw=compute_kw)
+                   weights_sha256=sha, chunks=chunks, compute_kw=compute_kw, resume=True)
 
 
 def _parallel_images(client) -> int:
