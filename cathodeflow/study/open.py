@@ -14,13 +14,16 @@ The tree mirrors the store (DESIGN §4.1, §4.2)::
     └── tables/
           images, cracks, particles, local_porosity, conditions   (xarray Datasets)
 
-Every array is a Dask array read chunk by chunk from the store's Zarr array (nothing is
-loaded until computed). Coordinates are in µm, ``index × η`` with η the pixel size of the
-array's own grid (the NGFF ``scale``): arrays on one grid share its dimensions. ``raw`` is
-on ``(y_raw, x_raw)``; the first grid met in the order ``sr, prob, phase, cracks, particles``
-is ``(y, x)``, any other ``(y_<name>, x_<name>)`` after its first array (a U-net that
-resampled the image puts ``prob`` and the labels on ``(y_prob, x_prob)``; an imported phase
-map without ``sr`` is on ``(y, x)``).
+The store is a local folder or an fsspec URL (``s3://bucket/study.zarr``,
+:mod:`cathodeflow.io.location`): the arrays are then read from the Zarr ``FsspecStore`` and
+the tables through the URL's fsspec filesystem. Every array is a Dask array read chunk by
+chunk from the store's Zarr array (nothing is loaded until computed). Coordinates are in
+µm, ``index × η`` with η the pixel size of the array's own grid (the NGFF ``scale``):
+arrays on one grid share its dimensions. ``raw`` is on ``(y_raw, x_raw)``; the first grid
+met in the order ``sr, prob, phase, cracks, particles`` is ``(y, x)``, any other
+``(y_<name>, x_<name>)`` after its first array (a U-net that resampled the image puts
+``prob`` and the labels on ``(y_prob, x_prob)``; an imported phase map without ``sr`` is
+on ``(y, x)``).
 Incomplete stages are left out and listed in the image's ``incomplete`` attribute.
 
 Table variables carry ``units`` (:func:`column_units`, from the column-name suffix). The
@@ -91,13 +94,18 @@ def column_units(column: str) -> str | None:
     return "1"
 
 
-def open_study(path) -> "xarray.DataTree":
+def open_study(path, *, storage_options: dict | None = None) -> "xarray.DataTree":
     """Open a study store as a lazy :class:`xarray.DataTree` (layout: module docstring).
 
     Parameters
     ----------
     path : str or Path
-        A study store (``study.zarr``) written by ``cathodeflow ingest`` / ``run``.
+        A study store written by ``cathodeflow ingest`` / ``run``: a local folder
+        (``study.zarr``) or an fsspec URL (``s3://bucket/study.zarr``; credentials and
+        endpoint from the environment, :mod:`cathodeflow.io.location`).
+    storage_options : dict, optional
+        Options of a URL's fsspec filesystem (e.g. ``{"endpoint_url": ...}`` or
+        ``{"anon": True}``), for the arrays and the tables alike; ignored for a folder.
 
     Returns
     -------
@@ -108,7 +116,8 @@ def open_study(path) -> "xarray.DataTree":
         ``package_version``, ``weights_sha256``, ``start_utc``, ``end_utc``; ``phase`` also
         ``flag_values``/``flag_meanings``). ``tree["tables/<name>"]`` holds the
         tables of DESIGN §4.2 as Datasets (:func:`cathodeflow.io.tables.to_xarray`) whose
-        numeric variables carry ``units``; present only while the tables are current.
+        numeric variables carry ``units``; present only while the tables are current. The
+        root's ``store`` attribute is the folder's absolute path, or the URL.
 
     Raises
     ------
@@ -123,15 +132,22 @@ def open_study(path) -> "xarray.DataTree":
     import xarray as xr
     import zarr
 
+    from ..io.location import RemotePath, zarr_store
     from ..io.store import STORE_VERSION, open_store
 
     if not isinstance(path, (str, Path)):
-        raise InputError(f"open_study path: expected a str or Path of a study store, got {type(path).__name__}")
+        raise InputError(f"open_study path: expected a str or Path of a study store (a folder or an "
+                         f"s3:// URL), got {type(path).__name__}")
+    if storage_options is not None and not isinstance(storage_options, dict):
+        raise InputError(f"open_study storage_options: expected a dict of fsspec options or None, "
+                         f"got {type(storage_options).__name__}")
     try:
-        st = open_store(path, mode="r")
+        st = open_store(path, mode="r", storage_options=storage_options)
     except StoreError as e:
         raise InputError(one_line(f"open_study path: {e}")) from None
-    mark = dict(zarr.open_group(str(st.path), mode="r", zarr_format=3).attrs.asdict().get("cathodeflow") or {})
+    remote = isinstance(st.path, RemotePath)
+    root_group = zarr.open_group(zarr_store(st.path, read_only=True), mode="r", zarr_format=3)
+    mark = dict(root_group.attrs.asdict().get("cathodeflow") or {})
     nodes = {"images": xr.Dataset()}
     for iid in st.image_ids():
         nodes[f"images/{iid}"] = _image_dataset(st, iid)
@@ -141,14 +157,14 @@ def open_study(path) -> "xarray.DataTree":
     if tables:
         nodes["tables"] = xr.Dataset(attrs={"folder": str(st.tables_dir)})
     root = xr.Dataset(attrs={
-        "store": str(Path(st.path).resolve()),
+        "store": str(st.path) if remote else str(Path(st.path).resolve()),
         "store_version": STORE_VERSION,
         "created_utc": mark.get("created_utc"),
         "created_by": mark.get("created_by"),
         "tables": state,
     })
     nodes["/"] = root
-    return xr.DataTree.from_dict(nodes, name=Path(st.path).name)
+    return xr.DataTree.from_dict(nodes, name=st.path.name)
 
 
 def _image_dataset(st, iid: str):
