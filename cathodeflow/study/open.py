@@ -12,7 +12,8 @@ The tree mirrors the store (DESIGN §4.1, §4.2)::
     │         cracks         (y, x)           crack-wise labels (eq. 2)
     │         particles      (y, x)           particle-wise labels (eq. 8–10)
     └── tables/
-          images, cracks, particles, local_porosity, conditions   (xarray Datasets)
+          images, cracks, particles, local_porosity, local_porosity_images, conditions
+          (xarray Datasets; a table the folder lacks is left out)
 
 The store is a local folder or an fsspec URL (``s3://bucket/study.zarr``,
 :mod:`cathodeflow.io.location`): the arrays are then read from the Zarr ``FsspecStore`` and

@@ -766,12 +766,12 @@ def current_tables_dir(store) -> Path:
         (:func:`cathodeflow.study.inventory.check_tables_current`).
     """
     from ..io.store import open_store
-    from ..io.tables import SCHEMAS
+    from ..io.tables import REQUIRED_TABLES
     from .inventory import check_tables_current
 
     st = open_store(store, mode="r")
     tdir = st.tables_dir  # a Path, or a RemotePath for a store at a URL
-    missing = [n for n in SCHEMAS if not (tdir / f"{n}.parquet").exists()]
+    missing = [n for n in REQUIRED_TABLES if not (tdir / f"{n}.parquet").exists()]
     if missing:
         raise CathodeflowError(f"{store}: tables {missing} not computed yet; run `cathodeflow run --store {store}` first")
     check_tables_current(st)
