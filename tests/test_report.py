@@ -283,3 +283,18 @@ def test_pooled_local_porosity_alone_gives_estimates_without_intervals(tmp_path)
     assert local["ci_low"].isna().all()
     np.testing.assert_allclose(local["estimate"], 1 / 21, rtol=1e-12)
     assert local["note"].str.contains("pooled").all()
+
+
+def test_tables_folder_without_per_image_local_porosity_still_reports(tmp_path):
+    from cathodeflow.io.tables import write_tables
+    from cathodeflow.report.build import report_tables
+
+    write_tables(_tables(), tmp_path / "tables")  # as written before local_porosity_images existed
+    assert not (tmp_path / "tables" / "local_porosity_images.parquet").exists()
+    index = report_tables(tmp_path / "tables", tmp_path / "report")
+    assert index.exists()
+    stats = pd.read_csv(tmp_path / "report" / "stats.csv")
+    assert stats[stats["quantity"].str.startswith("local_porosity:")]["note"].str.contains("pooled").all()
+    (tmp_path / "tables" / "images.parquet").unlink()  # a table of the contract missing: refused
+    with pytest.raises(InputError, match=r"\['images'\] not found"):
+        report_tables(tmp_path / "tables", tmp_path / "report2")
