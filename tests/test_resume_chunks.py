@@ -305,3 +305,22 @@ def test_a_unet_run_failing_mid_prob_resumes_prob_and_other_parameters_rewrite_i
     assert sorted((i, j) for i, j, _ in spy.computed) == sorted(_grid())  # all recomputed
     assert all(again[c] != after[c] for c in _grid())  # and rewritten
     assert open_store(store, mode="r").stage_info("20C_000", "phase")["params"]["crack_threshold"] == 0.3
+
+
+def test_ls_shows_how_many_chunks_an_interrupted_stage_keeps(tmp_path):
+    from cathodeflow.study.inventory import format_summary, summarize_store
+
+    truth = _ramp()
+    st = create_store(tmp_path / "s.zarr")
+    st.add_image("a", truth[:10, :10], condition="C", pixel_size_um=0.05)
+    kw = dict(pixel_size_um=0.02, params={"run": 1}, chunks=(20, 26), compute_kw={"scheduler": "sync"})
+    with pytest.raises(Injected):
+        st.write_stage("a", "sr", _lazy(truth, (20, 26), Blocks(fail_after=7)), resume=True, **kw)
+    k = len(_chunk_files(tmp_path / "s.zarr", "a", "sr"))  # ground truth: the chunk files written
+    assert 0 < k < 25 and st.chunks_written("a", "sr") == (k, 25)
+    entry = summarize_store(tmp_path / "s.zarr")["images"][0]["stages"]["sr"]
+    assert entry["status"] == "incomplete" and entry["chunks_written"] == [k, 25]
+    assert f"…{k}/25" in format_summary(summarize_store(tmp_path / "s.zarr"))
+    st.write_stage("a", "sr", _lazy(truth, (20, 26), Blocks()), resume=True, **kw)
+    assert st.chunks_written("a", "sr") is None  # complete: the marks are gone
+    assert summarize_store(tmp_path / "s.zarr")["images"][0]["stages"]["sr"]["chunks_written"] is None

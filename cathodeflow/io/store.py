@@ -543,6 +543,16 @@ class Store:
             return "absent"
         return "complete" if self.is_complete(image_id, stage) else "incomplete"
 
+    def chunks_written(self, image_id: str, stage: str) -> tuple[int, int] | None:
+        """(chunks marked written, chunks in all) of an interrupted resumable write of the
+        stage (module docstring, "Chunk-level resume"); None when it has no chunk marks
+        (complete, absent, or written without ``resume``)."""
+        g = self._group(self.stage_path(image_id, stage))
+        if g is None or CHUNK_MARKS not in g:
+            return None
+        marks = np.asarray(g[CHUNK_MARKS][...])
+        return int(np.count_nonzero(marks)), int(marks.size)
+
     def _complete_record(self, image_id: str, stage: str) -> dict:
         if not self.is_complete(image_id, stage):
             self._image_group(image_id)

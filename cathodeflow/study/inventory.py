@@ -36,7 +36,7 @@ LS_STAGES = ("sr", "prob", "phase", "labels/cracks", "labels/particles")
 _SHORT = {"sr": "sr", "prob": "prob", "phase": "phase", "labels/cracks": "cracks", "labels/particles": "particles"}
 _SYMBOL = {"complete": "✓", "incomplete": "…", "absent": "–"}
 LEGEND = ("legend: ✓ complete   … incomplete (interrupted or marked for recomputation; "
-          "`cathodeflow run` recomputes it)   – absent")
+          "`cathodeflow run` recomputes it; …k/n: k of its n chunks are kept)   – absent")
 FLAGS_LEGEND = ("flags (images table): unmarked = components of S>0 without a marker (no particle), "
                 "holed = particles enclosing background, cracks outside = kept cracks in no particle, "
                 "% cut = particles touching the frame")
@@ -88,12 +88,15 @@ def summarize_store(store) -> dict:
                          "pixel_size_raw_um": float or None,
                          "stages": {stage: {"status": "complete" | "incomplete" | "absent",
                                             "method": str or None, "params_sha256": str or None,
-                                            "end_utc": str or None}},
+                                            "end_utc": str or None,
+                                            "chunks_written": [k, n] or None}},
                          "flags": str or None}],
              "parameter_sets": {stage: [{"params_sha256", "method", "params", "image_ids"}]},
              "tables": {"state", "reason", "written_utc", "image_ids"}}
 
         ``stages`` are :data:`LS_STAGES`; method and parameters only for complete stages;
+        ``chunks_written`` for an interrupted stage whose next ``run`` resumes it chunk by
+        chunk (k of its n chunks are kept);
         ``parameter_sets`` groups the complete images of each stage by their parameters
         (:data:`PER_IMAGE_KEYS` left out; ``params_sha256`` is the first 12 hex digits);
         ``flags`` are the image's quality flags in the store's ``tables/images.parquet``
@@ -119,7 +122,11 @@ def summarize_store(store) -> dict:
         }
         for stage in LS_STAGES:
             status = st.stage_status(iid, stage)
-            entry = {"status": status, "method": None, "params_sha256": None, "end_utc": None}
+            entry = {"status": status, "method": None, "params_sha256": None, "end_utc": None,
+                     "chunks_written": None}
+            if status == "incomplete":
+                done = st.chunks_written(iid, stage)
+                entry["chunks_written"] = list(done) if done else None
             if status == "complete":
                 rec = st.stage_info(iid, stage)
                 chosen, digest = _param_set(rec.get("params") or {})
@@ -152,6 +159,12 @@ def _flags(st) -> dict[str, str]:
     except Exception:  # absent, truncated or foreign: tables_state reports it
         return {}
     return {str(r["image_id"]): flag_summary(r) for r in images.to_dict("records")}
+
+
+def _stage_cell(entry: dict) -> str:
+    """A stage's status symbol; ``…k/n`` for an interrupted stage with k of n chunks kept."""
+    done = entry.get("chunks_written")
+    return _SYMBOL[entry["status"]] + (f"{done[0]}/{done[1]}" if done else "")
 
 
 def _differing(sets: list[dict]) -> set[str]:
@@ -191,7 +204,7 @@ def format_summary(summary: dict) -> str:
             [im["image_id"], im["condition"],
              "×".join(str(v) for v in im["shape_raw"]) if im["shape_raw"] else "–",
              f"{im['pixel_size_raw_um']:.4g}" if im["pixel_size_raw_um"] else "–"]
-            + [_SYMBOL[im["stages"][s]["status"]] for s in LS_STAGES]
+            + [_stage_cell(im["stages"][s]) for s in LS_STAGES]
             + ([im.get("flags") or "–"] if show_flags else [])
             for im in images
         ]
