@@ -117,30 +117,36 @@ def _assert_equal_to_reference(store, tables, reference):
         pd.testing.assert_frame_equal(tables[name], table, obj=name)
 
 
+def _interrupt_and_resume(store, monkeypatch, module, name, stage, rel):
+    """Run with ``module.name``'s output failing after FAIL_AFTER blocks, then again; check
+    that the rerun computed and wrote only the chunks the first run had not written (chunk
+    files of ``rel``). Returns (k chunks kept, the rerun's tables)."""
+    with monkeypatch.context() as mp:
+        _inject(mp, module, name, Blocks(fail_after=FAIL_AFTER))
+        with pytest.raises(Injected):
+            run_study(store, params=PARAMS, scheduler="sync")
+    assert open_store(store, mode="r").stage_status("20C_000", stage) == "incomplete"
+    written = _chunk_files(store, "20C_000", rel)
+    assert 0 < len(written) < N_CHUNKS
+
+    spy = Blocks()
+    with monkeypatch.context() as mp:
+        _inject(mp, module, name, spy)
+        tables = run_study(store, params=PARAMS, scheduler="sync")
+    after = _chunk_files(store, "20C_000", rel)
+    assert set(after) == _grid()
+    assert {c for c in after if after[c] == written.get(c)} == set(written)  # the k chunks kept, untouched
+    assert sorted(spy.computed) == sorted(_grid() - set(written))  # only the n − k others computed
+    return len(written), tables
+
+
 @pytest.mark.slow  # runs the pipeline (this file's pipeline tests: ~30 s of CPU in all)
 def test_a_run_failing_mid_sr_resumes_with_only_the_unwritten_sr_chunks(image, reference, tmp_path, monkeypatch):
     import cathodeflow.stages.superres as superres
 
     store = tmp_path / "study.zarr"
     ingest([image], store=store, condition="20C")
-    with monkeypatch.context() as mp:
-        _inject(mp, superres, "superres_any_size_dask", Blocks(fail_after=FAIL_AFTER))
-        with pytest.raises(Injected):
-            run_study(store, params=PARAMS, scheduler="sync")
-    st = open_store(store, mode="r")
-    assert st.stage_status("20C_000", "sr") == "incomplete"
-    written = _chunk_files(store, "20C_000", "sr")
-    k = len(written)
-    assert 0 < k < N_CHUNKS
-
-    spy = Blocks()
-    with monkeypatch.context() as mp:
-        _inject(mp, superres, "superres_any_size_dask", spy)
-        tables = run_study(store, params=PARAMS, scheduler="sync")
-    after = _chunk_files(store, "20C_000", "sr")
-    assert set(after) == _grid()
-    assert {c for c in after if after[c] == written.get(c)} == set(written)  # the k chunks kept, untouched
-    assert sorted(spy.computed) == sorted(_grid() - set(written))  # only the n − k others computed
+    k, tables = _interrupt_and_resume(store, monkeypatch, superres, "superres_any_size_dask", "sr", "sr")
     rec = open_store(store, mode="r").stage_info("20C_000", "sr")
     assert rec["complete"] is True and rec["chunks_kept"] == k
     assert not (store / "images" / "20C_000" / "sr" / CHUNK_MARKS).exists()  # the marks go with completion
@@ -156,23 +162,8 @@ def test_a_run_failing_mid_phase_keeps_sr_and_resumes_with_only_the_unwritten_ph
     ingest([image], store=store, condition="20C")
     run_study(store, params=PARAMS, scheduler="sync", to_stage="sr")
     sr_files = _chunk_files(store, "20C_000", "sr")
-    with monkeypatch.context() as mp:
-        _inject(mp, phases, "phases_baseline_dask", Blocks(fail_after=FAIL_AFTER))
-        with pytest.raises(Injected):
-            run_study(store, params=PARAMS, scheduler="sync")
-    assert open_store(store, mode="r").stage_status("20C_000", "phase") == "incomplete"
-    written = _chunk_files(store, "20C_000", "sr/labels/phase")
-    k = len(written)
-    assert 0 < k < N_CHUNKS
-
-    spy = Blocks()
-    with monkeypatch.context() as mp:
-        _inject(mp, phases, "phases_baseline_dask", spy)
-        tables = run_study(store, params=PARAMS, scheduler="sync")
-    after = _chunk_files(store, "20C_000", "sr/labels/phase")
-    assert set(after) == _grid()
-    assert {c for c in after if after[c] == written.get(c)} == set(written)
-    assert sorted(spy.computed) == sorted(_grid() - set(written))
+    _, tables = _interrupt_and_resume(store, monkeypatch, phases, "phases_baseline_dask", "phase",
+                                      "sr/labels/phase")
     assert _chunk_files(store, "20C_000", "sr") == sr_files  # the complete sr stage was not rewritten
     _assert_equal_to_reference(store, tables, reference)
 

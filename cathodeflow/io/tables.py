@@ -27,6 +27,17 @@ _BOX_COLUMNS = {
     "bbox_x1_um": "float64",
 }
 
+#: Columns of the local porosity per condition (eq. 37–40), and per image with ``image_id``.
+_LOCAL_POROSITY = {
+    "condition": "string",
+    "method": "string",
+    "bin_lo": "float64",
+    "bin_hi": "float64",
+    "crack_um2": "float64",
+    "solid_um2": "float64",
+    "porosity": "float64",
+}
+
 #: Column name -> pandas dtype, per table, in contract order.
 SCHEMAS: dict[str, dict[str, str]] = {
     "images": {
@@ -83,27 +94,10 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "equivalent_diameter_um": "float64",
         "feret_diameter_um": "float64",
     },
-    "local_porosity": {
-        "condition": "string",
-        "method": "string",
-        "bin_lo": "float64",
-        "bin_hi": "float64",
-        "crack_um2": "float64",
-        "solid_um2": "float64",
-        "porosity": "float64",
-    },
+    "local_porosity": _LOCAL_POROSITY,
     # The same per image (areas summed over the image's particles): what bootstrap intervals
     # over images need (report/stats.py). Not in DESIGN §4.2's list; added beside it.
-    "local_porosity_images": {
-        "image_id": "string",
-        "condition": "string",
-        "method": "string",
-        "bin_lo": "float64",
-        "bin_hi": "float64",
-        "crack_um2": "float64",
-        "solid_um2": "float64",
-        "porosity": "float64",
-    },
+    "local_porosity_images": {"image_id": "string", **_LOCAL_POROSITY},
     "conditions": {
         "condition": "string",
         "porosity_mean": "float64",
