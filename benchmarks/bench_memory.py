@@ -1,6 +1,7 @@
 """Peak memory of tiled ``describe`` against the image size (issue 9, item 1).
 
-A sparse phase map of N megapixels ("particles apart": no touching particles) is written
+A sparse phase map of N megapixels ("particles apart": no touching particles; or with
+``--mode percolating`` one solid network spanning the map) is written
 chunk by chunk into a temporary Zarr array, never whole in memory: a few distinct tiles of
 :func:`benchmarks.phasemaps.build_phase_map` (``touch_fraction=0``, a 2-px background frame
 so that tiles never join) repeated over the mosaic by :func:`cathodeflow.synth.mosaic.mosaic_block`
@@ -20,7 +21,7 @@ the call, and (peak tree − baseline) per pixel. The map is built and written b
 baseline is taken; an unrecorded run on a small map (``--warmup``, 4 MP) comes first, so
 imports and compilation are not counted.
 
-Run: ``python -m benchmarks.bench_memory --sizes 27,110 [--scheduler local]``; prints a
+Run: ``python -m benchmarks.bench_memory --sizes 27,110 [--scheduler local] [--mode percolating]``; prints a
 table and writes ``benchmarks/results/memory-<timestamp>.json``.
 """
 
@@ -46,12 +47,16 @@ PIXEL_SIZE_UM = 0.0143
 N_TILES = 4
 
 
-def base_tiles(tile_px: int, *, n: int = N_TILES, seed: int = 0) -> list[np.ndarray]:
-    """``n`` distinct (tile_px, tile_px) uint8 phase maps with a 2-px background frame
-    (the ``sparse`` tiles of :mod:`cathodeflow.synth.mosaic`)."""
+def base_tiles(tile_px: int, *, n: int = N_TILES, seed: int = 0, mode: str = "sparse") -> list[np.ndarray]:
+    """``n`` distinct (tile_px, tile_px) uint8 phase maps with a 2-px frame: ``sparse``,
+    particles apart and a background frame; ``percolating``, 30 % of neighbouring
+    particles touching and a solid frame, so that the solid is one network spanning the
+    mosaic (the modes of :mod:`cathodeflow.synth.mosaic`)."""
     from .phasemaps import build_phase_map
 
-    return [frame_tile(build_phase_map((tile_px, tile_px), touch_fraction=0.0, seed=seed + k), 0) for k in range(n)]
+    touch, frame = (0.0, 0) if mode == "sparse" else (0.3, 1)
+    return [frame_tile(build_phase_map((tile_px, tile_px), touch_fraction=touch, seed=seed + k), frame)
+            for k in range(n)]
 
 
 def write_mosaic(path: Path, megapixels: float, tiles: list[np.ndarray], chunk_px: int):
@@ -167,6 +172,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--sizes", default="27,110", help="comma-separated image sizes in MP (default 27,110)")
     ap.add_argument("--chunk-px", type=int, default=2048)
     ap.add_argument("--tile-px", type=int, default=2560, help="edge of the generator tiles")
+    ap.add_argument("--mode", choices=("sparse", "percolating"), default="sparse",
+                    help="sparse: particles apart (default); percolating: one solid network "
+                         "(the particle stage's worst case: one component spanning the image)")
     ap.add_argument("--scheduler", choices=("threads", "local"), default="threads")
     ap.add_argument("--workers", type=int, default=2, help="workers of the LocalCluster")
     ap.add_argument("--scratch", choices=("disk", "memory"), default="disk",
@@ -184,7 +192,7 @@ def main(argv=None) -> dict:
         "machine": machine_info(),
         "versions": versions(),
         "load_start": load_now(),
-        "options": {"sizes_mp": sizes, "chunk_px": args.chunk_px, "tile_px": args.tile_px,
+        "options": {"sizes_mp": sizes, "chunk_px": args.chunk_px, "tile_px": args.tile_px, "mode": args.mode,
                     "warmup_mp": args.warmup, "scratch": args.scratch, "scheduler": args.scheduler, "workers": args.workers if args.scheduler == "local" else None},
         "runs": [],
     }
@@ -193,7 +201,7 @@ def main(argv=None) -> dict:
 
         tiled.describe_phase_dask = functools.partial(tiled.describe_phase_dask, scratch=False)
     t0 = time.perf_counter()
-    tiles = base_tiles(args.tile_px)
+    tiles = base_tiles(args.tile_px, mode=args.mode)
     payload["tiles_s"] = round(time.perf_counter() - t0, 2)
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         client, cluster_cm = None, None

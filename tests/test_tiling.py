@@ -168,15 +168,69 @@ def test_map_object_crops_tasks_read_only_the_blocks_they_overlap():
     lab = np.zeros((100, 100), np.int32)
     lab[5:8, 5:8] = 1
     lab[90:95, 90:99] = 2
-    x = da.from_array(lab, chunks=(10, 10))
+    read = []  # chunk locations of the blocks actually computed (the test's own record)
+
+    def block(b, block_info=None):
+        read.append(tuple(block_info[0]["chunk-location"]))
+        return b
+
+    x = da.from_array(lab, chunks=(10, 10)).map_blocks(block, dtype=lab.dtype)
     batches = map_object_crops(_record_kernel, [x, x], {1: (slice(5, 8), slice(5, 8)), 2: (slice(90, 95), slice(90, 99))},
                                margin=1, kernel_kwargs={"scale": 1})
     assert len(batches) == 2  # far apart: never one region spanning the image
     for b in batches:
         area = (b.region[0].stop - b.region[0].start) * (b.region[1].stop - b.region[1].start)
         assert area <= 11 * 11
-        deps = b.result.dask.dependencies[b.result.key]
-        assert len(deps) <= 8  # 2 arrays × at most 4 blocks, not 100 blocks
+    dask.compute([b.result for b in batches], scheduler="sync")
+    # regions rows/cols 4:9 (block (0, 0)) and 89:96 × 89:100 (blocks (8|9, 8|9)), per input
+    assert sorted(set(read)) == [(0, 0), (8, 8), (8, 9), (9, 8), (9, 9)]
+    assert len(read) == 2 * 5  # each of the 2 inputs read those blocks once, none of the other 95
+
+
+def _task_deps(batch) -> set:
+    """Keys the task of one batch depends on (low-level graph)."""
+    return set(dask.core.get_dependencies(dict(batch.result.dask), batch.result.key))
+
+
+def _two_object_batches(arrays):
+    return map_object_crops(_record_kernel, arrays, {1: (slice(5, 8), slice(5, 8)), 2: (slice(90, 95), slice(12, 99))},
+                            margin=1, kernel_kwargs={"scale": 3})
+
+
+def _check_two_object_results(batches, lab):
+    (results,) = dask.compute([b.result for b in batches])
+    got = {oid: r for b, res in zip(batches, results) for oid, r in zip(b.ids, res)}
+    for oid, want in ((1, (slice(4, 9), slice(4, 9))), (2, (slice(89, 96), slice(11, 100)))):
+        assert got[oid][1] == want
+        np.testing.assert_array_equal(got[oid][2], lab[want])
+        np.testing.assert_array_equal(got[oid][3], lab[want] * 3)
+
+
+def test_map_object_crops_tasks_on_a_store_read_their_region_and_share_no_block(tmp_path):
+    """Store-backed inputs: no block is a task shared by several batches (which the
+    scheduler would keep in memory until its last reader ran); each task reads its region."""
+    import zarr
+
+    lab = np.arange(100 * 100, dtype=np.int32).reshape(100, 100) % 97
+    z = zarr.create_array(str(tmp_path / "lab.zarr"), shape=lab.shape, chunks=(10, 10), dtype="i4")
+    z[...] = lab
+    x = da.from_zarr(z)
+    batches = _two_object_batches([x, x])
+    assert len(batches) == 2
+    for b in batches:
+        assert _task_deps(b) == set()
+    _check_two_object_results(batches, lab)
+
+
+def test_map_object_crops_tasks_on_persisted_arrays_take_only_their_blocks():
+    """Inputs already in memory: tasks depend on the (held anyway) blocks they overlap."""
+    lab = np.arange(100 * 100, dtype=np.int32).reshape(100, 100) % 97
+    (x,) = dask.persist(da.from_array(lab, chunks=(10, 10)) + 0)
+    batches = _two_object_batches([x, x])
+    deps = [_task_deps(b) for b in batches]
+    assert deps[0] == {(x.name, 0, 0)}  # rows 4:9, cols 4:9 (both inputs are x)
+    assert deps[1] == {(x.name, i, j) for i in (8, 9) for j in range(1, 10)}  # rows 89:96, cols 11:100
+    _check_two_object_results(batches, lab)
 
 
 def test_map_object_crops_with_no_objects_is_empty():

@@ -14,7 +14,10 @@ object crops instead of whole-image passes (DESIGN §5):
 * :func:`object_boxes` — bounding boxes of all labels (per chunk, merged by min/max).
 * :func:`map_object_crops` — run a numpy kernel on the crop of each object (bounding box
   plus a margin), many small objects per task; crops are read from the chunks they
-  overlap, never from a whole image.
+  overlap, never from a whole image. A task reads the blocks it needs itself unless they
+  are already in memory: a block task shared by several object tasks would be held by the
+  scheduler until its last reader ran, which for a large image kept rows of chunks in
+  memory (issue 9).
 * :func:`paste_crops` — assemble per-object crop results back into a chunked array; each
   output chunk pulls only the pieces that intersect it.
 * :func:`relabel` — map a label array through a lookup table, chunk by chunk.
@@ -25,6 +28,7 @@ Numpy kernels are separate from the Dask glue: ``_label_block``, ``_first_pixels
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from itertools import product
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
@@ -443,13 +447,58 @@ def _assemble(shape, dtype, placements, blocks):
     return region
 
 
+class _Read:
+    """Blocks of a dask array that one task computes itself (see :func:`map_object_crops`).
+
+    Holds the low-level graph culled to those blocks; not a dask collection, so
+    ``dask.delayed`` passes it on untouched instead of making the blocks shared
+    dependencies of the task (which the scheduler would hold until their last reader ran).
+    """
+
+    __slots__ = ("graph", "keys")
+
+    def __init__(self, graph: dict, keys: list):
+        from dask.optimization import cull
+
+        self.graph, _ = cull(graph, keys)
+        self.keys = keys
+
+    def __dask_tokenize__(self):  # keys of a dask array name their content: cheap and exact
+        return ("map-object-crops-read", self.keys)
+
+    def blocks(self):
+        """Compute the blocks one after another (synchronously, in this thread)."""
+        for key in self.keys:
+            yield dask.get(self.graph, key)
+
+
+def _materialized(x: da.Array) -> bool:
+    """True when every block of ``x`` is data in its graph (persisted in memory or on a
+    cluster), False when some block is a task still to run (a read from a store, ...)."""
+    graph = x.__dask_graph__()
+    future = getattr(sys.modules.get("distributed"), "Future", None)
+    for key in da.core.flatten(x.__dask_keys__()):
+        v = graph[key]
+        if not (isinstance(v, np.ndarray) or (future is not None and isinstance(v, future))):
+            return False
+    return True
+
+
 def _run_batch(kernel, ids, boxes, region, layouts, kernel_kwargs, *blocks):
-    """Assemble the region of each input from its blocks, run ``kernel`` on every crop."""
+    """Assemble the region of each input from its blocks, run ``kernel`` on every crop.
+
+    ``layouts[k] = (shape, dtype, placements, read)``: the blocks of input k are the next
+    ``len(placements)`` of ``blocks``, or computed here by ``read`` (a :class:`_Read`).
+    """
     regions = []
     pos = 0
-    for shape, dtype, placements in layouts:
-        regions.append(_assemble(shape, dtype, placements, blocks[pos : pos + len(placements)]))
-        pos += len(placements)
+    for shape, dtype, placements, read in layouts:
+        if read is None:
+            parts = blocks[pos : pos + len(placements)]
+            pos += len(placements)
+        else:
+            parts = read.blocks()
+        regions.append(_assemble(shape, dtype, placements, parts))
     out = []
     for oid, box in zip(ids, boxes):
         rel = tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))
@@ -515,7 +564,12 @@ def map_object_crops(
         for distributed schedulers.
     arrays : sequence of (H, W) dask arrays
         Inputs, all of the same shape (their chunks may differ). Persist them first when
-        they are expensive: every task reads only the blocks it needs.
+        they are expensive (best in a :class:`~cathodeflow.tiling.scratch.Scratch`): an
+        input whose blocks are in memory (persisted) is handed to each task as the blocks
+        its region overlaps; of any other input, each task computes the blocks its region
+        overlaps itself, one at a time (the graph culled to them), so no block is kept in
+        memory between tasks and memory is bounded by the tasks in flight, whatever the
+        image size. A block shared by several tasks is then read several times.
     boxes : mapping {object_id: (slice, slice)}
         Bounding boxes (as from :func:`object_boxes`); only these objects are processed.
     margin : int
@@ -546,7 +600,9 @@ def map_object_crops(
     ids = list(boxes)
     crops = [crop_box(boxes[i], margin, shape) for i in ids]
     bounds = [(_chunk_bounds(a.chunks[0]), _chunk_bounds(a.chunks[1])) for a in arrays]
-    blocks = [a.to_delayed(optimize_graph=False) for a in arrays]
+    held = [_materialized(a) for a in arrays]
+    blocks = [a.to_delayed(optimize_graph=False) if h else None for a, h in zip(arrays, held)]
+    graphs = [None if h else dict(a.__dask_graph__()) for a, h in zip(arrays, held)]
     groups = _group_objects(ids, crops, bounds[0], int(max_batch_px), int(max_batch_objects))
     run = dask.delayed(_run_batch, pure=True)
     kw = dict(kernel_kwargs or {})
@@ -560,10 +616,14 @@ def map_object_crops(
         )
         rshape = (region[0].stop - region[0].start, region[1].stop - region[1].start)
         layouts, deps = [], []
-        for a, (yb, xb), blk in zip(arrays, bounds, blocks):
+        for a, (yb, xb), blk, graph in zip(arrays, bounds, blocks, graphs):
             places = _blocks_in(region, yb, xb)
-            layouts.append((rshape, a.dtype, [(dst, src) for _, dst, src in places]))
-            deps.extend(blk[ij] for ij, _, _ in places)
+            placements = [(dst, src) for _, dst, src in places]
+            if graph is None:
+                layouts.append((rshape, a.dtype, placements, None))
+                deps.extend(blk[ij] for ij, _, _ in places)
+            else:
+                layouts.append((rshape, a.dtype, placements, _Read(graph, [(a.name, *ij) for ij, _, _ in places])))
         result = run(kernel, gids, gboxes, region, layouts, kw, *deps)
         out.append(ObjectBatch(gids, gboxes, region, result))
     return out
