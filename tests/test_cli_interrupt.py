@@ -226,3 +226,14 @@ def test_local_cluster_closing_after_work_prints_nothing(capfd, monkeypatch):
     time.sleep(0.5)
     err = capfd.readouterr().err
     assert "Traceback" not in err and "distributed." not in err and "Stream is closed" not in err, err
+
+
+def test_local_cluster_workers_start_without_distributeds_malloc_trim_threshold():
+    # an explicit M_TRIM_THRESHOLD pins glibc's mmap threshold: every large array is mapped
+    # and unmapped again (a third more CPU per image, measured by benchmarks/bench_campaign.py)
+    import os
+
+    with local_cluster(2) as client:
+        got = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert len(got) == 2 and set(got.values()) == {None}
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # nor left behind in this process

@@ -90,22 +90,31 @@ def local_cluster(n_workers: int | None = None, *, fallback: bool = False):
     The workers never see SIGINT (see the module notes): an interrupt raises
     ``KeyboardInterrupt`` in the caller only, and leaving the block by any exception kills
     the workers instead of waiting for their running tasks.
+
+    The workers start without distributed's ``MALLOC_TRIM_THRESHOLD_`` (65536): with any
+    explicit trim threshold glibc keeps its mmap threshold at 128 KiB, so every large
+    temporary array is mapped, zero-filled and unmapped again; measured on 2048² phase maps
+    this cost a third more CPU per image (1.25 → 0.83 s) for memory the next task
+    allocates anyway.
     """
+    import dask
     from distributed import Client, LocalCluster
 
     n = n_workers or n_local_workers()
     unblock = _block_sigint()  # inherited by the worker processes (and the threads made here)
+    no_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     try:
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=":0",  # a free port: clusters may run side by side
-            # a task's error reaches the caller as its exception (a phase map's bad value,
-            # read inside the task): the worker's "Compute Failed" record would repeat it
-            silence_logs=logging.CRITICAL,
-        )
+        with dask.config.set(no_trim):
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=":0",  # a free port: clusters may run side by side
+                # a task's error reaches the caller as its exception (a phase map's bad value,
+                # read inside the task): the worker's "Compute Failed" record would repeat it
+                silence_logs=logging.CRITICAL,
+            )
     except BaseException as e:
         unblock()
         if not fallback or not isinstance(e, Exception):
@@ -464,3 +473,57 @@ def _refused(address: str) -> bool:
     except (OSError, ValueError, TypeError):
         return False
     return False
+
+
+def parallel_images(client) -> int:
+    """How many images to process at once: the cluster's threads, or the local cores."""
+    if client is not None:
+        try:
+            return max(1, sum(client.nthreads().values()))
+        except Exception:  # pragma: no cover - a client that cannot tell
+            return 1
+    return n_local_workers()
+
+
+def each_on_threads(func, items, n_threads: int) -> None:
+    """``func(item)`` for every item, ``n_threads`` at a time; the first error in the order of
+    ``items`` is raised. The threads are daemon threads: on an interrupt or an error no new
+    item starts and nothing waits for the running ones (leaving ``scheduler_context`` stops
+    their work), so neither this call nor the interpreter's exit blocks on them, unlike a
+    ``ThreadPoolExecutor``, whose threads the interpreter joins at exit."""
+    import queue
+    import threading
+
+    todo: queue.Queue = queue.Queue()
+    for k, item in enumerate(items):
+        todo.put((k, item))
+    outcome: dict[int, BaseException | None] = {}
+    changed = threading.Condition()
+    stop = threading.Event()
+
+    def work():
+        while not stop.is_set():
+            try:
+                k, item = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                func(item)
+                error = None
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                error = e
+            with changed:
+                outcome[k] = error
+                changed.notify_all()
+
+    for i in range(n_threads):
+        threading.Thread(target=work, name=f"cathodeflow images {i}", daemon=True).start()
+    try:
+        for k in range(len(items)):
+            with changed:
+                while k not in outcome:
+                    changed.wait()
+            if outcome[k] is not None:
+                raise outcome[k]
+    finally:
+        stop.set()

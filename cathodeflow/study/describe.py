@@ -4,8 +4,10 @@ The same entry point serves ``cathodeflow describe`` (files), the Python API (nu
 xarray arrays; also ``cathodeflow.describe``) and the demo's ground truth. It checks the
 arguments, opens the scheduler (:func:`~cathodeflow.study.cluster.scheduler_context`) and
 computes there the work that :mod:`cathodeflow.measure.describe` builds: one task per whole
-image, the tiled graph of :func:`~cathodeflow.measure.tiled.describe_phase_dask` per chunked
-image, then the reduce step.
+image (an image of one chunk included), the tiled graph of
+:func:`~cathodeflow.measure.tiled.describe_phase_dask` per image of several chunks (on a
+cluster, as many such images at once as it has threads: each computes in several blocking
+rounds), then the reduce step.
 
 Files are not read here: only their headers (shape, dtype), and the tasks read the pixels
 they need (:func:`cathodeflow.io.phasefile.phase_file_array`, by chunk on the tiled path). So nothing a task needs
@@ -107,7 +109,8 @@ def describe(
         Where to run. With several images each image is one task; a Dask array with more
         than one chunk (or ``chunk_px``) is processed tile-wise.
     chunk_px : int, optional
-        Process images as Dask arrays with square chunks of this edge (tiled path).
+        Process images as Dask arrays with square chunks of this edge (tiled path); an
+        image of one chunk is processed whole, in one task (the same tables).
     phase_values : sequence of int, shape (3,)
         The stored values (B, S, C) meaning background, solid, crack in ``phases``, mapped
         to S = 0, 1, 2 as each map is read (per chunk for lazy input; default ``(0, 1, 2)``;
@@ -155,12 +158,15 @@ def describe(
 
 def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress):
     from ..measure.tiled import describe_phase_dask
-    from .cluster import scheduler_context
+    from .cluster import each_on_threads, parallel_images, scheduler_context
 
     work = []
     for arr, (iid, _), s, c in zip(arrays, items, sizes, conds):
         kw = dict(image_id=iid, condition=c, pixel_size_um=float(s), params=params, dcenter=tables)
-        work.append((tiled_array(arr, chunk_px=chunk_px), arr, kw))
+        tiled = tiled_array(arr, chunk_px=chunk_px)
+        if tiled is not None and tiled.npartitions == 1:  # one tile: the whole-image task
+            arr, tiled = (arr if isinstance(arr, np.ndarray) else tiled), None
+        work.append((tiled, arr, kw))
 
     with scheduler_context(scheduler, n_tasks=len(work)) as client:
         out = []
@@ -168,23 +174,41 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
         if whole:
             arrays = [arr for _, arr, _ in whole]
             if client is not None:
-                arrays = [_to_cluster(a, client) if isinstance(a, np.ndarray) else a for a in arrays]
+                arrays = _to_cluster(arrays, client)
             tasks = [whole_image_task(a, **kw) for a, (_, _, kw) in zip(arrays, whole)]
             results = _compute(tasks, client, progress)
             out.extend(zip([i for i, _, _ in whole], results))
-        for i, (tiled, _, kw) in enumerate(work):
-            if tiled is not None:
-                out.append((i, describe_phase_dask(tiled, client=client, **kw)))
+        tiled = [(i, t, kw) for i, (t, _, kw) in enumerate(work) if t is not None]
+
+        def one(item):
+            i, t, kw = item
+            out.append((i, describe_phase_dask(t, client=client, **kw)))
+
+        # Each tiled image computes in several blocking rounds, some of one task: on a
+        # cluster, images run side by side so that the workers stay busy between rounds.
+        n_parallel = min(len(tiled), parallel_images(client)) if client is not None else 1
+        if n_parallel > 1:
+            each_on_threads(one, tiled, n_parallel)
+        else:
+            for item in tiled:
+                one(item)
     return [d for _, d in sorted(out, key=lambda t: t[0])]
 
 
-def _to_cluster(arr: np.ndarray, client):
-    """``arr`` shipped to the cluster once, as data (not in the graph), and kept on
-    :data:`_REPLICAS` workers: losing one of them does not lose it."""
-    future = client.scatter(arr)
+def _to_cluster(arrays: list, client) -> list:
+    """``arrays`` with each numpy array shipped to the cluster once, as data (not in the
+    graph), and kept on :data:`_REPLICAS` workers: losing one of them does not lose it.
+    One scatter and one replicate for all of them; other arrays are returned as they are."""
+    held = [k for k, a in enumerate(arrays) if isinstance(a, np.ndarray)]
+    if not held:
+        return arrays
+    futures = client.scatter([arrays[k] for k in held])
     if len(client.nthreads()) > 1:
-        client.replicate([future], n=_REPLICAS)
-    return future
+        client.replicate(futures, n=_REPLICAS)
+    out = list(arrays)
+    for k, f in zip(held, futures):
+        out[k] = f
+    return out
 
 
 def _compute(tasks, client, progress):

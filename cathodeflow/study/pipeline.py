@@ -423,7 +423,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     from ..config import SR_DEN, SR_NUM
     from ..stages.srgan import srgan_stage_dask
     from ..stages.superres import superres_any_size_dask
-    from .cluster import scheduler_context
+    from .cluster import each_on_threads, parallel_images, scheduler_context
 
     params = params or Params()
     st = open_store(store)
@@ -495,9 +495,9 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
 
         # Images are independent: run a few at once so that small images still fill the
         # workers (each image's own tasks are few). Errors surface in image order.
-        n_parallel = min(len(ids), _parallel_images(client))
+        n_parallel = min(len(ids), parallel_images(client))
         if n_parallel > 1:
-            _each_on_threads(process, ids, n_parallel)
+            each_on_threads(process, ids, n_parallel)
         else:
             for iid in ids:
                 process(iid)
@@ -518,50 +518,6 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     if bar is not None:
         bar.close()
     return tables
-
-
-def _each_on_threads(func, items, n_threads: int) -> None:
-    """``func(item)`` for every item, ``n_threads`` at a time; the first error in the order of
-    ``items`` is raised. The threads are daemon threads: on an interrupt or an error no new
-    item starts and nothing waits for the running ones (leaving ``scheduler_context`` stops
-    their work), so neither this call nor the interpreter's exit blocks on them, unlike a
-    ``ThreadPoolExecutor``, whose threads the interpreter joins at exit."""
-    import queue
-    import threading
-
-    todo: queue.Queue = queue.Queue()
-    for k, item in enumerate(items):
-        todo.put((k, item))
-    outcome: dict[int, BaseException | None] = {}
-    changed = threading.Condition()
-    stop = threading.Event()
-
-    def work():
-        while not stop.is_set():
-            try:
-                k, item = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                func(item)
-                error = None
-            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-                error = e
-            with changed:
-                outcome[k] = error
-                changed.notify_all()
-
-    for i in range(n_threads):
-        threading.Thread(target=work, name=f"cathodeflow images {i}", daemon=True).start()
-    try:
-        for k in range(len(items)):
-            with changed:
-                while k not in outcome:
-                    changed.wait()
-            if outcome[k] is not None:
-                raise outcome[k]
-    finally:
-        stop.set()
 
 
 def _default_weights() -> str:
@@ -647,18 +603,6 @@ def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) ->
                                        sigma_px=prov["prob_sigma_px"])
     st.write_stage(iid, "phase", ph, pixel_size_um=eta_out, kind="labels", params=prov,
                    weights_sha256=sha, chunks=chunks, compute_kw=compute_kw, resume=True)
-
-
-def _parallel_images(client) -> int:
-    """How many images to process at once: the cluster's threads, or the local cores."""
-    from .cluster import n_local_workers
-
-    if client is not None:
-        try:
-            return max(1, sum(client.nthreads().values()))
-        except Exception:  # pragma: no cover - a client that cannot tell
-            return 1
-    return n_local_workers()
 
 
 # Per-image partial results (the rows one image contributes, and its local-porosity counts)
