@@ -1,0 +1,82 @@
+"""The U-net trainer's augmentation (cathodeflow.study.train_unet.degrade / augment) and its
+config keys: noise σ in its configured range (measured on constant images), shot-like noise
+∝ sqrt(signal), contrast compression toward the mean, labels that move with the pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cathodeflow.errors import InputError
+from cathodeflow.study.train_unet import TrainUNetConfig, augment, degrade, load_train_config
+
+V2_RECIPE = Path(__file__).resolve().parents[1] / "cathodeflow" / "models" / "weights" / "unet-small-v2.train.toml"
+
+
+def test_noise_sigma_on_a_constant_image_lies_in_the_configured_range_and_is_log_uniform():
+    lo, hi = 0.01, 0.2
+    cfg = TrainUNetConfig(noise_min=lo, noise_max=hi, poisson_prob=0.5, contrast_min=0.3, blur_prob=0.0)
+    rng = np.random.default_rng(3)
+    flat = np.full((128, 128), 0.5, np.float32)  # shot-like noise has σ exactly at mid-grey 0.5
+    sig = np.array([degrade(flat, rng, cfg).std() for _ in range(300)])
+    # std of 16384 normal samples: relative error ~0.6 %, so 3 % is > 5 standard errors
+    assert sig.min() >= lo * 0.97 and sig.max() <= hi * 1.03
+    assert sig.min() < lo * 1.2 and sig.max() > hi / 1.2  # the whole range is drawn
+    # log-uniform: median at the geometric mean sqrt(lo·hi) = 0.045 (uniform would give 0.105)
+    assert np.median(sig) == pytest.approx(np.sqrt(lo * hi), rel=0.25)
+
+
+def test_shot_like_noise_scales_with_the_square_root_of_the_signal():
+    cfg = TrainUNetConfig(noise_min=0.1, noise_max=0.1, poisson_prob=1.0, contrast_min=1.0, blur_prob=0.0)
+    img = np.full((256, 256), 0.5, np.float32)
+    img[:, :128] = 0.125
+    out = degrade(img, np.random.default_rng(0), cfg)
+    assert out[:, :128].std() == pytest.approx(0.1 * np.sqrt(0.125 / 0.5), rel=0.03)
+    assert out[:, 128:].std() == pytest.approx(0.1, rel=0.03)
+
+
+def test_contrast_is_compressed_toward_the_mean_by_a_factor_in_its_range():
+    cfg = TrainUNetConfig(noise_min=0.0, noise_max=0.0, contrast_min=0.3, blur_prob=0.0)
+    img = np.full((64, 64), 0.8, np.float32)
+    img[:, :16] = 0.2  # mean 0.65
+    rng = np.random.default_rng(1)
+    factors = []
+    for _ in range(200):
+        out = degrade(img, rng, cfg)
+        assert out.mean() == pytest.approx(0.65, abs=1e-5)
+        factors.append((out[0, -1] - out[0, 0]) / 0.6)
+    assert 0.3 - 1e-5 <= min(factors) < 0.35 and 0.95 < max(factors) <= 1 + 1e-5
+
+
+def test_augmented_labels_move_with_their_pixels():
+    """Every step of augment is monotone in the intensity, so with image = label / 2 the
+    classes stay separated by intensity only if the labels were rotated/flipped with them."""
+    cfg = TrainUNetConfig(noise_min=0.0, noise_max=0.0, contrast_min=1.0, blur_prob=0.0)
+    rng = np.random.default_rng(2)
+    lab = np.zeros((48, 64), np.uint8)
+    lab[5:20, 3:40] = 1
+    lab[30:33, 10:60] = 2
+    for _ in range(16):
+        x, y = augment(lab / 2.0, lab, rng, cfg)
+        assert x.shape == y.shape and sorted(np.unique(y)) == [0, 1, 2]
+        assert x[y == 0].max() < x[y == 1].min() and x[y == 1].max() < x[y == 2].min()
+
+
+def test_v2_recipe_loads_its_degradation_keys_into_the_recorded_config():
+    cfg = load_train_config(V2_RECIPE)
+    rec = cfg.to_dict()
+    assert (rec["noise_min"], rec["noise_max"], rec["poisson_prob"], rec["contrast_min"], rec["blur_prob"]) == (
+        0.005, 0.25, 0.5, 0.3, 0.3)
+
+
+@pytest.mark.parametrize("bad, key", [({"noise_min": 0.3, "noise_max": 0.2}, "noise_min"),
+                                      ({"noise_min": 0.0, "noise_max": 0.1}, "noise_min"),
+                                      ({"contrast_min": 0.0}, "contrast_min"),
+                                      ({"poisson_prob": 1.5}, "poisson_prob"),
+                                      ({"blur_prob": -0.1}, "blur_prob")])
+def test_bad_degradation_settings_are_refused_in_one_line_naming_the_key(bad, key):
+    with pytest.raises(InputError, match=f"training.{key}") as e:
+        TrainUNetConfig(**bad)
+    assert "\n" not in str(e.value)
