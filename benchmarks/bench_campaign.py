@@ -31,7 +31,7 @@ shared machine is, unlike the wall times: on an idle machine with ``c`` cores th
 wall is at least (workers' + client's CPU) / ``c``.
 
 ``--malloc-trim dask`` starts the workers with ``distributed``'s default
-``MALLOC_TRIM_THRESHOLD_=65536`` (:func:`worker_malloc_trim`), which cathodeflow's local
+``MALLOC_TRIM_THRESHOLD_=65536`` (``local_cluster(malloc_trim_threshold=65536)``), which cathodeflow's local
 clusters leave out: with it, glibc unmaps every freed large array, so the next one is
 faulted in page by page again (about a third more CPU per image on the whole-image path,
 most of it system time).
@@ -60,7 +60,6 @@ PIXEL_SIZE_UM = 0.0143
 CONDITIONS = ("A", "B")
 #: Aim of the issue: 2 workers ≥ 1.8 × the one-core serial loop, per path.
 GOAL_2_WORKERS = 1.8
-MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
 
 try:
     from distributed.diagnostics.plugin import SchedulerPlugin
@@ -135,27 +134,9 @@ def conditions_of(n_images: int) -> list[str]:
     return [CONDITIONS[k % len(CONDITIONS)] for k in range(n_images)]
 
 
-@contextlib.contextmanager
-def worker_malloc_trim(keep: bool = False):
-    """Within: local clusters start their workers with ``distributed``'s default
-    ``MALLOC_TRIM_THRESHOLD_=65536`` (``keep``: the variable is set in this process's
-    environment, which the workers inherit), or as :func:`cathodeflow.study.cluster.local_cluster`
-    starts them, without it (glibc's dynamic mmap threshold: freed large arrays are reused
-    instead of being unmapped and faulted in again)."""
-    if not keep:
-        yield
-        return
-    saved = os.environ.get(MALLOC_TRIM)
-    os.environ[MALLOC_TRIM] = "65536"
-    try:
-        yield
-    finally:
-        os.environ.pop(MALLOC_TRIM, None)
-        if saved is not None:
-            os.environ[MALLOC_TRIM] = saved
-
-
 def _malloc_trim_env():
+    from cathodeflow.study.cluster import MALLOC_TRIM
+
     return os.environ.get(MALLOC_TRIM)
 
 
@@ -294,7 +275,7 @@ def run_campaign(*, images: int, shape=(2048, 2048), chunk_px: int = 1024, worke
     """Write the campaign, run the serial loop and every (workers, path) variant
     ``repeat`` times (interleaved: repeat k of each before k + 1 of any), compare the
     tables, write the JSON (unless ``out`` is None) and return the payload."""
-    from cathodeflow.study.cluster import local_cluster
+    from cathodeflow.study.cluster import DISTRIBUTED_MALLOC_TRIM, local_cluster
     from cathodeflow.study.describe import describe
 
     started = _dt.datetime.now(_dt.timezone.utc)
@@ -335,7 +316,7 @@ def run_campaign(*, images: int, shape=(2048, 2048), chunk_px: int = 1024, worke
             log(f"  serial (core {core}): {row['wall_s']:.2f} s, load {row['load1_after']}")
             for w in workers:
                 t0 = time.perf_counter()
-                with worker_malloc_trim(malloc_trim), local_cluster(w) as client:
+                with local_cluster(w, malloc_trim_threshold=DISTRIBUTED_MALLOC_TRIM if malloc_trim else None) as client:
                     client.wait_for_workers(w)
                     startup = time.perf_counter() - t0
                     trim = sorted({str(v) for v in client.run(_malloc_trim_env).values()})

@@ -228,12 +228,15 @@ def test_local_cluster_closing_after_work_prints_nothing(capfd, monkeypatch):
     assert "Traceback" not in err and "distributed." not in err and "Stream is closed" not in err, err
 
 
-def test_local_cluster_workers_start_without_distributeds_malloc_trim_threshold():
+def test_local_cluster_workers_start_without_distributeds_malloc_trim_threshold(monkeypatch):
     # an explicit M_TRIM_THRESHOLD pins glibc's mmap threshold: every large array is mapped
     # and unmapped again (a third more CPU per image, measured by benchmarks/bench_campaign.py)
     import os
 
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as a nanny started earlier leaves it
     with local_cluster(2) as client:
         got = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert len(got) == 2 and set(got.values()) == {None}
-    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # nor left behind in this process
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
+    with local_cluster(1, malloc_trim_threshold=65536) as client:  # asked for: set
+        assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {"65536"}

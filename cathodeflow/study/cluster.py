@@ -79,8 +79,14 @@ def n_local_workers() -> int:
     return max(1, cpu_count())
 
 
+#: Environment variable of glibc's trim threshold, and the value distributed's nanny sets.
+MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
+DISTRIBUTED_MALLOC_TRIM = 65536
+
+
 @contextlib.contextmanager
-def local_cluster(n_workers: int | None = None, *, fallback: bool = False):
+def local_cluster(n_workers: int | None = None, *, fallback: bool = False,
+                  malloc_trim_threshold: int | None = None):
     """A loopback ``LocalCluster`` (processes, one thread each) and its client.
 
     Worker processes are started with ``spawn``, which needs the main module to be
@@ -91,20 +97,24 @@ def local_cluster(n_workers: int | None = None, *, fallback: bool = False):
     ``KeyboardInterrupt`` in the caller only, and leaving the block by any exception kills
     the workers instead of waiting for their running tasks.
 
-    The workers start without distributed's ``MALLOC_TRIM_THRESHOLD_`` (65536): with any
-    explicit trim threshold glibc keeps its mmap threshold at 128 KiB, so every large
-    temporary array is mapped, zero-filled and unmapped again; measured on 2048² phase maps
-    this cost a third more CPU per image (1.25 → 0.83 s) for memory the next task
-    allocates anyway.
+    The workers start without distributed's ``MALLOC_TRIM_THRESHOLD_`` (65536) unless
+    ``malloc_trim_threshold`` is given: with any explicit trim threshold glibc keeps its
+    mmap threshold at 128 KiB, so every large temporary array is mapped, zero-filled and
+    unmapped again; measured on 2048² phase maps this cost a third more CPU per image
+    (1.25 → 0.83 s) for memory the next task allocates anyway. A nanny started elsewhere in
+    this process leaves its 65536 in ``os.environ``, from where workers would inherit it:
+    that value is removed (any other value a user set is inherited as set).
     """
     import dask
     from distributed import Client, LocalCluster
 
     n = n_workers or n_local_workers()
     unblock = _block_sigint()  # inherited by the worker processes (and the threads made here)
-    no_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    if malloc_trim_threshold is None and os.environ.get(MALLOC_TRIM) == str(DISTRIBUTED_MALLOC_TRIM):
+        del os.environ[MALLOC_TRIM]
+    trim = {f"distributed.nanny.pre-spawn-environ.{MALLOC_TRIM}": malloc_trim_threshold}
     try:
-        with dask.config.set(no_trim):
+        with dask.config.set(trim):
             cluster = LocalCluster(
                 n_workers=n,
                 threads_per_worker=1,
