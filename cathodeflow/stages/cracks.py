@@ -629,7 +629,7 @@ def _assign(points: np.ndarray, skeleton: Skeleton, tree: cKDTree, *, workers: i
 # ----------------------------------------------------------------------------- numpy front end
 
 
-def crack_labels(phase: np.ndarray, *, workers: int = -1) -> CrackResult:
+def crack_labels(phase: np.ndarray, *, workers: int = 1) -> CrackResult:
     """Crack-wise segmentation S_c (eq. 2) and raw per-crack measurements of a phase map.
 
     Parameters
@@ -637,7 +637,8 @@ def crack_labels(phase: np.ndarray, *, workers: int = -1) -> CrackResult:
     phase : (M, N) integer ndarray
         Phase map S (eq. 1): 0 background, 1 solid, 2 crack.
     workers : int
-        Threads for the nearest-curve query (-1: all cores).
+        Threads for the nearest-curve query (-1: all cores). Default 1: inside a Dask task
+        the scheduler decides how many threads run, not the machine's core count.
 
     Returns
     -------
