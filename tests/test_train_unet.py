@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from cathodeflow.errors import InputError
-from cathodeflow.study.train_unet import TrainUNetConfig, augment, degrade, load_train_config
+from cathodeflow.study.train_unet import (Sample, TrainUNetConfig, augment, degrade, load_train_config,
+                                          validation_batches)
 
-V2_RECIPE = Path(__file__).resolve().parents[1] / "cathodeflow" / "models" / "weights" / "unet-small-v2.train.toml"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "cathodeflow" / "models" / "weights"
+V2_RECIPE = WEIGHTS_DIR / "unet-small-v2.train.toml"
 
 
 def test_noise_sigma_on_a_constant_image_lies_in_the_configured_range_and_is_log_uniform():
@@ -71,11 +73,53 @@ def test_v2_recipe_loads_its_degradation_keys_into_the_recorded_config():
         0.005, 0.25, 0.5, 0.3, 0.3)
 
 
+def _two_level(shape=(64, 64)):
+    img = np.full(shape, 0.7, np.float32)
+    img[:, : shape[1] // 2] = 0.3
+    lab = (img > 0.5).astype(np.uint8)
+    return img, lab
+
+
+def _noisy(x, lab):
+    """True when either flat half of an augmented two-level image has picked up noise."""
+    return max(float(x[lab == 0].std()), float(x[lab == 1].std())) > 1e-4
+
+
+def test_degrade_prob_is_the_share_of_crops_that_get_noise():
+    img, lab = _two_level()
+    # 400 Bernoulli(0.5) draws: standard deviation 10, so 160–240 is ±4 standard deviations
+    for p, lo, hi in [(0.0, 0, 0), (0.5, 160, 240), (1.0, 400, 400)]:
+        cfg = TrainUNetConfig(noise_min=0.05, noise_max=0.1, degrade_prob=p)
+        rng = np.random.default_rng(5)
+        n = sum(_noisy(*augment(img, lab, rng, cfg)) for _ in range(400))
+        assert lo <= n <= hi
+
+
+def test_validation_crops_are_raw_unless_val_degraded_then_noisy_and_fixed_by_the_seed():
+    img, lab = _two_level((96, 96))
+    samples = [Sample(image=img, phase=lab, family="classic", source="hr")]
+    common = dict(crop_px=64, n_val_crops=6, noise_min=0.05, noise_max=0.1, seed=4)
+    raw = validation_batches(samples, TrainUNetConfig(**common), 16)
+    assert len(raw) == 6 and not any(_noisy(x[0, ..., 0], y[0]) for x, y in raw)
+    assert all(set(np.unique(x)) <= {np.float32(0.3), np.float32(0.7)} for x, _ in raw)
+    cfg = TrainUNetConfig(val_degraded=True, **common)
+    deg = validation_batches(samples, cfg, 16)
+    assert all(_noisy(x[0, ..., 0], y[0]) for x, y in deg)  # degrade_prob 1: every crop
+    again = validation_batches(samples, cfg, 16)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(deg, again))
+
+
+def test_v3_recipe_degrades_half_the_crops_and_validates_on_degraded_crops():
+    rec = load_train_config(WEIGHTS_DIR / "unet-small-v3.train.toml").to_dict()
+    assert (rec["degrade_prob"], rec["val_degraded"]) == (0.5, True)
+
+
 @pytest.mark.parametrize("bad, key", [({"noise_min": 0.3, "noise_max": 0.2}, "noise_min"),
                                       ({"noise_min": 0.0, "noise_max": 0.1}, "noise_min"),
                                       ({"contrast_min": 0.0}, "contrast_min"),
                                       ({"poisson_prob": 1.5}, "poisson_prob"),
-                                      ({"blur_prob": -0.1}, "blur_prob")])
+                                      ({"blur_prob": -0.1}, "blur_prob"),
+                                      ({"degrade_prob": 1.2}, "degrade_prob")])
 def test_bad_degradation_settings_are_refused_in_one_line_naming_the_key(bad, key):
     with pytest.raises(InputError, match=f"training.{key}") as e:
         TrainUNetConfig(**bad)

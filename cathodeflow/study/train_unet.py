@@ -76,6 +76,12 @@ class TrainUNetConfig:
         log-uniformly in [contrast_min, 1] (before the noise); default 1 (off).
     blur_prob : share of crops blurred after the noise (Gaussian, σ 0.5–1.5 px: correlated
         noise as in an interpolated low-resolution image); default 0.
+    degrade_prob : share of training crops that go through :func:`degrade` at all (the rest
+        keep the renderer's own noise); default 1. Below 1 the network keeps seeing clean
+        crops, so a wide degradation need not cost accuracy on clean input.
+    val_degraded : validation crops are augmented (and degraded) like training crops, from a
+        fixed random stream, so that early stopping weighs the degraded acquisitions the
+        network is trained for; default False (clean validation crops, as in the paper).
     seed : everything random in the run.
     pixel_size_um : the grid the network is trained for (η = 14.3 nm).
     """
@@ -101,6 +107,8 @@ class TrainUNetConfig:
     poisson_prob: float = 0.0
     contrast_min: float = 1.0
     blur_prob: float = 0.0
+    degrade_prob: float = 1.0
+    val_degraded: bool = False
     seed: int = 0
     pixel_size_um: float = ETA_UM
 
@@ -111,7 +119,7 @@ class TrainUNetConfig:
                 raise InputError(f"training.{k} must be a positive integer, got {v!r}")
         if not 0 <= self.sr_fraction <= 1:
             raise InputError(f"training.sr_fraction must be in [0, 1], got {self.sr_fraction}")
-        for k in ("poisson_prob", "blur_prob"):
+        for k in ("poisson_prob", "blur_prob", "degrade_prob"):
             if not 0 <= getattr(self, k) <= 1:
                 raise InputError(f"training.{k} must be in [0, 1], got {getattr(self, k)}")
         if not (0 < self.noise_min <= self.noise_max or self.noise_min == self.noise_max == 0):
@@ -264,7 +272,9 @@ def augment(img: np.ndarray, lab: np.ndarray, rng, cfg: TrainUNetConfig) -> tupl
     if rng.random() < 0.5:
         img, lab = img[:, ::-1], lab[:, ::-1]
     x = np.clip(img, 0.0, 1.0) ** float(np.exp(rng.normal(0.0, 0.25)))
-    x = _normalise(degrade(x, rng, cfg))
+    if cfg.degrade_prob >= 1 or rng.random() < cfg.degrade_prob:  # no draw at 1: older runs replay
+        x = degrade(x, rng, cfg)
+    x = _normalise(x)
     x = (x - 0.5) * float(np.exp(rng.normal(0.0, 0.2))) + 0.5 + float(rng.normal(0.0, 0.08))
     return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(lab)
 
@@ -294,6 +304,15 @@ def _batch(samples, rng, crop, size, aug_cfg, multiple, sr_fraction=0.5):
     x = np.stack([v[:h, :w] for v in xs])[..., None].astype(np.float32)
     y = np.stack([v[:h, :w] for v in ys]).astype(np.uint8)
     return x, y
+
+
+def validation_batches(samples, cfg: TrainUNetConfig, multiple: int) -> list:
+    """The run's ``cfg.n_val_crops`` fixed validation crops (one per batch), drawn from a random
+    stream of ``cfg.seed``: raw crops, or augmented like training crops when
+    ``cfg.val_degraded`` (and ``cfg.augment``)."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    aug = cfg if (cfg.augment and cfg.val_degraded) else None
+    return [_batch(samples, rng, cfg.crop_px, 1, aug, multiple) for _ in range(cfg.n_val_crops)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,8 +385,7 @@ def train_unet(cfg: TrainUNetConfig, *, out_dir, name: str = "unet", annotated=(
     from ..models.losses import class_weights_from_counts
 
     cw = class_weights_from_counts(counts, max_ratio=cfg.class_weight_max)
-    vrng = np.random.default_rng([cfg.seed, 1])
-    val_batches = [_batch(val, vrng, cfg.crop_px, 1, None, ucfg.multiple) for _ in range(cfg.n_val_crops)]
+    val_batches = validation_batches(val, cfg, ucfg.multiple)
     loop = TrainLoopConfig(max_steps=cfg.max_steps, val_every=cfg.val_every, patience=cfg.patience,
                            seed=cfg.seed)
     history = fit_segmentation(
