@@ -421,12 +421,13 @@ def synthetic_300x400():
     return synthetic_crack_phase((300, 400), n_discs=8, n_cracks=30, r_range=(50, 120), seed=11)
 
 
-@pytest.mark.parametrize("chunks", [(41, 57), (64, 64), (100, 33), (7, 400), (300, 400)])
-def test_tiled_equals_whole_threaded(synthetic_300x400, chunks):
+@pytest.mark.parametrize("chunks, halo_px", [((41, 57), 64), ((41, 57), 1), ((64, 64), 3), ((100, 33), 64),
+                                             ((7, 400), 2), ((300, 400), 64)])
+def test_tiled_equals_whole_threaded(synthetic_300x400, chunks, halo_px):
     phase = synthetic_300x400
     want = crack_labels(phase)
     with dask.config.set(scheduler="threads"):
-        labels, table, skel = dask_result(phase, chunks, batch_px=5000)
+        labels, table, skel = dask_result(phase, chunks, batch_px=5000, halo_px=halo_px)
     np.testing.assert_array_equal(labels, want.labels)
     pd.testing.assert_frame_equal(table, want.table)
     np.testing.assert_array_equal(skel.rc, want.skeleton.rc)
@@ -439,9 +440,57 @@ def test_tiled_equals_whole_on_random_maps_and_chunks(phase, data):
     ch = (data.draw(st.integers(1, phase.shape[0])), data.draw(st.integers(1, phase.shape[1])))
     want = crack_labels(phase)
     with dask.config.set(scheduler="sync"):
-        labels, table, _ = dask_result(phase, ch, batch_px=data.draw(st.integers(1, 400)))
+        labels, table, _ = dask_result(phase, ch, batch_px=data.draw(st.integers(1, 400)),
+                                       halo_px=data.draw(st.integers(1, 30)))
     np.testing.assert_array_equal(labels, want.labels)
     pd.testing.assert_frame_equal(table, want.table)
+
+
+def test_pixels_far_from_every_curve_widen_their_chunks_window_until_the_answer_is_exact():
+    """A crack disk of radius 45 thins to a few central pixels, so its rim is ~45 px from the
+    nearest curve: with 16-px chunks and a 1-px first margin, most chunks must widen their
+    window (1 → 4 → 16 → 64 px) before every nearest curve is certain; a second, thin crack
+    runs beside the disk so that the two curves compete. Labels and table equal the whole
+    image's, from the in-memory and the on-disk (scratch) pieces alike."""
+    from cathodeflow.tiling.scratch import Scratch
+
+    p = solid((128, 140))
+    yy, xx = np.mgrid[:128, :140]
+    p[(yy - 60) ** 2 + (xx - 60) ** 2 <= 45 ** 2] = 2
+    p[5:120, 120] = 2
+    want = crack_labels(p)
+    assert want.n_cracks == 2
+    far = ((np.argwhere(p == 2)[:, None, :] - want.skeleton.rc[None]) ** 2).sum(-1).min(1)
+    assert np.sqrt(far.max()) > 40  # the window must grow past 16 px for the rim
+    with Scratch() as scratch:
+        for kw in ({}, {"scratch": scratch}):
+            labels, table = crack_labels_dask(da.from_array(p, chunks=16), halo_px=1, **kw)
+            np.testing.assert_array_equal(labels.compute(), want.labels)
+            pd.testing.assert_frame_equal(table, want.table)
+
+
+def test_a_curve_inside_the_window_does_not_win_over_a_nearer_one_just_outside():
+    """A 9-px band (rows 13–21, centre line row 17) and a thin crack above it (rows 0–9):
+    with 16-px chunks and a 1-px margin, the chunk of rows 0–15 holds band pixels whose own
+    centre line lies outside its window (rows 0–16) while the thin crack lies inside, farther
+    away. Those pixels must go to the band, as on the whole image."""
+    p = solid((48, 64))
+    p[13:22, 4:60] = 2
+    p[0:10, 30] = 2
+    want = crack_labels(p)
+    assert want.n_cracks == 2
+    band = want.labels[17, 30]
+    # eq. 2 on the whole image: (13, 26) is 4 px from the centre line, √32 px from (9, 30)
+    assert (want.labels[13:16, 20:28] == band).all() and (want.labels[13:16, 33:40] == band).all()
+    labels, table = crack_labels_dask(da.from_array(p, chunks=16), halo_px=1)
+    np.testing.assert_array_equal(labels.compute(), want.labels)
+    pd.testing.assert_frame_equal(table, want.table)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_bad_halo_is_refused_naming_the_argument(bad):
+    with pytest.raises(InputError, match="halo_px must be a positive integer"):
+        crack_labels_dask(da.from_array(solid((8, 8)), chunks=4), halo_px=bad)
 
 
 @pytest.mark.parametrize("chunks", [(41, 400), (41, 97), (100, 97)])

@@ -138,7 +138,7 @@ def describe_phase_dask(
 def _describe(phase, *, image_id, condition, pixel_size_um, params, dcenter, client, keep_labels, scratch,
               own_scratch):
     (phase,) = persist(phase, scratch=scratch, client=client)
-    clab, ctable = crack_labels_dask(phase)
+    clab, ctable = crack_labels_dask(phase, scratch=scratch)
     plab = particle_labels_dask(
         phase, marker_radius_px=params.marker_radius_px_at(pixel_size_um), scratch=scratch
     )

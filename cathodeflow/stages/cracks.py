@@ -36,7 +36,10 @@ passes are ``S == 2``, one ``ndi.label`` and ``find_objects``, per chunk in the 
   whole-image EDT, nothing outside the image counts. :func:`r_disk_px` finds it by a direct
   search over offsets in order of distance (an EDT on the crop beyond 8 px).
 - The nearest skeleton pixel of each crack pixel is found with a k-d tree over the skeleton
-  pixels (a small set), with exact integer squared distances for the tie rule.
+  pixels (a small set), with exact integer squared distances for the tie rule. In the Dask
+  path each chunk builds its tree from the skeleton pixels in a window around it and widens
+  the window until no pixel outside it could be as near as the answer (so the answer, ties
+  included, is the whole skeleton's); the skeleton never gathers on the client.
 
 The numpy kernels are :func:`chunk_pass`, :func:`r_disk_px` and
 :func:`nearest_skeleton_index`; :func:`crack_labels` (in memory) and
@@ -466,41 +469,92 @@ def check_label_count(n: int, what: str) -> None:
         raise InputError(f"phase holds {n} {what}, more than uint32 labels can number ({_UINT32_MAX})")
 
 
-def _canonical_skeleton(pieces: list[dict], width: int):
-    """Gather skeleton pieces, find the curves, number them canonically, sort in raster order.
+def _curve_piece(skel: dict, width: int) -> dict:
+    """A piece of skeleton (the pixels of whole crack components) in raster order, its curves
+    and their summaries.
 
-    The curves are the 8-connected components of the union of the pieces' skeleton pixels
-    (DESIGN §4.4 item 1); ids 1..n_c follow the raster order of each curve's first pixel.
-    Returns the :class:`Skeleton` and the table's columns without ``area_px`` (None if
-    there is no skeleton pixel).
+    The curves are the 8-connected components of the skeleton pixels (DESIGN §4.4 item 1).
+    Pixels of different crack components are never 8-adjacent, so the curves of a piece that
+    holds whole components are curves of the whole image: each piece is numbered on its own.
+
+    Returns a dict: ``raster`` (m,) sorted raster indices, ``r`` (m,) r_disk in px, ``curve``
+    (m,) the piece's curve index 0..k-1 of each pixel, and ``curves``, the per-curve summary
+    (small, for the client): ``first`` (k,) raster index of each curve's first pixel,
+    ``count`` (k,) its pixels, ``wsum`` (k,) Σ 2 r_disk added in raster order (the same sums on
+    every path), ``box`` (k, 4) its pixels' rows r0, r1 and columns c0, c1 (end exclusive).
     """
-    pieces = [p for p in pieces if p["rows"].size]
-    if not pieces:
-        return _empty_skeleton(), None
-    rows = np.concatenate([p["rows"] for p in pieces])
-    cols = np.concatenate([p["cols"] for p in pieces])
-    r = np.concatenate([p["r"] for p in pieces])
-    raster = rows * np.int64(width) + cols
+    raster = np.asarray(skel["rows"], np.int64) * np.int64(width) + np.asarray(skel["cols"], np.int64)
     order = np.argsort(raster, kind="stable")
-    rows, cols, r, raster = rows[order], cols[order], r[order], raster[order]
-    curve = _curves(raster, width)
-    keys, first = np.unique(curve, return_index=True)  # first pixel of each curve
-    check_label_count(keys.size, "cracks")
-    by_first = np.argsort(first, kind="stable")
-    id_of_key = np.empty(keys.size, np.uint32)
-    id_of_key[by_first] = np.arange(1, keys.size + 1, dtype=np.uint32)
-    ids = id_of_key[curve]
-    n = keys.size
-    first_sorted = first[by_first]
+    raster, r = raster[order], np.asarray(skel["r"], np.float64)[order]
+    if raster.size == 0:
+        curve = np.empty(0, np.int64)
+        k = 0
+    else:
+        curve = _curves(raster, width).astype(np.int64)
+        k = int(curve.max()) + 1
+    rows, cols = np.divmod(raster, np.int64(width))
+    box = np.empty((k, 4), np.int64)
+    box[:, [0, 2]] = np.iinfo(np.int64).max
+    box[:, [1, 3]] = np.iinfo(np.int64).min
+    np.minimum.at(box[:, 0], curve, rows)
+    np.maximum.at(box[:, 1], curve, rows + 1)
+    np.minimum.at(box[:, 2], curve, cols)
+    np.maximum.at(box[:, 3], curve, cols + 1)
+    _, first = np.unique(curve, return_index=True)
+    curves = {"first": raster[first], "count": np.bincount(curve, minlength=k).astype(np.int64),
+              "wsum": np.bincount(curve, weights=2.0 * r, minlength=k), "box": box}
+    return {"raster": raster, "r": r, "curve": curve, "curves": curves}
+
+
+def _number_curves(summaries: list[dict], width: int):
+    """Canonical crack ids over all pieces: 1..n_c by the raster order of each curve's first
+    pixel (DESIGN §4.4 item 4).
+
+    Returns, per piece, the (k,) uint32 ids of its curves, and the table's columns without
+    ``area_px`` (None if there is no skeleton pixel).
+    """
+    firsts = np.concatenate([c["first"] for c in summaries]) if summaries else np.empty(0, np.int64)
+    if firsts.size == 0:
+        return [np.empty(0, np.uint32) for _ in summaries], None
+    check_label_count(firsts.size, "cracks")
+    order = np.argsort(firsts, kind="stable")
+    ids = np.empty(firsts.size, np.uint32)
+    ids[order] = np.arange(1, firsts.size + 1, dtype=np.uint32)
+    bounds = np.cumsum([0] + [c["first"].size for c in summaries])
+    luts = [ids[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    n = firsts.size
+    first_row, first_col = np.divmod(firsts[order], np.int64(width))
     table = {
         "crack_id": np.arange(1, n + 1, dtype=np.int64),
-        "skeleton_px": np.bincount(ids, minlength=n + 1)[1:].astype(np.int64),
-        # bincount adds in input (= raster) order: identical sums on every path
-        "width_sum_px": np.bincount(ids, weights=2.0 * r, minlength=n + 1)[1:],
-        "first_row": rows[first_sorted],
-        "first_col": cols[first_sorted],
+        "skeleton_px": np.concatenate([c["count"] for c in summaries])[order],
+        "width_sum_px": np.concatenate([c["wsum"] for c in summaries])[order],
+        "first_row": first_row,
+        "first_col": first_col,
     }
-    return Skeleton(np.column_stack([rows, cols]), ids, r), table
+    return luts, table
+
+
+def _skeleton_of(pieces: list[dict], luts: list[np.ndarray], width: int) -> Skeleton:
+    """The :class:`Skeleton` of curve pieces (:func:`_curve_piece`) numbered by ``luts``."""
+    if not pieces:
+        return _empty_skeleton()
+    raster = np.concatenate([p["raster"] for p in pieces])
+    order = np.argsort(raster, kind="stable")
+    raster = raster[order]
+    ids = np.concatenate([lut[p["curve"]] for p, lut in zip(pieces, luts)])[order].astype(np.uint32)
+    r = np.concatenate([p["r"] for p in pieces])[order]
+    return Skeleton(np.column_stack(np.divmod(raster, np.int64(width))), ids, r)
+
+
+def _canonical_skeleton(pieces: list[dict], width: int):
+    """Skeleton pieces (``rows``, ``cols``, ``r``, each holding whole components) → the
+    :class:`Skeleton` with canonical ids and the table's columns without ``area_px`` (None
+    if there is no skeleton pixel)."""
+    curve_pieces = [_curve_piece(p, width) for p in pieces]
+    luts, table = _number_curves([c["curves"] for c in curve_pieces], width)
+    if table is None:
+        return _empty_skeleton(), None
+    return _skeleton_of(curve_pieces, luts, width), table
 
 def pixel_stats(rows: np.ndarray, cols: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
     """Per-id pixel count and :data:`PIXEL_STATS` of labelled pixels, exact (int64).
@@ -800,32 +854,87 @@ def _batches(boxes: np.ndarray, batch_px: int) -> list[np.ndarray]:
     return out
 
 
-def _assign_block(block, tree, skeleton_id, offset):
-    """Crack pixels of one chunk (chunk coordinates) and their crack ids."""
+def _chunk_task(block, origin, image_shape) -> dict:
+    """:func:`chunk_pass` with its finished components' skeleton as a curve piece."""
+    meta = chunk_pass(block, origin, image_shape)
+    return {"meta": meta, "piece": _curve_piece(meta.pop("skeleton"), image_shape[1])}
+
+
+def _crop_task(crops, origins, seeds, width) -> dict:
+    """:func:`_crop_components` as a curve piece."""
+    return {"meta": None, "piece": _curve_piece(_crop_components(crops, origins, seeds), width)}
+
+
+def _summary(value: dict):
+    """What the client needs of a chunk or crop task: its merge data and curve summaries."""
+    return value["meta"], value["piece"]["curves"]
+
+
+def _piece_of(value: dict) -> dict:
+    return value["piece"]
+
+
+def _window_assign(block, origin, window, image_shape, luts, values):
+    """Crack pixels of one chunk and the ids of their nearest curves (eq. 2), from the
+    skeleton pixels inside ``window`` only.
+
+    ``window`` = (R0, R1, C0, C1), rows R0:R1 and columns C0:C1 of the image, holds the
+    chunk. A skeleton pixel outside it differs from a chunk pixel (y, x) by at least
+    g = min(y − R0 + 1, R1 − y, x − C0 + 1, C1 − x) in row or column (sides on the image frame
+    left out), so when the nearest skeleton pixel in the window has squared distance < g²,
+    it and every pixel tied with it are in the window and the answer is that of the whole
+    skeleton, tie rule included. Returns (rows, cols, ids, ok) in chunk coordinates, ``ok``
+    False when some pixel's answer could lie outside the window.
+    """
     rows, cols = np.nonzero(np.asarray(block) == 2)
+    ids = np.zeros(rows.size, np.uint32)
     if rows.size == 0:
-        return rows, cols, np.empty(0, np.uint32)
-    pts = np.column_stack([rows + offset[0], cols + offset[1]])
-    return rows, cols, skeleton_id[nearest_skeleton_index(pts, tree.data, tree)]
+        return rows, cols, ids, True
+    H, W = image_shape
+    R0, R1, C0, C1 = window
+    raster, sid = [], []
+    for lut, value in zip(luts, values):
+        piece = value["piece"]
+        pr, pc = np.divmod(piece["raster"], np.int64(W))
+        sel = (pr >= R0) & (pr < R1) & (pc >= C0) & (pc < C1)
+        raster.append(piece["raster"][sel])
+        sid.append(lut[piece["curve"][sel]])
+    raster = np.concatenate(raster) if raster else np.empty(0, np.int64)
+    if raster.size == 0:
+        return rows, cols, ids, False
+    order = np.argsort(raster, kind="stable")
+    skel = np.column_stack(np.divmod(raster[order], np.int64(W)))
+    sid = np.concatenate(sid)[order]
+    y, x = rows + np.int64(origin[0]), cols + np.int64(origin[1])
+    pts = np.column_stack([y, x])
+    idx = nearest_skeleton_index(pts, skel)
+    d2 = ((pts - skel[idx]) ** 2).sum(axis=1)
+    g = np.full(y.shape, np.int64(H + W))  # farther than any pixel: sides on the image frame
+    for on_frame, gap in ((R0 == 0, y - R0 + 1), (R1 == H, R1 - y), (C0 == 0, x - C0 + 1), (C1 == W, C1 - x)):
+        if not on_frame:
+            g = np.minimum(g, gap)
+    return rows, cols, sid[idx], bool(np.all(d2 < g * g))
 
 
-def _label_block(block, tree, skeleton_id, block_info=None):
-    loc = block_info[0]["array-location"]
-    rows, cols, ids = _assign_block(block, tree, skeleton_id, (loc[0][0], loc[1][0]))
-    out = np.zeros(block.shape, np.uint32)
+def _window_count(block, origin, window, image_shape, n, luts, *values):
+    """(ids, their :func:`pixel_stats` rows, ok) of the cracks with pixels in one chunk."""
+    rows, cols, ids, ok = _window_assign(block, origin, window, image_shape, luts, values)
+    stats = pixel_stats(rows + origin[0], cols + origin[1], ids, n)
+    present = np.flatnonzero(stats[:, 0])
+    return present, stats[present], ok
+
+
+def _window_labels(block, origin, window, image_shape, luts, *values):
+    rows, cols, ids, ok = _window_assign(block, origin, window, image_shape, luts, values)
+    if not ok:  # the window was checked by the counting pass; this would be a bug
+        raise RuntimeError(f"crack labels of the chunk at {origin} need skeleton pixels beyond {window}")
+    out = np.zeros(np.shape(block), np.uint32)
     out[rows, cols] = ids
     return out
 
 
-def _count_block(block, tree, skeleton_id, offset, n):
-    """(ids, their :func:`pixel_stats` rows) of the cracks with pixels in one chunk."""
-    rows, cols, ids = _assign_block(block, tree, skeleton_id, offset)
-    stats = pixel_stats(rows + offset[0], cols + offset[1], ids, n)
-    present = np.flatnonzero(stats[:, 0])
-    return present, stats[present]
-
-
-def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool = False):
+def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool = False,
+                      halo_px: int = 64, scratch=None):
     """Crack-wise segmentation S_c (eq. 2) of a chunked phase map, identical to
     :func:`crack_labels` on the whole image (same ids, same table).
 
@@ -838,14 +947,21 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
     batch_px : int
         Crop pixels per task for components that cross chunk edges.
     return_skeleton : bool
-        Also return the :class:`Skeleton` (in memory; it is small).
+        Also return the :class:`Skeleton`, gathered on the client (it is not needed to label).
+    halo_px : int
+        First margin around each chunk inside which its pixels look for their nearest curve;
+        a chunk with a pixel whose answer could lie beyond it is redone with a margin 4× as
+        wide, up to the whole image (the result never depends on it, only the work does).
+    scratch : :class:`~cathodeflow.tiling.scratch.Scratch`, optional
+        Where the skeleton pieces are kept until the labels are computed (files that every
+        worker reads); default: persisted in memory where they were computed. It must
+        outlive the returned labels' computations.
 
     Returns
     -------
     labels : (M, N) uint32 dask.array.Array
         S_c with the chunks of ``phase`` (empty chunks dropped), lazy: each chunk assigns
-        its crack pixels to the nearest curve, a cheap query on a k-d tree shared by the
-        chunks, so writing it to a store reads ``phase`` once more.
+        its crack pixels to the nearest curve with a k-d tree of the skeleton pixels near it.
     table : pandas.DataFrame
         The raw crack table (:data:`TABLE_DTYPES`), computed now.
     skeleton : Skeleton
@@ -857,16 +973,22 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
     is active): (1) per chunk, ``ndi.label`` of S = 2 and the skeleton and r_disk of the
     components lying inside the chunk with their ring; (2) components touching inner chunk
     edges are merged across faces (8-connectivity, on the client: only edge rows travel)
-    and skeletonized on crops of ``phase`` in batched tasks; (3) per chunk, counts of the
-    labels for ``area_px`` and the :data:`PIXEL_STATS`. The crop step never reads more than
-    the components' boxes.
+    and skeletonized on crops of ``phase`` in batched tasks; (3) per chunk, the nearest
+    curve of each crack pixel among the skeleton pixels of a window around the chunk
+    (:func:`_window_assign`) and the counts behind ``area_px`` and :data:`PIXEL_STATS`. The
+    skeleton pixels stay with the tasks that made them (or in ``scratch``); the client holds
+    only per-curve summaries (first pixel, pixel count, width sum, box) and edge rows.
     """
     import dask
     import dask.array as da
 
+    from ..tiling.scratch import keep
+
     if not isinstance(phase, da.Array):
         phase = da.asarray(check_phase_array(phase, "phase"))
     check_phase_array(phase, "phase")
+    if isinstance(halo_px, bool) or not isinstance(halo_px, (int, np.integer)) or halo_px < 1:
+        raise InputError(f"halo_px must be a positive integer, got {halo_px!r}")
     shape = tuple(int(s) for s in phase.shape)
     if phase.size == 0:
         labels = da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)
@@ -874,14 +996,16 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
 
     if any(0 in c for c in phase.chunks):  # empty chunks would break the face merge
         phase = phase.rechunk(tuple(tuple(s for s in c if s) for c in phase.chunks))
-    starts = [np.cumsum((0,) + tuple(c))[:-1] for c in phase.chunks]
+    starts = [np.cumsum((0,) + tuple(c)) for c in phase.chunks]
     nb = phase.numblocks
     blocks = phase.to_delayed(optimize_graph=False)
-    origin = [[(int(starts[0][i]), int(starts[1][j])) for j in range(nb[1])] for i in range(nb[0])]
-    flat = dask.compute(*[dask.delayed(chunk_pass, pure=True)(blocks[i, j], origin[i][j], shape)
-                          for i in range(nb[0]) for j in range(nb[1])])
-    summaries = [list(flat[i * nb[1]:(i + 1) * nb[1]]) for i in range(nb[0])]
-    pieces = [s["skeleton"] for s in flat]
+    cells = [(i, j) for i in range(nb[0]) for j in range(nb[1])]
+    origin = {(i, j): (int(starts[0][i]), int(starts[1][j])) for i, j in cells}
+    chunk_task = dask.delayed(_chunk_task, pure=True)
+    metas, values = keep([chunk_task(blocks[i, j], origin[i, j], shape) for i, j in cells], _summary,
+                         scratch=scratch)
+    curves = [c for _, c in metas]
+    summaries = [[metas[i * nb[1] + j][0] for j in range(nb[1])] for i in range(nb[0])]
 
     boxes, seeds = _merge_open_components(summaries, nb)
     if len(boxes):
@@ -889,27 +1013,73 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
             np.maximum(boxes[:, 0] - 1, 0), np.minimum(boxes[:, 1] + 1, shape[0]),
             np.maximum(boxes[:, 2] - 1, 0), np.minimum(boxes[:, 3] + 1, shape[1]),
         ])
+        crop_task = dask.delayed(_crop_task, pure=True)
         jobs = []
         for idx in _batches(boxes, batch_px):
             crops = [phase[a:b, c:d] for a, b, c, d in crops_box[idx]]
             origins = [(int(a), int(c)) for a, _, c, _ in crops_box[idx]]
-            jobs.append(dask.delayed(_crop_components, pure=True)(
-                crops, origins, seeds[idx].tolist()))
-        pieces += list(dask.compute(*jobs))
+            jobs.append(crop_task(crops, origins, seeds[idx].tolist(), shape[1]))
+        more, more_values = keep(jobs, _summary, scratch=scratch)
+        curves += [c for _, c in more]
+        values += more_values
 
-    skeleton, partial = _canonical_skeleton(pieces, shape[1])
+    luts, partial = _number_curves(curves, shape[1])
     if partial is None:
         labels = da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)
-        return (labels, empty_crack_table()) + ((skeleton,) if return_skeleton else ())
-
-    tree = dask.delayed(cKDTree(skeleton.rc), pure=True)
-    sid = dask.delayed(skeleton.crack_id, pure=True)
-    token = dask.base.tokenize(phase, skeleton.rc, skeleton.crack_id)
-    labels = phase.map_blocks(_label_block, tree, sid, dtype=np.uint32,
-                              name="crack-labels-" + token)
+        return (labels, empty_crack_table()) + ((_empty_skeleton(),) if return_skeleton else ())
     n = len(partial["crack_id"])
-    counts = [dask.delayed(_count_block, pure=True)(
-                  blocks[i, j], tree, sid, origin[i][j], n)
-              for i in range(nb[0]) for j in range(nb[1])]
-    table = _finish_table(partial, merge_pixel_stats(dask.compute(*counts), n))
-    return (labels, table) + ((skeleton,) if return_skeleton else ())
+    lut_keys = [dask.delayed(lut, pure=True) for lut in luts]
+
+    hull = np.array([[c["box"][:, 0].min(), c["box"][:, 1].max(), c["box"][:, 2].min(), c["box"][:, 3].max()]
+                     if c["box"].size else [0, 0, 0, 0] for c in curves], np.int64)
+
+    def meets(b, window):
+        R0, R1, C0, C1 = window
+        return (b[:, 0] < R1) & (b[:, 1] > R0) & (b[:, 2] < C1) & (b[:, 3] > C0)
+
+    def inputs(window):
+        """The pieces with a curve inside ``window`` and their id tables."""
+        use = [k for k in np.flatnonzero(meets(hull, window)) if meets(curves[k]["box"], window).any()]
+        return [lut_keys[k] for k in use], [values[k] for k in use]
+
+    def window_of(cell, halo):
+        (i, j), (r0, c0) = cell, origin[cell]
+        return (max(r0 - halo, 0), min(int(starts[0][i + 1]) + halo, shape[0]),
+                max(c0 - halo, 0), min(int(starts[1][j + 1]) + halo, shape[1]))
+
+    count_task = dask.delayed(_window_count, pure=True)
+    halo = dict.fromkeys(cells, int(halo_px))
+    counted, todo = {}, list(cells)
+    while todo:
+        tasks = []
+        for cell in todo:
+            w = window_of(cell, halo[cell])
+            keys, vals = inputs(w)
+            tasks.append(count_task(blocks[cell], origin[cell], w, shape, n, keys, *vals))
+        again = []
+        for cell, (present, stats, ok) in zip(todo, dask.compute(*tasks)):
+            if ok or window_of(cell, halo[cell]) == (0, shape[0], 0, shape[1]):
+                counted[cell] = (present, stats)
+            else:
+                halo[cell] *= 4
+                again.append(cell)
+        todo = again
+    table = _finish_table(partial, merge_pixel_stats([counted[c] for c in cells], n))
+
+    label_task = dask.delayed(_window_labels, pure=True)
+    rows_of_blocks = []
+    for i in range(nb[0]):
+        row = []
+        for j in range(nb[1]):
+            w = window_of((i, j), halo[i, j])
+            keys, vals = inputs(w)
+            bshape = (phase.chunks[0][i], phase.chunks[1][j])
+            row.append(da.from_delayed(label_task(blocks[i, j], origin[i, j], w, shape, keys, *vals),
+                                       shape=bshape, dtype=np.uint32))
+        rows_of_blocks.append(row)
+    labels = da.block(rows_of_blocks)
+    out = (labels, table)
+    if return_skeleton:
+        (pieces,) = dask.compute([dask.delayed(_piece_of, pure=True)(v) for v in values])
+        out += (_skeleton_of(pieces, luts, shape[1]),)
+    return out

@@ -64,7 +64,7 @@ from ..tiling.components import (
     paste_crops,
     relabel,
 )
-from ..tiling.scratch import Scratch
+from ..tiling.scratch import Scratch, keep
 
 __all__ = [
     "particle_labels",
@@ -522,12 +522,8 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
     batches = map_object_crops(
         _particles_crop_kernel, [comp], boxes, margin=1, kernel_kwargs={"thr": thr, "width": shape[1]}
     )
-    if scratch is None:
-        (results,) = dask.persist([bt.result for bt in batches])
-        meta_task = dask.delayed(_batch_meta, pure=True)
-        (metas,) = dask.compute([meta_task(r) for r in results])
-    else:  # the crops of multi-particle components go to disk; each paste task reads its own
-        metas, results = scratch.spill([bt.result for bt in batches], _batch_meta)
+    # with a scratch, the crops of multi-particle components go to disk; each paste task reads its own
+    metas, results = keep([bt.result for bt in batches], _batch_meta, scratch=scratch)
     firsts = [f for meta in metas for (m, f) in meta if m]
     if not firsts:
         return da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)

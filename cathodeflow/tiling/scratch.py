@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Scratch", "persist", "regular_chunks"]
+__all__ = ["Scratch", "keep", "persist", "regular_chunks"]
 
 
 def regular_chunks(chunks: tuple[tuple[int, ...], ...]) -> bool:
@@ -143,3 +143,18 @@ def persist(*arrays: da.Array, scratch: Scratch | None = None, client=None) -> l
         wait(out)
         return out
     return list(dask.persist(*arrays))
+
+
+def keep(values: Sequence, summarize: Callable[[Any], Any], *, scratch: Scratch | None = None) -> tuple[list, list]:
+    """Compute Dask values and keep them off the client: in ``scratch`` when given (files,
+    :meth:`Scratch.spill`), else persisted where the scheduler computes them (in memory).
+
+    Returns ``summarize(value)`` of each value (computed now, on the client) and, for each
+    value, a Dask object that computes to it cheaply (a file read or a persisted key).
+    """
+    if scratch is not None:
+        return scratch.spill(values, summarize)
+    (kept,) = dask.persist(list(values))
+    task = dask.delayed(summarize, pure=True)
+    (summaries,) = dask.compute([task(v) for v in kept])
+    return list(summaries), list(kept)
