@@ -127,7 +127,7 @@ def grain_index(mask: np.ndarray, seeds: np.ndarray, *, step: int = 2) -> np.nda
     pts = np.column_stack([cy * step + (step - 1) / 2, cx * step + (step - 1) / 2])
     coarse = np.zeros((Hc, Wc), dtype=np.int32)
     if len(pts):
-        _, idx = cKDTree(seeds).query(pts, workers=-1)
+        _, idx = cKDTree(seeds).query(pts, workers=1)
         coarse[cy, cx] = idx
     full = np.repeat(np.repeat(coarse, step, axis=0), step, axis=1)[:H, :W]
     return np.where(mask, full, 0).astype(np.int32)
