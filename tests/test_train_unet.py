@@ -4,6 +4,8 @@ config keys: noise σ in its configured range (measured on constant images), sho
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 
 from cathodeflow.errors import InputError
 from cathodeflow.study.train_unet import (Sample, TrainUNetConfig, augment, degrade, load_train_config,
-                                          validation_batches)
+                                          sr_weights_arg, validation_batches)
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "cathodeflow" / "models" / "weights"
 V2_RECIPE = WEIGHTS_DIR / "unet-small-v2.train.toml"
@@ -124,3 +126,25 @@ def test_bad_degradation_settings_are_refused_in_one_line_naming_the_key(bad, ke
     with pytest.raises(InputError, match=f"training.{key}") as e:
         TrainUNetConfig(**bad)
     assert "\n" not in str(e.value)
+
+
+def test_sr_weights_by_registry_name_reach_the_generator_as_a_name_and_paths_as_absolute_paths(tmp_path,
+                                                                                             monkeypatch):
+    """``sr_weights = "srgan-small-v1"`` in a recipe: the data processes get the name (the shipped
+    file has no sidecar; its record is the registry's), and the generator runs with it."""
+    from cathodeflow.models.registry import DEFAULT_SRGAN, resolve_weights
+    from cathodeflow.stages.srgan import srgan_superres
+
+    arg = sr_weights_arg(DEFAULT_SRGAN)
+    assert arg == DEFAULT_SRGAN
+    lr = np.random.default_rng(0).integers(0, 255, (26, 26)).astype(np.uint8)
+    assert srgan_superres(lr, weights=arg).shape == (70, 70)
+    # a weights file with its sidecar, named relative to the working directory
+    shipped = resolve_weights(DEFAULT_SRGAN)
+
+    shutil.copy(shipped.path, tmp_path / "g.weights.h5")
+    (tmp_path / "g.json").write_text(json.dumps(shipped.to_dict() | {"name": "g", "file": "g.weights.h5"}))
+    monkeypatch.chdir(tmp_path)
+    assert sr_weights_arg("g.weights.h5") == str(tmp_path / "g.weights.h5")
+    with pytest.raises(InputError, match="not a registry name"):
+        sr_weights_arg("no-such-generator")

@@ -306,6 +306,16 @@ def _batch(samples, rng, crop, size, aug_cfg, multiple, sr_fraction=0.5):
     return x, y
 
 
+def sr_weights_arg(name_or_path) -> str:
+    """``training.sr_weights`` checked (a bad name fails before any data are made) and made
+    fit for the data processes: a registry name stays a name (its record lives in the
+    registry, not beside the file), a path becomes absolute."""
+    from ..models.registry import REGISTRY_FILE, resolve_weights
+
+    rec = resolve_weights(name_or_path)
+    return str(name_or_path) if rec.source == REGISTRY_FILE else str(rec.path.resolve())
+
+
 def validation_batches(samples, cfg: TrainUNetConfig, multiple: int) -> list:
     """The run's ``cfg.n_val_crops`` fixed validation crops (one per batch), drawn from a random
     stream of ``cfg.seed``: raw crops, or augmented like training crops when
@@ -357,11 +367,7 @@ def train_unet(cfg: TrainUNetConfig, *, out_dir, name: str = "unet", annotated=(
     families = training_families(cfg.families, log)
     annotated = list(annotated)
     user = annotated_samples(annotated) if annotated else []
-    sr_weights = None
-    if cfg.sr_weights is not None:
-        from ..models.registry import resolve_weights
-
-        sr_weights = str(resolve_weights(cfg.sr_weights).path)  # a bad name fails before the data are made
+    sr_weights = None if cfg.sr_weights is None else sr_weights_arg(cfg.sr_weights)
     train = synthetic_samples(cfg.n_train_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed,
                               sr_weights=sr_weights)
     val = synthetic_samples(cfg.n_val_images, families=families, shape_lr=cfg.shape_lr, seed=cfg.seed + 1,
