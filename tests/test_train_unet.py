@@ -148,3 +148,14 @@ def test_sr_weights_by_registry_name_reach_the_generator_as_a_name_and_paths_as_
     assert sr_weights_arg("g.weights.h5") == str(tmp_path / "g.weights.h5")
     with pytest.raises(InputError, match="not a registry name"):
         sr_weights_arg("no-such-generator")
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in WEIGHTS_DIR.glob("unet-*.train.toml")))
+def test_every_unet_recipe_in_the_package_loads_and_names_its_own_command(recipe):
+    """The recipes are how weights are reproduced: each must load as it stands, and its first
+    line must be the command that runs it."""
+    path = WEIGHTS_DIR / recipe
+    cfg = load_train_config(path)
+    assert cfg.architecture["depth"] >= 1 and cfg.max_steps >= 1
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# `cathodeflow train unet --config cathodeflow/models/weights/" + recipe)
