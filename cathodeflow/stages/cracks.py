@@ -1047,18 +1047,19 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
         return (max(r0 - halo, 0), min(int(starts[0][i + 1]) + halo, shape[0]),
                 max(c0 - halo, 0), min(int(starts[1][j + 1]) + halo, shape[1]))
 
+    # per chunk: its window and the pieces in it, widened (4×) until the answer is certain
     count_task = dask.delayed(_window_count, pure=True)
     halo = dict.fromkeys(cells, int(halo_px))
-    counted, todo = {}, list(cells)
+    plan, counted, todo = {}, {}, list(cells)
     while todo:
-        tasks = []
         for cell in todo:
             w = window_of(cell, halo[cell])
-            keys, vals = inputs(w)
-            tasks.append(count_task(blocks[cell], origin[cell], w, shape, n, keys, *vals))
+            plan[cell] = (w, *inputs(w))
+        results = dask.compute(*[count_task(blocks[c], origin[c], plan[c][0], shape, n, plan[c][1], *plan[c][2])
+                                 for c in todo])
         again = []
-        for cell, (present, stats, ok) in zip(todo, dask.compute(*tasks)):
-            if ok or window_of(cell, halo[cell]) == (0, shape[0], 0, shape[1]):
+        for cell, (present, stats, ok) in zip(todo, results):
+            if ok or plan[cell][0] == (0, shape[0], 0, shape[1]):
                 counted[cell] = (present, stats)
             else:
                 halo[cell] *= 4
@@ -1067,16 +1068,10 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
     table = _finish_table(partial, merge_pixel_stats([counted[c] for c in cells], n))
 
     label_task = dask.delayed(_window_labels, pure=True)
-    rows_of_blocks = []
-    for i in range(nb[0]):
-        row = []
-        for j in range(nb[1]):
-            w = window_of((i, j), halo[i, j])
-            keys, vals = inputs(w)
-            bshape = (phase.chunks[0][i], phase.chunks[1][j])
-            row.append(da.from_delayed(label_task(blocks[i, j], origin[i, j], w, shape, keys, *vals),
-                                       shape=bshape, dtype=np.uint32))
-        rows_of_blocks.append(row)
+    rows_of_blocks = [[da.from_delayed(label_task(blocks[i, j], origin[i, j], plan[i, j][0], shape, plan[i, j][1],
+                                                  *plan[i, j][2]),
+                                       shape=(phase.chunks[0][i], phase.chunks[1][j]), dtype=np.uint32)
+                       for j in range(nb[1])] for i in range(nb[0])]
     labels = da.block(rows_of_blocks)
     out = (labels, table)
     if return_skeleton:
