@@ -81,6 +81,15 @@ def test_classical_method_writes_no_probabilities(store):
     st = open_store(store, mode="r")
     assert st.stage_info("a", "phase")["params"]["method"] == "baseline-classical"
     assert not st.is_complete("a", "prob")
+    # the σ the noise chose is recorded, and it is the one that gives the stored phase map
+    from cathodeflow.stages.phases import baseline_sigma_px, segment_phases_baseline
+
+    sr = np.asarray(st.read_stage("a", "sr"))
+    eta = st.pixel_size_um("a", "sr")
+    sigma = st.stage_info("a", "phase")["params"]["sigma_px"]
+    assert sigma == baseline_sigma_px(sr, pixel_size_um=eta)
+    np.testing.assert_array_equal(np.asarray(st.read_stage("a", "phase")),
+                                  segment_phases_baseline(sr, pixel_size_um=eta, sigma_px=sigma, max_noise=0))
 
 
 @pytest.mark.parametrize("case", ["corrupt", "sha_mismatch", "other_architecture", "missing", "far_pixel_size"])

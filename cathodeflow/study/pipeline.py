@@ -576,11 +576,14 @@ def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) ->
     record = params_record(params, "phase")  # the parameters the phase map depends on
     chunks = (params.chunk_px, params.chunk_px)
     if params.phase_method == "classical":
-        from ..stages.phases import phases_baseline_dask
+        from ..stages.phases import adapt_sigma, baseline_options, estimate_levels_dask, phases_baseline_dask
 
-        ph = phases_baseline_dask(sr, pixel_size_um=eta)
+        # the noise sets σ (and the halo); it is read first and recorded with the stage
+        opts, levels = adapt_sigma(sr, estimate_levels_dask(sr), baseline_options(pixel_size_um=eta))
+        ph = phases_baseline_dask(sr, pixel_size_um=eta, levels=levels, sigma_px=opts.sigma_px, max_noise=0)
         st.write_stage(iid, "phase", ph, pixel_size_um=eta, kind="labels", chunks=chunks,
-                       params={"method": "baseline-classical", **record}, compute_kw=compute_kw, resume=True)
+                       params={"method": "baseline-classical", "sigma_px": opts.sigma_px, **record},
+                       compute_kw=compute_kw, resume=True)
         return
     import numpy as np
 
