@@ -831,6 +831,10 @@ def test_hysteresis_equals_geodesic_reconstruction_tiled_or_whole(p, t, frac, cy
          "max_enclosed_area_um2"),
         (lambda: segment_phases_baseline(np.zeros((8, 8)), max_enclosed_area_um2=None),
          "max_enclosed_area_um2"),
+        (lambda: segment_phases_baseline(np.zeros((8, 8)), max_noise=-0.1), "max_noise"),
+        (lambda: segment_phases_baseline(np.zeros((8, 8)), max_noise="a"), "max_noise"),
+        (lambda: segment_phases_baseline(np.zeros((8, 8)), max_sigma_px=float("nan")), "max_sigma_px"),
+        (lambda: segment_phases_baseline(np.zeros((8, 8)), max_sigma_px=1.0), "max_sigma_px"),
     ],
 )
 def test_bad_input_raises_input_error(call, match):
