@@ -86,10 +86,12 @@ def test_classical_method_writes_no_probabilities(store):
 
     sr = np.asarray(st.read_stage("a", "sr"))
     eta = st.pixel_size_um("a", "sr")
-    sigma = st.stage_info("a", "phase")["params"]["sigma_px"]
-    assert sigma == baseline_sigma_px(sr, pixel_size_um=eta)
-    np.testing.assert_array_equal(np.asarray(st.read_stage("a", "phase")),
-                                  segment_phases_baseline(sr, pixel_size_um=eta, sigma_px=sigma, max_noise=0))
+    params = st.stage_info("a", "phase")["params"]
+    sigma, area = params["sigma_px"], params["min_crack_area_px"]
+    assert sigma == baseline_sigma_px(sr, pixel_size_um=eta) and area == round(40 * (sigma / 1.5) ** 2)
+    np.testing.assert_array_equal(
+        np.asarray(st.read_stage("a", "phase")),
+        segment_phases_baseline(sr, pixel_size_um=eta, sigma_px=sigma, min_crack_area_px=area, max_noise=0))
 
 
 @pytest.mark.parametrize("case", ["corrupt", "sha_mismatch", "other_architecture", "missing", "far_pixel_size"])

@@ -254,9 +254,10 @@ def test_halo_is_the_sum_of_the_steps_reach():
     # closing 2*6 + holes 0 = 44, and the dark-line chain: grey closing 2*6 = 12 plus the
     # line segments' half-length 10 = 22; then small crack components 40
     assert baseline_halo_px(max_noise=0) == 6 + 44 + 40
-    # a noise-adaptive σ (the default) may grow to max_sigma_px = 6: gauss int(24.5) = 24
-    assert baseline_halo_px() == 24 + 44 + 40
-    assert baseline_halo_px(max_sigma_px=3) == 12 + 44 + 40
+    # a noise-adaptive σ (the default) may grow to max_sigma_px = 6: gauss int(24.5) = 24,
+    # and small crack components with σ²: 40 · (6 / 1.5)² = 640
+    assert baseline_halo_px() == 24 + 44 + 640
+    assert baseline_halo_px(max_sigma_px=3) == 12 + 44 + 160
     assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0) == 6 + 22 + 40
     assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0, line_radius_px=3) == (
         6 + 15 + 40
@@ -689,6 +690,14 @@ def test_adaptive_sigma_stays_at_the_base_on_clean_images_and_grows_with_the_noi
     assert baseline_sigma_px(_two_levels(noise=0.30, seed=3), max_noise=0) == 1.5  # fixed
 
 
+def test_a_larger_sigma_scales_the_smallest_crack_component_with_its_square():
+    opts = baseline_options()  # σ₀ = 1.5 px, 40 px
+    assert opts.with_sigma(3.0).min_crack_area_px == 160
+    assert opts.with_sigma(2.0).min_crack_area_px == round(40 * 16 / 9)  # 71
+    assert opts.with_sigma(1.5) == baseline_options(max_noise=0)
+    assert baseline_options(min_crack_area_px=0).with_sigma(6.0).min_crack_area_px == 0
+
+
 def test_tiled_baseline_equals_whole_when_the_noise_raises_sigma():
     img, _ = render_sem_like(seed=4)
     img = img + np.random.default_rng(5).normal(0, 0.25, img.shape).astype(np.float32)
@@ -701,7 +710,7 @@ def test_tiled_baseline_equals_whole_when_the_noise_raises_sigma():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_noise_adaptive_sigma_rescues_a_low_dose_image_and_leaves_a_clean_one_alone(seed):
     # Truth from the generator. Measured for seeds 0/1: lowcontrast pixel accuracy 0.55/0.44
-    # with σ fixed at 1.5 px (the solid riddled with "crack"), 0.92/0.79 adaptive (σ 5.0/5.1 px);
+    # with σ fixed at 1.5 px (the solid riddled with "crack"), 0.93/0.80 adaptive (σ 5.0/5.1 px);
     # classic: σ stays 1.5 px, so its phase map is what it was.
     from cathodeflow.stages.superres import superres_baseline
     from cathodeflow.synth.training import make_training_pair

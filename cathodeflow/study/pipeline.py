@@ -580,9 +580,10 @@ def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) ->
 
         # the noise sets σ (and the halo); it is read first and recorded with the stage
         opts, levels = adapt_sigma(sr, estimate_levels_dask(sr), baseline_options(pixel_size_um=eta))
-        ph = phases_baseline_dask(sr, pixel_size_um=eta, levels=levels, sigma_px=opts.sigma_px, max_noise=0)
+        chosen = {"sigma_px": opts.sigma_px, "min_crack_area_px": opts.min_crack_area_px}
+        ph = phases_baseline_dask(sr, pixel_size_um=eta, levels=levels, max_noise=0, **chosen)
         st.write_stage(iid, "phase", ph, pixel_size_um=eta, kind="labels", chunks=chunks,
-                       params={"method": "baseline-classical", "sigma_px": opts.sigma_px, **record},
+                       params={"method": "baseline-classical", **chosen, **record},
                        compute_kw=compute_kw, resume=True)
         return
     import numpy as np
