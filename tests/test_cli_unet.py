@@ -81,17 +81,20 @@ def test_classical_method_writes_no_probabilities(store):
     st = open_store(store, mode="r")
     assert st.stage_info("a", "phase")["params"]["method"] == "baseline-classical"
     assert not st.is_complete("a", "prob")
-    # the σ the noise chose is recorded, and it is the one that gives the stored phase map
-    from cathodeflow.stages.phases import baseline_sigma_px, segment_phases_baseline
+    # the σ the noise chose and the contrasts the blur chose are recorded, and they are the
+    # ones that give the stored phase map
+    from cathodeflow.stages.phases import adapted_options, segment_phases_baseline
 
     sr = np.asarray(st.read_stage("a", "sr"))
     eta = st.pixel_size_um("a", "sr")
     params = st.stage_info("a", "phase")["params"]
-    sigma, area = params["sigma_px"], params["min_crack_area_px"]
-    assert sigma == baseline_sigma_px(sr, pixel_size_um=eta) and area == round(40 * (sigma / 1.5) ** 2)
+    chosen = {k: params[k] for k in ("sigma_px", "min_crack_area_px", "crack_contrast", "line_contrast")}
+    opts = adapted_options(sr, pixel_size_um=eta)
+    assert chosen == {k: getattr(opts, k) for k in chosen}
+    assert chosen["min_crack_area_px"] == round(40 * (chosen["sigma_px"] / 1.5) ** 2)
     np.testing.assert_array_equal(
         np.asarray(st.read_stage("a", "phase")),
-        segment_phases_baseline(sr, pixel_size_um=eta, sigma_px=sigma, min_crack_area_px=area, max_noise=0))
+        segment_phases_baseline(sr, pixel_size_um=eta, max_noise=0, max_blur_px=0, **chosen))
 
 
 @pytest.mark.parametrize("case", ["corrupt", "sha_mismatch", "other_architecture", "missing", "far_pixel_size"])

@@ -576,12 +576,13 @@ def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) ->
     record = params_record(params, "phase")  # the parameters the phase map depends on
     chunks = (params.chunk_px, params.chunk_px)
     if params.phase_method == "classical":
-        from ..stages.phases import adapt_sigma, baseline_options, estimate_levels_dask, phases_baseline_dask
+        from ..stages.phases import adapt_options, baseline_options, estimate_levels_dask, phases_baseline_dask
 
-        # the noise sets σ (and the halo); it is read first and recorded with the stage
-        opts, levels = adapt_sigma(sr, estimate_levels_dask(sr), baseline_options(pixel_size_um=eta))
-        chosen = {"sigma_px": opts.sigma_px, "min_crack_area_px": opts.min_crack_area_px}
-        ph = phases_baseline_dask(sr, pixel_size_um=eta, levels=levels, max_noise=0, **chosen)
+        # the noise sets σ (and the halo), the edge blur the dark-line contrasts; both are
+        # read first and what they chose is recorded with the stage
+        opts, levels = adapt_options(sr, estimate_levels_dask(sr), baseline_options(pixel_size_um=eta))
+        chosen = {k: getattr(opts, k) for k in ("sigma_px", "min_crack_area_px", "crack_contrast", "line_contrast")}
+        ph = phases_baseline_dask(sr, pixel_size_um=eta, levels=levels, max_noise=0, max_blur_px=0, **chosen)
         st.write_stage(iid, "phase", ph, pixel_size_um=eta, kind="labels", chunks=chunks,
                        params={"method": "baseline-classical", **chosen, **record},
                        compute_kw=compute_kw, resume=True)
