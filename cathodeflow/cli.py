@@ -208,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resample images whose pixel size is far from the U-net's, or super-resolve images "
                         "far from the SRGAN's (refused otherwise)")
     g = p.add_argument_group("super-resolution (×35/13)")
-    g.add_argument("--sr-method", choices=("baseline", "srgan"),
-                   help="cubic interpolation (baseline, default) or a trained SRGAN generator")
+    g.add_argument("--sr-method", choices=("baseline", "srgan", "none"),
+                   help="cubic interpolation (baseline, default), a trained SRGAN generator, or none: the "
+                        "images were acquired at high resolution and are segmented as they are")
     g.add_argument("--sr-weights",
                    help="SRGAN generator weights: a .weights.h5 file from `cathodeflow train sr` or a registry "
                         "name (default with --sr-method srgan: the shipped srgan-small-v1)")

@@ -23,8 +23,9 @@ ETA_UM = 0.0143
 LOW_RES_PIXEL_UM = 0.0385
 #: Phase segmentation methods (``Params.phase_method``).
 PHASE_METHODS = ("unet", "classical")
-#: Methods of the sr stage: the cubic interpolation baseline, or a trained SRGAN generator.
-SR_METHODS = ("baseline", "srgan")
+#: Methods of the sr stage: the cubic interpolation baseline, a trained SRGAN generator, or
+#: none (the raw image is already high-resolution and goes to the phase stage as it is).
+SR_METHODS = ("baseline", "srgan", "none")
 #: Default lower threshold of the hysteresis variant of eq. 7 (``Params.crack_threshold_low``).
 DEFAULT_CRACK_THRESHOLD_LOW = 0.3
 #: Default σ (µm) of the Gaussian smoothing of Ŷ before eq. 7 (``Params.prob_sigma_um``): 1 px at η.
@@ -85,8 +86,10 @@ class Params:
         The classical method stays the default until shipped U-net weights measure closer to
         the truth on the SR stage's output (see the README, *Phase segmentation*).
     unet_weights : registry name or path of U-net weights; None = the shipped default.
-    sr_method : ``'baseline'`` (default: cubic interpolation by 35/13, restores no detail) or
-        ``'srgan'`` (the paper's SRGAN generator, §2.3.1, with ``sr_weights``).
+    sr_method : ``'baseline'`` (default: cubic interpolation by 35/13, restores no detail),
+        ``'srgan'`` (the paper's SRGAN generator, §2.3.1, with ``sr_weights``) or ``'none'``
+        (for images acquired at high resolution: the sr stage is the raw image, pixel size
+        unchanged).
     sr_weights : registry name or path of SRGAN generator weights (``cathodeflow train sr``);
         None = the shipped default (``srgan-small-v1``).
     """
@@ -304,7 +307,8 @@ def warn_sr_input(pixel_size_um: float, *, name: str) -> None:
     warnings.warn(
         f"{name}: raw pixel size {pixel_size_um:g} µm is {how} than the {LOW_RES_PIXEL_UM} µm the "
         f"sr stage is made for (its factor 35/13 takes 38.5 nm to the paper's 14.3 nm); the "
-        f"super-resolved pixel size will be {pixel_size_um * SR_DEN / SR_NUM:.3g} µm",
+        f"super-resolved pixel size will be {pixel_size_um * SR_DEN / SR_NUM:.3g} µm (for images "
+        f"acquired at high resolution, --sr-method none leaves them as they are)",
         PixelSizeWarning, stacklevel=2,
     )
 

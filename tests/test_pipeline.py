@@ -188,6 +188,32 @@ def test_cli_ingest_and_run_an_image_whose_size_is_no_multiple_of_13(tmp_path):
     assert (store / "tables" / "images.parquet").exists()
 
 
+def test_an_image_acquired_at_high_resolution_is_segmented_as_it_is_with_sr_method_none(tmp_path):
+    # the generator's 14.3 nm image: --sr-method none copies it to the sr stage (same pixel
+    # size, same shape), so the phase map is on the truth's grid
+    im = generate_image("20C", seed=5, image_id="hr", **SMALL)
+    f = tmp_path / "hr.tif"
+    write_tiff(f, im.hr, pixel_size_um=im.pixel_size_hr_um)
+    store = tmp_path / "s.zarr"
+    ingest([f], store=store, condition="20C")
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um", "0.143",
+                              "--sr-method", "none"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "sr stage is made for" not in r.stderr  # no pixel-size warning
+    st = open_store(store, mode="r")
+    np.testing.assert_array_equal(np.asarray(st.read_stage("hr", "sr")), np.asarray(st.read_stage("hr", "raw")))
+    assert st.pixel_size_um("hr", "sr") == st.pixel_size_um("hr", "phase") == pytest.approx(im.pixel_size_hr_um)
+    assert st.stage_info("hr", "sr")["params"]["method"] == "none"
+    phase = np.asarray(st.read_stage("hr", "phase"))
+    assert phase.shape == im.phase.shape and np.mean(phase == im.phase) > 0.95
+    # the default interpolates it by 35/13 again, and says how to avoid that
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um", "0.143"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "--sr-method none" in r.stderr
+    assert open_store(store, mode="r").read_stage("hr", "phase").shape == tuple(n * 35 // 13 for n in im.phase.shape)
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end_with_one_image_per_condition(tmp_path):
     from cathodeflow.study.demo import run_demo

@@ -451,7 +451,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     plan, notes, resume = _plan(st, ids, stages, params, forced=force or from_stage is not None)
     by_size: dict[float, list[str]] = {}
     for iid in ids:
-        if "sr" in plan[iid]:
+        if "sr" in plan[iid] and params.sr_method != "none":
             by_size.setdefault(st.pixel_size_um(iid, "raw"), []).append(iid)
     for ps, some in by_size.items():  # once per pixel size
         warn_sr_input(ps, name=f"image(s) {', '.join(some)}")
@@ -474,12 +474,14 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
             if "sr" in stages and todo(iid, "sr"):
                 raw = st.read_stage(iid, "raw")
                 eta_lr = st.pixel_size_um(iid, "raw")
+                eta = round(eta_lr * SR_DEN / SR_NUM, 12)  # η_lr · 13/35
                 if params.sr_method == "srgan":
                     sr, prov = srgan_stage_dask(raw, pixel_size_um=eta_lr, weights=_sr_weights(params),
                                                 force=force_pixel_size, name=f"image {iid!r}")
+                elif params.sr_method == "none":  # acquired at high resolution: as it is
+                    sr, prov, eta = raw, {"method": "none"}, eta_lr
                 else:
                     sr, prov = superres_any_size_dask(raw), {"method": "baseline-interpolation"}
-                eta = round(eta_lr * SR_DEN / SR_NUM, 12)  # η_lr · 13/35
                 st.write_stage(iid, "sr", sr, pixel_size_um=eta, chunks=chunks, compute_kw=compute_kw,
                                weights_sha256=prov.get("weights_sha256"),
                                params={**prov, **params_record(params, "sr")}, resume=True)
@@ -556,11 +558,10 @@ def _check_unet_inputs(st, ids, params: Params, force_pixel_size: bool) -> None:
     weights = params.unet_weights or _default_weights()
     load_unet(weights)
     setup = UNetSetup.from_weights(weights)
-    for iid in ids:
-        if st.is_complete(iid, "sr"):
-            eta = st.pixel_size_um(iid, "sr")
-        else:
-            eta = st.pixel_size_um(iid, "raw") * SR_DEN / SR_NUM
+    for iid in ids:  # the sr stage's pixel size for params.sr_method, written or not
+        eta = st.pixel_size_um(iid, "raw")
+        if params.sr_method != "none":
+            eta *= SR_DEN / SR_NUM
         check_pixel_size(eta, setup.pixel_size_um, force=force_pixel_size,
                          name=f"{st.path}: image {iid!r} (super-resolved pixel size)")
 
