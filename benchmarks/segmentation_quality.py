@@ -7,7 +7,9 @@ seen in training or early stopping) and, for reference, the training families, N
 seeds no training run uses are rendered, and three segmentations are scored against the
 generator's phase truth on the 14.3 nm grid:
 
-(a) ``classical``: the classical baseline on the SR stage's output of the low-res image;
+(a) ``classical``: the classical baseline on the SR stage's output of the low-res image
+(``classical-hr``: on the true high-res image, what ``run --sr-method none`` does with an image
+acquired at 14.3 nm);
 (b) ``unet-sr``: the U-net on the SR stage's output (today a bicubic-type interpolation ×35/13);
 (c) ``unet-hr``: the U-net on the true high-res image;
 with ``--sr-weights W`` also (b') ``unet-srgan`` and ``classical-srgan``: the same on the SRGAN's
@@ -49,7 +51,7 @@ import numpy as np
 from cathodeflow.config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_PROB_SIGMA_UM
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("classical", "unet-sr-eq7", "unet-sr", "unet-hr-eq7", "unet-hr")
+METHODS = ("classical", "classical-hr", "unet-sr-eq7", "unet-sr", "unet-hr-eq7", "unet-hr")
 SRGAN_METHODS = ("classical-srgan", "unet-srgan-eq7", "unet-srgan")
 SR_BORDER_PX = 16
 
@@ -161,7 +163,8 @@ def evaluate(*, n_images: int, shape_lr, weights, families, geometry: str = "cla
                 sr_rows["srgan"].append(sr_scores(images["srgan"], pair.hr, pair.lr))
             prob = {src: unet_probabilities(images[src], weights=weights) for src in srcs}
             t = setup.crack_threshold
-            preds = {"classical": segment_phases_baseline(sr, pixel_size_um=eta)}
+            preds = {"classical": segment_phases_baseline(sr, pixel_size_um=eta),
+                     "classical-hr": segment_phases_baseline(pair.hr, pixel_size_um=eta)}
             if sr_weights is not None:
                 preds["classical-srgan"] = segment_phases_baseline(images["srgan"], pixel_size_um=eta)
             for src in srcs:
