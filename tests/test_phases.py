@@ -183,8 +183,14 @@ def test_closing_bridges_cracks_up_to_the_stated_width():
     # pixel size η: 0.15 µm -> closing radius ceil(0.15 / 0.0286) = 6 px, bridges <= 12 px
     assert baseline_options(max_crack_width_um=0.15).close_radius_px == 6
     img, band = _band_image(8)
+    closed = segment_phases_baseline(img, sigma_px=0, threshold=0.45, max_crack_width_um=0.15,
+                                     open_necks=False)
+    assert np.all(closed[band][3:-3] == 2)  # away from the square's top and bottom edge
+    # the band crosses the whole particle: with open necks, its mouths (pixels within the
+    # closing's 6 px of the background outside the envelope, whose boundary dips into the
+    # band: 8 rows here) are background, like the neck between two touching particles
     s = segment_phases_baseline(img, sigma_px=0, threshold=0.45, max_crack_width_um=0.15)
-    assert np.all(s[band][3:-3] == 2)  # away from the square's top and bottom edge
+    assert np.all(s[band][10:-10] == 2) and np.all(s[band][:8] == 0) and np.all(s[band][-8:] == 0)
     assert np.all(s[25:135, 25:70] == 1)
     assert np.all(s[:15] == 0)
 
@@ -255,27 +261,29 @@ def test_dask_baseline_is_lazy_without_the_enclosed_background_step():
 
 def test_halo_is_the_sum_of_the_steps_reach():
     # gauss int(4*1.5+0.5)=6, then the longer of: opening 2*1 + small objects 30 +
-    # closing 2*6 + holes 0 = 44, and the dark-line chain: grey closing 2*6 = 12 plus the
-    # larger of the line segments' half-length 10 and the edge test's 2 = 22; then small
+    # closing 2*6 + holes 0 + open necks 6 = 50, and the dark-line chain: grey closing
+    # 2*6 = 12 plus the larger of the line segments' half-length 10 and the edge test's 2 = 22; then small
     # crack components 40
-    assert baseline_halo_px(max_noise=0) == 6 + 44 + 40
+    assert baseline_halo_px(max_noise=0) == 6 + 50 + 40
+    assert baseline_halo_px(max_noise=0, open_necks=False) == 6 + 44 + 40
     # a noise-adaptive σ (the default) may grow to max_sigma_px = 6: gauss int(24.5) = 24,
     # and small crack components with σ²: 40 · (6 / 1.5)² = 640
-    assert baseline_halo_px() == 24 + 44 + 640
-    assert baseline_halo_px(max_sigma_px=3) == 12 + 44 + 160
-    assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0) == 6 + 22 + 40
-    assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0, line_radius_px=3) == (
+    assert baseline_halo_px() == 24 + 50 + 640
+    assert baseline_halo_px(max_sigma_px=3) == 12 + 50 + 160
+    # (below, without the open necks the envelope chain is the closing's 12 px)
+    assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0) == 6 + 22 + 40  # envelope 12 + 6
+    assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0, open_necks=False, line_radius_px=3) == (
         6 + 15 + 40
     )
     # the line test off (either switch): the grey closing and the edge test's local peak (2 px)
-    assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0, line_contrast=0) == (
+    assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0, open_necks=False, line_contrast=0) == (
         6 + 14 + 40
     )
-    assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0, line_radius_px=0) == (
+    assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0, open_necks=False, line_radius_px=0) == (
         6 + 14 + 40
     )
     # and the edge test off too: only the grey closing
-    assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0, line_radius_px=0,
+    assert baseline_halo_px(max_noise=0, min_object_area_px=0, open_radius_px=0, open_necks=False, line_radius_px=0,
                             edge_fraction=0) == 6 + 12 + 40
     # a long segment makes the dark-line chain the longest
     assert baseline_halo_px(max_noise=0, line_radius_px=40) == 6 + (12 + 40) + 40
@@ -387,6 +395,24 @@ def test_edge_test_gives_a_blurred_crack_its_true_width(width, blur):
     pixel_test = segment_phases_baseline(img, edge_fraction=0, **kw)[rows] == 2
     assert set(with_edges.sum(axis=1)) == {width}
     assert set(pixel_test.sum(axis=1)) == {width + 2}
+
+
+def test_the_neck_between_two_touching_particles_is_not_crack():
+    # Two disks of 60 px touching at one point: the envelope's closing fills the neck, and
+    # without open_necks that fill is "crack" (it widened the neck until eq. 8-10 merged
+    # touching particles); with it the map has no crack, and its foreground is the disks.
+    yy, xx = np.mgrid[:200, :320]
+    disks = ((yy - 100) ** 2 + (xx - 100) ** 2 <= 60**2) | ((yy - 100) ** 2 + (xx - 220) ** 2 <= 60**2)
+    img = ndi.gaussian_filter(np.where(disks, 0.8, 0.2), 1.0)
+    kw = dict(threshold=0.5, max_noise=0, max_blur_px=0)
+    neck = (yy - 100) ** 2 + (xx - 160) ** 2 <= 15**2
+    closed = segment_phases_baseline(img, open_necks=False, **kw)
+    assert np.count_nonzero(closed[neck] == 2) > 20
+    opened = segment_phases_baseline(img, **kw)
+    assert not np.any(opened == 2)
+    assert np.count_nonzero((opened > 0) & disks) / np.count_nonzero((opened > 0) | disks) > 0.99
+    tiled = segment_phases_baseline_dask(da.from_array(img, chunks=(100, 160)), **kw).compute()
+    np.testing.assert_array_equal(tiled, opened)
 
 
 @settings(max_examples=15, deadline=None)
@@ -954,6 +980,7 @@ def test_hysteresis_equals_geodesic_reconstruction_tiled_or_whole(p, t, frac, cy
         (lambda: segment_phases_baseline(np.zeros((8, 8)), edge_fraction=1.5), "edge_fraction"),
         (lambda: segment_phases_baseline(np.zeros((8, 8)), edge_fraction=-0.1), "edge_fraction"),
         (lambda: segment_phases_baseline(np.zeros((8, 8)), edge_radius_px=1.5), "edge_radius_px"),
+        (lambda: segment_phases_baseline(np.zeros((8, 8)), open_necks="yes"), "open_necks"),
         (lambda: segment_phases_baseline(np.zeros((8, 8)), max_blur_px=float("inf")), "max_blur_px"),
     ],
 )

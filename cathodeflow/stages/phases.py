@@ -247,6 +247,7 @@ class BaselineOptions:
     line_orientations: int = 0
     edge_fraction: float = 0.0
     edge_radius_px: int = 0
+    open_necks: bool = False
     max_enclosed_area_px: int = 0
     max_noise: float = 0.0
     max_sigma_px: float = 0.0
@@ -302,7 +303,8 @@ class BaselineOptions:
         than M px has more than M px within M px of any of its pixels); the line-mean test:
         the segment's half-length ``line_radius_px`` (its pixels lie within that Chebyshev
         distance); the local peak of the edge test: ``edge_radius_px``. The envelope chain
-        (opening, small objects, closing, holes) and the dark-line chain (grey closing,
+        (opening, small objects, closing, holes, then the open necks: the closing's radius)
+        and the dark-line chain (grey closing,
         2·radius, then the larger of the edge and line tests' reach: both read the top-hat
         around the pixel) run side by side on the
         smoothed image; removing small crack components (M px) comes after both. The
@@ -317,6 +319,7 @@ class BaselineOptions:
             + self.min_object_area_px
             + 2 * self.close_radius_px
             + self.max_hole_area_px
+            + (self.close_radius_px if self.open_necks else 0)
         )
         lines = 0
         if self.crack_contrast > 0 and self.close_radius_px > 0:  # the kernel's condition
@@ -365,6 +368,7 @@ def baseline_options(
     line_orientations: int = DEFAULT_LINE_ORIENTATIONS,
     edge_fraction: float = DEFAULT_EDGE_FRACTION,
     edge_radius_px: int = DEFAULT_EDGE_RADIUS_PX,
+    open_necks: bool = True,
     max_enclosed_area_um2: float = DEFAULT_MAX_ENCLOSED_AREA_UM2,
     max_noise: float = DEFAULT_MAX_NOISE,
     max_sigma_px: float = DEFAULT_MAX_SIGMA_PX,
@@ -421,6 +425,12 @@ def baseline_options(
     edge_radius_px : int
         Half-side (px) of the square the local peak of h is taken over; 0 = off. Adds
         ``edge_radius_px`` of halo.
+    open_necks : bool
+        Pixels the envelope's closing added (not solid) within the closing disk's radius of
+        the background outside the envelope go back to background: where two particles
+        touch, the closing fills the neck between them, and as "crack" that fill widened
+        the neck until eq. 8–10 merged the particles. Costs the mouth (up to that radius)
+        of wide cracks open to the particle's surface. Adds the radius to the halo.
     max_enclosed_area_um2 : float
         Last step: every 4-connected background component of the phase map that does not
         touch the image frame and covers at most this area (µm²; at most
@@ -539,6 +549,23 @@ def baseline_options(
       number (one scene of four has σ_e = 3.1 px and its glow and tails pass the lowered
       line test); lowcontrast unchanged (its noise steepens the edges). Three real Zeiss
       InLens SEM images read σ_e = 0.9–1.0 px (bright edge rims) and keep the contrasts.
+    * Open necks: where two particles touch, the envelope's closing fills the neck between
+      them, and that fill counted as crack: it widened the neck until the marker watershed
+      (eq. 8–10) merged the particles. On three real SEM images of agglomerated TiO₂
+      nanoparticles with manual instance masks (7.3 nm px, closing radius 11 px, marker
+      radius 10 px) the share of particles matched (IoU ≥ 0.5) went from 0.04 / 0.09 / 0.05
+      to 0.15 / 0.22 / 0.13 (the masks as phase maps reach 0.44 / 0.46 / 0.35), the
+      "crack" on these crack-free particles from 4.5 / 2.1 / 2.9 % to 3.0 / 1.5 / 1.2 %
+      of the image, but the foreground IoU against the masks from 0.77 / 0.86 / 0.81 to
+      0.78 / 0.84 / 0.75 (the necks' pixels belong to the particles there). On scenes with the paper's
+      particle sizes (2 per family, 1540 × 2100 px): particles matched classic 0.52 → 0.56,
+      filled-cracks 0.52 → 0.59, charging 0.39 → 0.42, crack IoU within ±0.002; but on the
+      left-out low-contrast family 0.35 → 0.28 and crack IoU 0.072 → 0.046. On the small
+      training scenes: bright-binder crack IoU 0.242 → 0.346 (its binder, as bright as the
+      solid, had been closed into the particles), particles matched classic 0.57 → 0.62,
+      and crack IoU 0.004–0.007 lower on classic, channelling, curtain and filled-cracks
+      (mouths of cracks open to the surface). Half the closing's radius (3 px) gained less
+      (classic particles unchanged).
     * Enclosed background: the paper's crack phase holds internal pores and hollow cores,
       which the envelope cannot bridge when they are wider than the closing disk (a
       cracked NMC811 slice with hollow particles came out split into wedges). A background
@@ -576,6 +603,8 @@ def baseline_options(
             ok = False
         if not ok:
             raise InputError(f"{name} must be a number >= 0, got {v!r}")
+    if not isinstance(open_necks, (bool, np.bool_)):
+        raise InputError(f"open_necks must be True or False, got {open_necks!r}")
     if edge_fraction > 1:
         raise InputError(f"edge_fraction must be a fraction in [0, 1], got {edge_fraction!r}")
     ints = {
@@ -620,6 +649,7 @@ def baseline_options(
         line_orientations=int(line_orientations),
         edge_fraction=float(edge_fraction),
         edge_radius_px=int(edge_radius_px),
+        open_necks=bool(open_necks),
         max_enclosed_area_px=enclosed_px,
         max_noise=float(max_noise),
         max_sigma_px=float(max_sigma_px),
@@ -1036,6 +1066,8 @@ def _segment_kernel(image: np.ndarray, levels, opts: BaselineOptions) -> np.ndar
         envelope = _close_disk(solid, opts.close_radius_px) | solid
     if opts.max_hole_area_px > 0:
         envelope = ~_remove_small(~envelope, opts.max_hole_area_px, connectivity=1)
+    if opts.open_necks and opts.close_radius_px > 0:  # necks between touching particles
+        envelope &= solid | ~_dilate_disk(~envelope, opts.close_radius_px)
     crack = envelope & ~solid
     if opts.crack_contrast > 0 and opts.close_radius_px > 0 and mu_solid > mu_bg:
         side = 2 * opts.close_radius_px + 1
@@ -1313,7 +1345,8 @@ def provenance(*, threshold: float | None = None, **options) -> dict:
         "steps": "gaussian (sigma grows with the noise index up to max_sigma_px; dark-line "
         "contrasts fall with the edge blur above max_blur_px) -> global otsu "
         "(strided sample) -> opening -> small objects -> "
-        "closing (envelope) -> crack = envelope & (~solid | (black top-hat > contrast & "
+        "closing (envelope; closed pixels within the closing radius of the outside -> "
+        "background) -> crack = envelope & (~solid | (black top-hat > contrast & "
         "top-hat >= edge fraction of its local peak & mean top-hat along a line segment > "
         "line contrast)) -> small crack components -> "
         "solid -> enclosed background (4-connected, off the frame, area <= max) -> crack",
