@@ -1074,8 +1074,8 @@ def _segment_kernel(image: np.ndarray, levels, opts: BaselineOptions) -> np.ndar
         tophat = ndi.grey_closing(img, size=(side, side), mode="reflect") - img
         dark = envelope & (tophat > opts.crack_contrast * (mu_solid - mu_bg))
         if opts.edge_test:
-            side = 2 * opts.edge_radius_px + 1
-            dark &= tophat >= opts.edge_fraction * ndi.maximum_filter(tophat, size=side, mode="reflect")
+            peak = ndi.maximum_filter(tophat, size=2 * opts.edge_radius_px + 1, mode="reflect")
+            dark &= tophat >= opts.edge_fraction * peak
         if opts.line_test:
             offsets = line_offsets(opts.line_radius_px, opts.line_orientations)
             threshold_sum = opts.line_contrast * (mu_solid - mu_bg) * offsets.shape[1]
