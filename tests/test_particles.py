@@ -12,7 +12,9 @@ from hypothesis.extra import numpy as hnp
 from skimage.segmentation import watershed
 
 from cathodeflow.errors import InputError
+import cathodeflow.stages.particles as particles_module
 from cathodeflow.stages.particles import (
+    FROM_OUTSIDE,
     flood_markers,
     marker_threshold,
     particle_labels,
@@ -207,6 +209,103 @@ def test_flood_equals_skimage_when_marker_keys_are_distinct(seed):
     ours = flood_markers(d2, inside, markers)
     ref = watershed(-d2.astype(np.float64), markers, mask=inside)
     np.testing.assert_array_equal(ours, ref)
+
+
+def test_roots_from_outside_split_a_strip_with_the_marker_by_key_then_arrival():
+    """A 1 × 10 strip, marker on the left, a path from outside entering on the right: both
+    fronts fall through equal keys 4, 3, 2, 1 one step apart, so they meet in the middle;
+    without the outside root the marker takes the whole strip."""
+    d2 = np.array([[9, 4, 3, 2, 1, 1, 2, 3, 4, 5]], np.int64)
+    inside = np.ones_like(d2, bool)
+    markers = np.zeros_like(d2, np.int32)
+    markers[0, 0] = 7
+    edge = np.zeros_like(inside)
+    edge[0, -1] = True
+    o = FROM_OUTSIDE
+    np.testing.assert_array_equal(flood_markers(d2, inside, markers, outside=edge), [[7] * 5 + [o] * 5])
+    np.testing.assert_array_equal(flood_markers(d2, inside, markers), [[7] * 10])
+
+
+def _window_edge(window, shape):
+    ring = np.zeros((window[0].stop - window[0].start, window[1].stop - window[1].start), bool)
+    ring[0] |= window[0].start > 0
+    ring[-1] |= window[0].stop < shape[0]
+    ring[:, 0] |= window[1].start > 0
+    ring[:, -1] |= window[1].stop < shape[1]
+    return ring
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_window_flood_labels_every_pixel_a_marker_wins_as_the_whole_flood_does(seed):
+    """The exactness rule of the windowed flood: on any window, with the window's inner
+    edge as roots from outside, a pixel won by a marker has the whole array's label, and a
+    pixel nothing reaches is 0 in the whole array too (random keys with many ties)."""
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in rng.integers(3, 40, 2))
+    inside = rng.random((h, w)) < rng.uniform(0.6, 1.0)
+    d2 = rng.integers(0, rng.integers(1, 6), (h, w)).astype(np.int64)
+    markers = np.zeros((h, w), np.int32)
+    idx = rng.choice(h * w, size=min(h * w, int(rng.integers(1, 10))), replace=False)
+    markers.flat[idx] = rng.integers(1, 5, idx.size)
+    d2.flat[idx] = 10 + rng.integers(0, 3, idx.size)  # ties among markers too
+    markers = np.where(inside, markers, 0)
+    whole = flood_markers(d2, inside, markers)
+    y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+    win = (slice(y0, int(rng.integers(y0 + 1, h + 1))), slice(x0, int(rng.integers(x0 + 1, w + 1))))
+    part = flood_markers(d2[win], inside[win], markers[win], outside=_window_edge(win, (h, w)))
+    decided = part != FROM_OUTSIDE
+    np.testing.assert_array_equal(part[decided], whole[win][decided])
+
+
+def percolating_mosaic(shape=(260, 330), tile=(90, 110), seed=0, r=(9.0, 16.0)):
+    """Tiles of overlapping discs with a solid frame, so the solid is one component
+    across the map (like whole-slide cross-sections of touching particles)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(shape, np.uint8)
+    for y in range(0, shape[0], tile[0]):
+        for x in range(0, shape[1], tile[1]):
+            t = random_discs(rng, shape=tile, n=(6, 12), radius=r, cracks=4)
+            t[0], t[-1], t[:, 0], t[:, -1] = 1, 1, 1, 1
+            out[y : y + tile[0], x : x + tile[1]] = t[: shape[0] - y, : shape[1] - x]
+    return out
+
+
+@pytest.mark.parametrize("chunks", [(37, 53), (64, 90), (130, 41)])
+def test_percolating_solid_is_segmented_in_windows_equal_to_the_whole_image(chunks, monkeypatch):
+    """A component spanning the map, larger than ``max_component_px``: it is flooded
+    in chunk windows (some redone with a wider halo), none covering the whole component,
+    and the labels equal the whole-image flood exactly."""
+    ph = percolating_mosaic()
+    comp, _ = ndi.label(ph > 0)
+    spanning = np.intersect1d(comp[0], comp[-1])
+    assert spanning[spanning > 0].size == 1  # one component from the top row to the bottom row
+    whole = particle_labels(ph, marker_radius_px=6.0)
+    assert whole.max() >= 30
+    windows = []
+    kernel = particles_module._flood_window_kernel
+
+    def spy(oid, box, *crops, **kw):
+        out = kernel(oid, box, *crops, **kw)
+        windows.append(((box[0].stop - box[0].start) * (box[1].stop - box[1].start), out[0] > 0))
+        return out
+
+    monkeypatch.setattr(particles_module, "_flood_window_kernel", spy)
+    tiled = particle_labels_dask(da.from_array(ph, chunks=chunks), marker_radius_px=6.0, max_component_px=5000)
+    np.testing.assert_array_equal(tiled.compute(scheduler="sync"), whole)
+    n_chunks = len(tiled.chunks[0]) * len(tiled.chunks[1])
+    assert len(windows) >= n_chunks
+    assert max(a for a, _ in windows) < ph.size
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.floats(1.5, 8.0), st.integers(16, 60), st.integers(16, 60))
+def test_windowed_components_equal_the_whole_image_for_any_chunks(seed, r, cy, cx):
+    rng = np.random.default_rng(seed)
+    ph = random_discs(rng, shape=(80, 110), n=(6, 30), radius=(3.0, 22.0), cracks=4)
+    want = particle_labels(ph, marker_radius_px=r)
+    got = particle_labels_dask(da.from_array(ph, chunks=(cy, cx)), marker_radius_px=r, max_component_px=200)
+    np.testing.assert_array_equal(got.compute(scheduler="sync"), want)
 
 
 # ---------------------------------------------------------------- invariants

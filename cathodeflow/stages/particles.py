@@ -64,7 +64,7 @@ from ..tiling.components import (
     paste_crops,
     relabel,
 )
-from ..tiling.scratch import Scratch, keep
+from ..tiling.scratch import Scratch, keep, persist
 
 __all__ = [
     "particle_labels",
@@ -76,6 +76,8 @@ __all__ = [
 ]
 
 _UINT32_MAX = int(np.iinfo(np.uint32).max)
+#: Label of pixels that a path from beyond a window may win (:func:`flood_markers`).
+FROM_OUTSIDE = np.int32(np.iinfo(np.int32).max)
 #: D² reported for pixels of an image without any background pixel (D = ∞).
 NO_BACKGROUND_D2 = np.int64(np.iinfo(np.int64).max // 4)
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -248,7 +250,7 @@ def _push_neighbours(p, cap, h, w, dd, kk, out, head, tail, nxt):  # pragma: no 
 
 
 @numba.njit(cache=True, nogil=True)
-def _flood_kernel(d2, inside, labels, seeds, nbuckets):  # pragma: no cover - compiled
+def _flood_kernel(d2, inside, labels, seeds, pre, nbuckets):  # pragma: no cover - compiled
     h, w = d2.shape
     n = h * w
     dd = d2.ravel()
@@ -258,6 +260,15 @@ def _flood_kernel(d2, inside, labels, seeds, nbuckets):  # pragma: no cover - co
     tail = np.full(nbuckets, -1, np.int64)
     nxt = np.full(n, -1, np.int64)
     top = nbuckets - 1
+    # roots for paths from outside a window: first in the bucket of their own key
+    for si in range(pre.shape[0]):
+        q = pre[si]
+        key = dd[q]
+        if tail[key] < 0:
+            head[key] = q
+        else:
+            nxt[tail[key]] = q
+        tail[key] = q
     # phase 0: marker pixels, in the given order (their keys exceed every other key)
     for si in range(seeds.shape[0]):
         _push_neighbours(seeds[si], top, h, w, dd, kk, out, head, tail, nxt)
@@ -275,7 +286,7 @@ def _flood_kernel(d2, inside, labels, seeds, nbuckets):  # pragma: no cover - co
     return labels
 
 
-def flood_markers(d2: np.ndarray, inside: np.ndarray, markers: np.ndarray) -> np.ndarray:
+def flood_markers(d2: np.ndarray, inside: np.ndarray, markers: np.ndarray, *, outside=None) -> np.ndarray:
     """Marker flood of eq. 10's watershed on −D, with integer keys and a fixed tie rule.
 
     scikit-image's ``watershed(-D, markers, mask=inside)`` (connectivity 1) with keys
@@ -284,6 +295,12 @@ def flood_markers(d2: np.ndarray, inside: np.ndarray, markers: np.ndarray) -> np
     neighbours in the order up, left, right, down. Marker pixels are processed first, by
     decreasing D² and then in raster order (scikit-image: heap order among equal D).
 
+    With ``outside`` (the window form of :func:`particle_labels_dask`), the given pixels
+    stand for every path that enters the array from beyond its edge: they are labelled
+    :data:`FROM_OUTSIDE` and queued first in the bucket of their own D², i.e. given the
+    best cost any such path could bring them. A pixel that a marker still wins is labelled
+    as in the flood of the whole image (see :func:`particle_labels_dask`).
+
     Parameters
     ----------
     d2 : (H, W) ndarray of int64
@@ -291,14 +308,17 @@ def flood_markers(d2: np.ndarray, inside: np.ndarray, markers: np.ndarray) -> np
     inside : (H, W) ndarray of bool
         Pixels that may be labelled (the mask, B or one component of it).
     markers : (H, W) ndarray of int
-        Marker labels > 0 (only inside ``inside`` counts); every pixel of ``inside`` with
-        a larger D² than any unlabelled pixel must be a marker, as for markers D² ≥ t.
+        Marker labels > 0 and < :data:`FROM_OUTSIDE` (only inside ``inside`` counts);
+        every pixel of ``inside`` with a larger D² than any unlabelled pixel must be a
+        marker, as for markers D² ≥ t.
+    outside : (H, W) ndarray of bool, optional
+        Pixels reached from beyond the array (only non-marker pixels of ``inside`` count).
 
     Returns
     -------
     labels : (H, W) ndarray of int32
-        Labels of the marker that floods each pixel; 0 outside ``inside`` and on pixels
-        no marker reaches.
+        Labels of the marker that floods each pixel (:data:`FROM_OUTSIDE` where a path
+        from ``outside`` may win); 0 outside ``inside`` and on pixels nothing reaches.
     """
     d2 = np.ascontiguousarray(d2, dtype=np.int64)
     inside = np.ascontiguousarray(inside, dtype=bool)
@@ -306,8 +326,13 @@ def flood_markers(d2: np.ndarray, inside: np.ndarray, markers: np.ndarray) -> np
     if labels.size == 0:
         return labels
     is_marker = labels > 0
-    free = inside & ~is_marker
-    if not free.any() or not is_marker.any():
+    pre = np.zeros(0, np.int64)
+    if outside is not None:
+        roots = np.asarray(outside, dtype=bool) & inside & ~is_marker
+        labels[roots] = FROM_OUTSIDE
+        pre = np.flatnonzero(roots).astype(np.int64)
+    free = inside & (labels == 0)
+    if not free.any() or not (is_marker.any() or pre.size):
         return labels
     near_free = np.zeros_like(free)
     near_free[1:] |= free[:-1]
@@ -318,7 +343,9 @@ def flood_markers(d2: np.ndarray, inside: np.ndarray, markers: np.ndarray) -> np
     keys = d2.ravel()[seeds]
     seeds = seeds[np.lexsort((seeds, -keys))]
     nbuckets = int(d2[free].max()) + 1
-    return _flood_kernel(d2, inside, labels, seeds.astype(np.int64), nbuckets)
+    if pre.size:
+        nbuckets = max(nbuckets, int(d2.ravel()[pre].max()) + 1)
+    return _flood_kernel(d2, inside, labels, seeds.astype(np.int64), pre, nbuckets)
 
 
 def _component_particles(inside: np.ndarray, thr: int):
@@ -465,7 +492,170 @@ def _batch_meta(results):
     return [(r[0], r[1]) for r in results]
 
 
-def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scratch | None = None) -> da.Array:
+# --------------------------------------------------------------------------------------
+# components larger than a window: chunk windows with roots for paths from outside
+# --------------------------------------------------------------------------------------
+#: Windows grow by this factor where a window left pixels undecided.
+_HALO_GROWTH = 2
+
+
+def _chunk_core(oid: int, bounds) -> tuple[slice, slice]:
+    """Region of chunk ``oid`` (1 + row-major chunk index)."""
+    ybounds, xbounds = bounds
+    i, j = divmod(oid - 1, len(xbounds) - 1)
+    return (slice(int(ybounds[i]), int(ybounds[i + 1])), slice(int(xbounds[j]), int(xbounds[j + 1])))
+
+
+def _within(inner: tuple[slice, slice], outer: tuple[slice, slice]) -> tuple[slice, slice]:
+    """``inner`` in the coordinates of ``outer`` (which holds it)."""
+    return tuple(slice(a.start - b.start, a.stop - b.start) for a, b in zip(inner, outer))  # type: ignore[return-value]
+
+
+def _chunks_meeting(bounds, boxes) -> list[int]:
+    """Chunk ids (1 + row-major index) whose region meets one of ``boxes``."""
+    ybounds, xbounds = bounds
+    nbx = len(xbounds) - 1
+    hit = set()
+    for by, bx in boxes:
+        i0 = int(np.searchsorted(ybounds, by.start, side="right") - 1)
+        i1 = int(np.searchsorted(ybounds, by.stop, side="left"))
+        j0 = int(np.searchsorted(xbounds, bx.start, side="right") - 1)
+        j1 = int(np.searchsorted(xbounds, bx.stop, side="left"))
+        hit.update(1 + i * nbx + j for i in range(i0, i1) for j in range(j0, j1))
+    return sorted(hit)
+
+
+def _marker_window_kernel(oid, box, comp_crop, *, bounds, margin, big, thr):
+    """Markers of the large components in one chunk, from the EDT of the chunk grown by
+    ``margin``: (exact, largest D² there, marker mask of the chunk, components with a
+    marker). D² on the chunk is exact when no pixel's D² exceeds margin² (every pixel
+    outside the crop is farther than ``margin``); else ``exact`` is False."""
+    core = _within(_chunk_core(oid, bounds), box)
+    d2 = squared_edt(comp_crop > 0)[core]
+    comp = comp_crop[core]
+    inside = np.isin(comp, big)
+    top = int(d2[inside].max()) if inside.any() else 0
+    mk = inside & (d2 >= thr)
+    return top <= margin * margin, top, mk, np.unique(comp[mk])
+
+
+def _marker_meta(results):
+    return [(r[0], r[1], r[3]) for r in results]
+
+
+def _window_outside(window: tuple[slice, slice], shape) -> np.ndarray:
+    """Edge pixels of ``window`` through which paths from the rest of the image enter."""
+    h, w = window[0].stop - window[0].start, window[1].stop - window[1].start
+    ring = np.zeros((h, w), bool)
+    if window[0].start > 0:
+        ring[0] = True
+    if window[0].stop < shape[0]:
+        ring[-1] = True
+    if window[1].start > 0:
+        ring[:, 0] = True
+    if window[1].stop < shape[1]:
+        ring[:, -1] = True
+    return ring
+
+
+def _flood_window_kernel(oid, box, comp_crop, marker_crop, *, bounds, halo, shape, big):
+    """Particles of the large components in one chunk, flooded on the chunk grown by
+    ``halo`` (the window) with roots for paths from outside the window on its edge; the
+    crop ``box`` is the window grown so that D² is exact on it.
+
+    Returns (undecided pixels of the chunk, global marker ids, their first pixels (global
+    raster index), chunk labels as indices into the ids (1-based)); the last three are None
+    when pixels are undecided."""
+    core = _chunk_core(oid, bounds)
+    window = crop_box(core, halo, shape)
+    wrel = _within(window, box)
+    d2 = squared_edt(comp_crop > 0)[wrel]
+    inside = np.isin(comp_crop[wrel], big)
+    markers = np.where(inside, marker_crop[wrel], 0).astype(np.int32)
+    lab = flood_markers(d2, inside, markers, outside=_window_outside(window, shape))
+    lab = lab[_within(core, window)]
+    undecided = int(np.count_nonzero(lab == FROM_OUTSIDE))
+    if undecided:
+        return undecided, None, None, None
+    ids, local = np.unique(lab, return_inverse=True)
+    local = local.reshape(lab.shape)
+    if ids.size and ids[0] == 0:
+        ids = ids[1:]
+    else:
+        local = local + 1
+    first = first_pixels(local, ids.size)[1:]
+    fy, fx = np.divmod(first, core[1].stop - core[1].start)
+    firsts = (fy + core[0].start) * np.int64(shape[1]) + fx + core[1].start
+    dtype = np.uint16 if ids.size < 65536 else np.uint32
+    return 0, ids.astype(np.int64), firsts, local.astype(dtype)
+
+
+def _flood_meta(results):
+    return [(r[0], r[1], r[2]) for r in results]
+
+
+def _windowed_particles(comp: da.Array, big_boxes: dict, *, thr: int, scratch: Scratch | None):
+    """Particles of components too large for one crop, chunk by chunk (see
+    :func:`particle_labels_dask`). Returns (marker ids, their first pixels, pieces): each
+    piece a (chunk box, source, path, marker ids of its labels 1..m)."""
+    shape = comp.shape
+    bounds = (np.concatenate([[0], np.cumsum(comp.chunks[0])]).astype(np.int64),
+              np.concatenate([[0], np.cumsum(comp.chunks[1])]).astype(np.int64))
+    big = np.array(sorted(big_boxes), dtype=comp.dtype)
+    todo = _chunks_meeting(bounds, big_boxes.values())
+
+    def run(kernel, arrays, oids, margin, kwargs, summarize):
+        boxes = {o: _chunk_core(o, bounds) for o in oids}
+        batches = map_object_crops(kernel, arrays, boxes, margin=margin, max_batch_objects=1,
+                                   kernel_kwargs=kwargs)
+        metas, kept = keep([b.result for b in batches], summarize, scratch=scratch)
+        return {b.ids[0]: (m[0], k) for b, m, k in zip(batches, metas, kept)}
+
+    # 1. markers M = {D² ≥ t} (eq. 10), from windows wide enough for an exact D²
+    margin, found = 8 * (math.isqrt(thr) + 1), {}
+    while todo:
+        got = run(_marker_window_kernel, [comp], todo, margin,
+                  dict(bounds=bounds, margin=margin, big=big, thr=thr), _marker_meta)
+        found.update({o: v for o, v in got.items() if v[0][0]})
+        todo = [o for o, v in got.items() if not v[0][0]]
+        if todo:
+            need = max(v[0][1] for o, v in got.items() if o in todo)  # D² found ≥ the exact one
+            grown = _HALO_GROWTH * margin
+            margin = grown if need >= NO_BACKGROUND_D2 else max(grown, math.isqrt(need) + 1)
+    top = max((m[1] for m, _ in found.values()), default=0)
+    marked = np.unique(np.concatenate([m[2] for m, _ in found.values()] + [np.zeros(0, big.dtype)]))
+    pieces = [Piece(_chunk_core(o, bounds), k, (0, 2)) for o, (_, k) in found.items()]
+    mask = paste_crops(shape, comp.chunks, pieces, dtype=bool)
+    markers, n_markers = label_components(mask, connectivity=2, scratch=scratch)
+    (markers,) = persist(markers, scratch=scratch)  # every window reads its blocks
+    if n_markers >= int(FROM_OUTSIDE):
+        raise InputError(f"phase holds {n_markers} particle markers, more than this flood can label")
+    big = big[np.isin(big, marked)]  # components without a marker stay 0
+    if not big.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), []
+
+    # 2. the flood, on windows that grow until a marker decides every pixel of the chunk
+    reach = math.isqrt(top) + 1  # every inside pixel's nearest background is this close
+    halo = 2 * reach
+    todo = _chunks_meeting(bounds, [big_boxes[k] for k in big.tolist()])
+    done = {}
+    while todo:
+        got = run(_flood_window_kernel, [comp, markers], todo, halo + reach,
+                  dict(bounds=bounds, halo=halo, shape=shape, big=big), _flood_meta)
+        done.update({o: v for o, v in got.items() if v[0][0] == 0})
+        todo = [o for o, v in got.items() if v[0][0]]
+        halo *= _HALO_GROWTH
+    ids = np.concatenate([m[1] for m, _ in done.values()])
+    firsts = np.concatenate([m[2] for m, _ in done.values()])
+    uniq, inv = np.unique(ids, return_inverse=True)
+    first_of = np.full(uniq.size, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(first_of, inv, firsts)
+    out = [(_chunk_core(o, bounds), k, (0, 3), np.searchsorted(uniq, m[1])) for o, (m, k) in done.items()]
+    return uniq, first_of, out
+
+
+def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scratch | None = None,
+                         max_component_px: int | None = None) -> da.Array:
     """Particle-wise segmentation S_p of a chunked phase map (eq. 8–10).
 
     Runs the per-component method of :func:`particle_labels` on component crops read from
@@ -477,6 +667,26 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
     does not grow with the image), else in memory; the returned array is lazy on top of
     them.
 
+    A component whose crop exceeds ``max_component_px`` (touching particles whose solid
+    percolates across a mosaic) is never held whole; it is segmented chunk by chunk:
+
+    1. Markers: each chunk's D² from the EDT of the chunk grown by a margin m, exact where
+       no D² exceeds m² (else the chunk is redone with a wider margin); M = {D² ≥ t} gets
+       global 8-connected labels.
+    2. Flood: each chunk is flooded on a window (the chunk grown by a halo, plus the reach
+       of D) with every global marker in the window as a root, and with the window's edge
+       pixels as extra roots labelled "from outside" that stand for every path entering
+       from the rest of the image. This flood is the whole image's, restricted: a pixel's
+       pop order is (its key, then its parent's pop order, ...), so the whole image's flood
+       gives each pixel the label of the best such path from a marker, paths compared key
+       by key from the pixel back to the marker (the marker's D², then raster index, last);
+       an edge root gets the best cost any path through it could have (its own D² as key,
+       ahead of every other pixel of that key). So where a marker of the window beats
+       every edge root, no path from outside can beat it either, and the pixel's label is
+       the whole image's. Chunks with pixels won by an edge root are redone with the halo
+       doubled (the window stops growing at the image: then nothing enters from outside).
+       The halo starts at twice the largest D (about a particle diameter).
+
     Parameters
     ----------
     phase : (H, W) dask array (or array-like) of int
@@ -486,6 +696,8 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
     scratch : Scratch, optional
         On-disk store for the component labels; it must outlive the returned array's
         computations.
+    max_component_px : int, optional
+        Largest component crop (pixels) segmented whole; default 4 chunks' worth.
 
     Returns
     -------
@@ -517,15 +729,23 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
         return da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)
     if scratch is None:  # from scratch, comp is a stored block through a lookup table: cheap
         (comp,) = dask.persist(comp)
+    if max_component_px is None:
+        max_component_px = 4 * max(comp.chunks[0]) * max(comp.chunks[1])
     boxes = object_boxes(comp)
     boxes = {k: bx for k, bx in boxes.items() if _may_hold_marker(bx, shape, thr)}
+    big = {k: bx for k, bx in boxes.items() if _box_px(crop_box(bx, 1, shape)) > max_component_px}
+    boxes = {k: bx for k, bx in boxes.items() if k not in big}
     batches = map_object_crops(
         _particles_crop_kernel, [comp], boxes, margin=1, kernel_kwargs={"thr": thr, "width": shape[1]}
     )
     # with a scratch, the crops of multi-particle components go to disk; each paste task reads its own
     metas, results = keep([bt.result for bt in batches], _batch_meta, scratch=scratch)
     firsts = [f for meta in metas for (m, f) in meta if m]
-    if not firsts:
+    window_pieces = []
+    if big:
+        _, big_firsts, window_pieces = _windowed_particles(comp, big, thr=thr, scratch=scratch)
+        firsts.append(big_firsts)
+    if not firsts or not sum(f.size for f in firsts):
         return da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)
     ids = _canonical(np.concatenate(firsts))
     comp_lut = np.zeros(ncomp + 1, np.uint32)
@@ -539,8 +759,15 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
                 lut = np.concatenate([[0], ids[pos : pos + m]]).astype(np.uint32)
                 pieces.append(Piece(cb, res, (i, 2), lut))
             pos += m
+    window_ids = ids[pos:]  # the windowed components' particles, by marker id
+    for box, source, path, which in window_pieces:
+        pieces.append(Piece(box, source, path, np.concatenate([[0], window_ids[which]]).astype(np.uint32)))
     base = relabel(comp, comp_lut)
     return paste_crops(shape, comp.chunks, pieces, dtype=np.uint32, base=base)
+
+
+def _box_px(box: tuple[slice, slice]) -> int:
+    return (box[0].stop - box[0].start) * (box[1].stop - box[1].start)
 
 
 # --------------------------------------------------------------------------------------
