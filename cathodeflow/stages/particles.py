@@ -39,6 +39,11 @@ identical arrays for any chunking:
    state (which depends on the crop); the flood here depends only on K, so a tiled run
    equals the whole-image run exactly.
 4. Particles are numbered 1..n in the raster order of their first pixel (uint32).
+5. Tiled (:func:`particle_labels_dask`), a component too large for one crop (touching
+   particles whose solid percolates across a whole-slide mosaic) is flooded chunk by chunk
+   on windows, with the window's edge as roots standing for paths from outside; a pixel a
+   marker wins there has the whole image's label, so the result is still exact, and the
+   memory of a task is bounded by its window, not by the component.
 """
 
 from __future__ import annotations
