@@ -127,8 +127,14 @@ def tree_rss() -> int:
     return s._sample()
 
 
-def run_size(megapixels: float, tiles, *, chunk_px: int, client, workdir: Path) -> dict:
-    """Build the mosaic, describe it tiled, return the measurements of one size."""
+def tables_equal(a: dict, b: dict) -> dict[str, bool]:
+    """Table by table: identical values (same rows, columns and order)."""
+    return {name: bool(a[name].reset_index(drop=True).equals(b[name].reset_index(drop=True))) for name in a}
+
+
+def run_size(megapixels: float, tiles, *, chunk_px: int, client, workdir: Path, check_whole: bool = False) -> dict:
+    """Build the mosaic, describe it tiled, return the measurements of one size (with
+    ``check_whole``, then also compare the tables with a whole-image run, not timed)."""
     import dask.array as da
 
     import cathodeflow
@@ -148,7 +154,12 @@ def run_size(megapixels: float, tiles, *, chunk_px: int, client, workdir: Path) 
         wall = time.perf_counter() - t0
     mp = shape[0] * shape[1] / 1e6
     mib = 1 << 20
+    equal = None
+    if check_whole:  # the whole-image numpy path, in this process
+        whole = cathodeflow.describe(phase.compute(), pixel_size_um=PIXEL_SIZE_UM, condition="bench")
+        equal = tables_equal(tables, whole)
     return {
+        "tables_equal_whole_image": equal,
         "megapixels": round(mp, 3),
         "shape": list(shape),
         "phase_counts": counts.tolist(),
@@ -182,6 +193,9 @@ def main(argv=None) -> dict:
                          "the scratch store, describe_phase_dask(scratch=False))")
     ap.add_argument("--warmup", type=float, default=4.0,
                     help="MP of an unrecorded first run (imports, compilation); 0: none")
+    ap.add_argument("--check-whole", type=float, default=30.0,
+                    help="compare the tables of maps up to this many MP with a whole-image run "
+                         "(after the timed run; default 30; 0: never)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     args = ap.parse_args(argv)
     sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
@@ -215,12 +229,15 @@ def main(argv=None) -> dict:
             if args.warmup:  # imports, numba caches, worker start-up: not in the measured runs
                 run_size(args.warmup, tiles, chunk_px=args.chunk_px, client=client, workdir=Path(tmp))
             for mp in sizes:
-                r = run_size(mp, tiles, chunk_px=args.chunk_px, client=client, workdir=Path(tmp))
+                r = run_size(mp, tiles, chunk_px=args.chunk_px, client=client, workdir=Path(tmp),
+                             check_whole=mp <= args.check_whole)
                 payload["runs"].append(r)
+                eq = r["tables_equal_whole_image"]
                 print(f"{r['megapixels']:8.1f} MP  {r['describe_s']:7.1f} s  {r['mp_per_s']:6.2f} MP/s  "
                       f"peak tree {r['peak_tree_mib']:8.1f} MiB (client {r['peak_client_mib']:.0f}, "
                       f"workers {r['peak_workers_mib']})  {r['held_bytes_per_px']:5.2f} B/px above "
-                      f"baseline {r['baseline_tree_mib']:.0f} MiB  load {r['load1_after']}", flush=True)
+                      f"baseline {r['baseline_tree_mib']:.0f} MiB  load {r['load1_after']}"
+                      + ("" if eq is None else f"  tables == whole image: {all(eq.values())}"), flush=True)
         finally:
             if cluster_cm is not None:
                 cluster_cm.__exit__(None, None, None)
