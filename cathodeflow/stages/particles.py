@@ -582,12 +582,11 @@ def _flood_window_kernel(oid, box, comp_crop, marker_crop, *, bounds, halo, shap
     undecided = int(np.count_nonzero(lab == FROM_OUTSIDE))
     if undecided:
         return undecided, None, None, None
-    ids, local = np.unique(lab, return_inverse=True)
-    local = local.reshape(lab.shape)
-    if ids.size and ids[0] == 0:
-        ids = ids[1:]
-    else:
-        local = local + 1
+    ids = np.flatnonzero(np.bincount(lab.ravel()))  # length: the largest global marker id + 1
+    ids = ids[ids > 0]
+    lut = np.zeros(int(ids[-1]) + 1 if ids.size else 1, np.int64)
+    lut[ids] = np.arange(1, ids.size + 1)
+    local = lut[lab]
     first = first_pixels(local, ids.size)[1:]
     fy, fx = np.divmod(first, core[1].stop - core[1].start)
     firsts = (fy + core[0].start) * np.int64(shape[1]) + fx + core[1].start
