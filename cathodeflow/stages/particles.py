@@ -500,6 +500,9 @@ def _batch_meta(results):
 # --------------------------------------------------------------------------------------
 # components larger than a window: chunk windows with roots for paths from outside
 # --------------------------------------------------------------------------------------
+#: Components with crops up to this size (px) are segmented whole whatever the chunks (a
+#: crop costs about 33 bytes per pixel: 0.5 GiB), since windows cost more work than a crop.
+_WHOLE_COMPONENT_PX = 1 << 24
 #: Windows grow by this factor where a window left pixels undecided.
 _HALO_GROWTH = 2
 
@@ -701,7 +704,8 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
         On-disk store for the component labels; it must outlive the returned array's
         computations.
     max_component_px : int, optional
-        Largest component crop (pixels) segmented whole; default 4 chunks' worth.
+        Largest component crop (pixels) segmented whole; default 4 chunks' worth, at least
+        2²⁴ px (16.8 MP).
 
     Returns
     -------
@@ -734,7 +738,7 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
     if scratch is None:  # from scratch, comp is a stored block through a lookup table: cheap
         (comp,) = dask.persist(comp)
     if max_component_px is None:
-        max_component_px = 4 * max(comp.chunks[0]) * max(comp.chunks[1])
+        max_component_px = max(4 * max(comp.chunks[0]) * max(comp.chunks[1]), _WHOLE_COMPONENT_PX)
     boxes = object_boxes(comp)
     boxes = {k: bx for k, bx in boxes.items() if _may_hold_marker(bx, shape, thr)}
     big = {k: bx for k, bx in boxes.items() if _box_px(crop_box(bx, 1, shape)) > max_component_px}
