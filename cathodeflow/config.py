@@ -304,11 +304,13 @@ def warn_sr_input(pixel_size_um: float, *, name: str) -> None:
     if 1 / SR_INPUT_TOLERANCE <= f <= SR_INPUT_TOLERANCE:
         return
     how = f"{1 / f:.3g}x finer" if f < 1 else f"{f:.3g}x coarser"
+    hint = ("for images acquired at high resolution, --sr-method none leaves them as they are, and "
+            "--phase-method unet segments such images better than the classical default")
     warnings.warn(
         f"{name}: raw pixel size {pixel_size_um:g} µm is {how} than the {LOW_RES_PIXEL_UM} µm the "
         f"sr stage is made for (its factor 35/13 takes 38.5 nm to the paper's 14.3 nm); the "
-        f"super-resolved pixel size will be {pixel_size_um * SR_DEN / SR_NUM:.3g} µm (for images "
-        f"acquired at high resolution, --sr-method none leaves them as they are)",
+        f"super-resolved pixel size will be {pixel_size_um * SR_DEN / SR_NUM:.3g} µm"
+        + (f" ({hint})" if f < 1 else ""),
         PixelSizeWarning, stacklevel=2,
     )
 
