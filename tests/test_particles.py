@@ -298,6 +298,22 @@ def test_percolating_solid_is_segmented_in_windows_equal_to_the_whole_image(chun
     assert max(a for a, _ in windows) < ph.size
 
 
+def test_percolating_windows_on_a_multiprocess_cluster_with_scratch_equal_the_whole_image():
+    """The windowed flood through two worker processes, its intermediate results in an
+    on-disk scratch store that every worker reads."""
+    distributed = pytest.importorskip("distributed")
+    from cathodeflow.tiling.scratch import Scratch
+
+    ph = percolating_mosaic(seed=3)
+    whole = particle_labels(ph, marker_radius_px=6.0)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster, distributed.Client(cluster), Scratch() as scratch:
+        tiled = particle_labels_dask(da.from_array(ph, chunks=(64, 90)), marker_radius_px=6.0,
+                                     scratch=scratch, max_component_px=5000).compute()
+    np.testing.assert_array_equal(tiled, whole)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32 - 1), st.floats(1.5, 8.0), st.integers(16, 60), st.integers(16, 60))
 def test_windowed_components_equal_the_whole_image_for_any_chunks(seed, r, cy, cx):
