@@ -603,8 +603,9 @@ def _flood_meta(results):
 
 def _windowed_particles(comp: da.Array, big_boxes: dict, *, thr: int, scratch: Scratch | None):
     """Particles of components too large for one crop, chunk by chunk (see
-    :func:`particle_labels_dask`). Returns (marker ids, their first pixels, pieces): each
-    piece a (chunk box, source, path, marker ids of its labels 1..m)."""
+    :func:`particle_labels_dask`). Returns (first pixels, pieces): the first pixel (global
+    raster index) of each particle, in the order of their marker ids, and for each chunk a
+    (chunk box, source, path, positions in that order of its labels 1..m)."""
     shape = comp.shape
     bounds = (np.concatenate([[0], np.cumsum(comp.chunks[0])]).astype(np.int64),
               np.concatenate([[0], np.cumsum(comp.chunks[1])]).astype(np.int64))
@@ -639,7 +640,7 @@ def _windowed_particles(comp: da.Array, big_boxes: dict, *, thr: int, scratch: S
         raise InputError(f"phase holds {n_markers} particle markers, more than this flood can label")
     big = big[np.isin(big, marked)]  # components without a marker stay 0
     if not big.size:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), []
+        return np.zeros(0, np.int64), []
 
     # 2. the flood, on windows that grow until a marker decides every pixel of the chunk
     reach = math.isqrt(top) + 1  # every inside pixel's nearest background is this close
@@ -658,7 +659,7 @@ def _windowed_particles(comp: da.Array, big_boxes: dict, *, thr: int, scratch: S
     first_of = np.full(uniq.size, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(first_of, inv, firsts)
     out = [(_chunk_core(o, bounds), k, (0, 3), np.searchsorted(uniq, m[1])) for o, (m, k) in done.items()]
-    return uniq, first_of, out
+    return first_of, out
 
 
 def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scratch | None = None,
@@ -751,7 +752,7 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
     firsts = [f for meta in metas for (m, f) in meta if m]
     window_pieces = []
     if big:
-        _, big_firsts, window_pieces = _windowed_particles(comp, big, thr=thr, scratch=scratch)
+        big_firsts, window_pieces = _windowed_particles(comp, big, thr=thr, scratch=scratch)
         firsts.append(big_firsts)
     if not firsts or not sum(f.size for f in firsts):
         return da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)
