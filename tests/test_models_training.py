@@ -110,6 +110,32 @@ def test_without_early_stop_the_loop_runs_max_steps_and_checks_the_last_step():
     assert h.train == {"loss": [1.0 / s for s in range(1, 8)]}
 
 
+def test_a_time_budget_stops_before_the_next_step_checks_the_last_one_and_resumes(tmp_path, monkeypatch):
+    import cathodeflow.models.training as training
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(training.time, "monotonic", lambda: clock["t"])
+
+    class Slow(Counter):
+        def train_step(self, step):  # each step takes 3 s of the fake clock
+            clock["t"] += 3.0
+            return super().train_step(step)
+
+    # budget 10 s: steps start at t = 0, 3, 6, 9; at t = 12 no step starts
+    c = Slow({3: 2.0, 4: 1.0, 6: 0.5, 8: 0.4})
+    h = c.loop(TrainLoopConfig(max_steps=8, val_every=3, patience=5, max_seconds=10), checkpoint_dir=tmp_path)
+    assert h.steps == [1, 2, 3, 4] and h.stopped_by_time and not h.stopped_early
+    assert h.val_steps == [3, 4] and h.best_step == 4 and c.w[0] == 4  # step 4 checked at the stop
+    # a later call resumes from the checkpoint with a fresh budget and reaches max_steps
+    clock["t"] = 100.0
+    again = Slow({3: 2.0, 4: 1.0, 6: 0.5, 8: 0.4})
+    h2 = again.loop(TrainLoopConfig(max_steps=8, val_every=3, patience=5, max_seconds=10), checkpoint_dir=tmp_path)
+    assert again.calls == [5, 6, 7, 8] and not h2.stopped_by_time
+    assert h2.val_steps == [3, 4, 6, 8] and h2.best_step == 8
+    with pytest.raises(InputError, match="max_seconds"):
+        TrainLoopConfig(max_steps=4, max_seconds=0)
+
+
 class Drift:
     """Deterministic fake training: w ← 0.9 w + N(0, 1) from the loop's RNG; validation |w|."""
 

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,10 @@ class TrainLoopConfig:
     patience : stop after this many consecutive checks without improvement. Paper: 10.
     checkpoint_every : steps between checkpoints; None means ``val_every``.
     seed : seed of the caller's data-sampling RNG (see :func:`fit_segmentation`).
+    max_seconds : a wall-clock budget (s) for the steps of this call, or None (default): no
+        step starts once it is spent; the run then ends with a validation check as after
+        ``max_steps``. Such a run depends on the machine's speed; setting ``max_steps`` to
+        the steps it ran (``TrainHistory.steps[-1]``) and no budget reproduces it.
     """
 
     max_steps: int
@@ -55,6 +60,7 @@ class TrainLoopConfig:
     patience: int = 10
     checkpoint_every: int | None = None
     seed: int = 0
+    max_seconds: float | None = None
 
     def __post_init__(self):
         if self.checkpoint_every is None:
@@ -67,6 +73,12 @@ class TrainLoopConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise InputError(f"TrainLoopConfig.seed: expected an integer, got {self.seed!r}")
         self.seed = int(self.seed)
+        if self.max_seconds is not None:
+            if isinstance(self.max_seconds, bool) or not isinstance(self.max_seconds, (int, float)) \
+                    or not math.isfinite(self.max_seconds) or self.max_seconds <= 0:
+                raise InputError(f"TrainLoopConfig.max_seconds: expected a number > 0 or None, "
+                                 f"got {self.max_seconds!r}")
+            self.max_seconds = float(self.max_seconds)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -84,6 +96,7 @@ class TrainHistory:
     val_loss : validation loss at each of ``val_steps``.
     best_step, best_val_loss : the check with the lowest validation loss (None before any).
     stopped_early : True when training stopped for lack of improvement (patience).
+    stopped_by_time : True when ``max_seconds`` ended the run before ``max_steps``.
     """
 
     steps: list[int] = field(default_factory=list)
@@ -93,6 +106,7 @@ class TrainHistory:
     best_step: int | None = None
     best_val_loss: float | None = None
     stopped_early: bool = False
+    stopped_by_time: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -189,8 +203,10 @@ def train_loop(
     ``s % val_every == 0`` (and after the last step) ``validate()`` is called; a check
     improves when its loss is strictly below the best so far (NaN never improves), and then
     a copy of ``get_state()`` is kept as the best weights. Training stops early after
-    ``patience`` consecutive checks without improvement. At the end ``set_state`` receives
-    the best weights (if any check was made).
+    ``patience`` consecutive checks without improvement, or before a step once
+    ``config.max_seconds`` have passed in this call (then with one more check unless the last
+    step was just checked). At the end ``set_state`` receives the best weights (if any check
+    was made).
 
     Parameters
     ----------
@@ -239,35 +255,52 @@ def train_loop(
                           current=get_state(), best=best_state, rng=rng, config=config)
 
     since_check: list[float] = []
+    name = next(iter(history.train), "loss")
+
+    def check():
+        nonlocal best_state, bad_checks, since_check
+        v = float(validate())
+        history.val_steps.append(step)
+        history.val_loss.append(v)
+        if history.best_val_loss is None or v < history.best_val_loss:
+            history.best_step, history.best_val_loss = step, v
+            best_state = _copy_state(get_state())
+            bad_checks = 0
+        else:
+            bad_checks += 1
+            history.stopped_early = bad_checks >= config.patience
+        if log is not None:
+            log(f"step {step}/{config.max_steps}: {name} {np.mean(since_check) if since_check else float('nan'):.4g}, "
+                f"val_loss {v:.4g} (best {history.best_val_loss:.4g} at step {history.best_step})"
+                + (f"; stopping: no improvement in {bad_checks} checks" if history.stopped_early else ""))
+        since_check = []
+
+    history.stopped_by_time = False
+    started = time.monotonic()
     while step < config.max_steps and not history.stopped_early:
+        if config.max_seconds is not None and time.monotonic() - started >= config.max_seconds:
+            history.stopped_by_time = True
+            if step and (not history.val_steps or history.val_steps[-1] != step):
+                check()
+            if log is not None:
+                log(f"stopping at step {step}: the time budget of {config.max_seconds:g} s is spent")
+            if directory is not None:
+                checkpoint()
+            break
         step += 1
         losses = {str(k): float(v) for k, v in dict(train_step(step)).items()}
         if not history.train:
             history.train = {k: [] for k in losses}
+            name = next(iter(losses))
         if set(losses) != set(history.train):
             raise InputError(f"train_step: step {step} returned losses {sorted(losses)}, "
                              f"earlier steps {sorted(history.train)}")
         history.steps.append(step)
         for k, v in losses.items():
             history.train[k].append(v)
-        since_check.append(next(iter(losses.values())))
+        since_check.append(losses[name])
         if step % config.val_every == 0 or step == config.max_steps:
-            v = float(validate())
-            history.val_steps.append(step)
-            history.val_loss.append(v)
-            if history.best_val_loss is None or v < history.best_val_loss:
-                history.best_step, history.best_val_loss = step, v
-                best_state = _copy_state(get_state())
-                bad_checks = 0
-            else:
-                bad_checks += 1
-                history.stopped_early = bad_checks >= config.patience
-            if log is not None:
-                name = next(iter(losses))
-                log(f"step {step}/{config.max_steps}: {name} {np.mean(since_check):.4g}, val_loss {v:.4g} "
-                    f"(best {history.best_val_loss:.4g} at step {history.best_step})"
-                    + (f"; stopping: no improvement in {bad_checks} checks" if history.stopped_early else ""))
-            since_check = []
+            check()
         if directory is not None and (step % config.checkpoint_every == 0 or step == config.max_steps
                                       or history.stopped_early):
             checkpoint()

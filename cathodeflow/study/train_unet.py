@@ -51,6 +51,8 @@ class TrainUNetConfig:
     ----------
     architecture : :class:`cathodeflow.models.unet.UNetConfig` fields (paper values default).
     max_steps, val_every, patience : the loop (paper: open-ended, 200, 10).
+    max_seconds : wall-clock budget of the training steps (s), or None (default): see
+        :class:`cathodeflow.models.training.TrainLoopConfig`.
     crop_px, batch_size, learning_rate : paper 1024, 1, 1e-4.
     n_val_crops : validation crops (paper 50), fixed for the whole run.
     class_weight_max : inverse-frequency class weights are clipped to this ratio.
@@ -90,6 +92,7 @@ class TrainUNetConfig:
     max_steps: int = 100_000
     val_every: int = 200
     patience: int = 10
+    max_seconds: float | None = None
     crop_px: int = 1024
     batch_size: int = 1
     learning_rate: float = 1e-4
@@ -117,6 +120,10 @@ class TrainUNetConfig:
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"training.{k} must be a positive integer, got {v!r}")
+        if self.max_seconds is not None and (isinstance(self.max_seconds, bool)
+                                             or not isinstance(self.max_seconds, (int, float))
+                                             or not self.max_seconds > 0):
+            raise InputError(f"training.max_seconds must be a number > 0, got {self.max_seconds!r}")
         if not 0 <= self.sr_fraction <= 1:
             raise InputError(f"training.sr_fraction must be in [0, 1], got {self.sr_fraction}")
         for k in ("poisson_prob", "blur_prob", "degrade_prob"):
@@ -188,11 +195,16 @@ def _synthetic_pair(args) -> list[Sample]:
             Sample(_normalise(pair.hr), pair.phase, family, "hr")]
 
 
-def synthetic_samples(n: int, *, families, shape_lr, seed: int, processes: int = 2,
+def synthetic_samples(n: int, *, families, shape_lr, seed: int, processes: int | None = None,
                       sr_weights=None) -> list[Sample]:
     """``n`` synthetic scenes (SR and high-res view each), families drawn in turn; the SR view
-    by the SRGAN of ``sr_weights`` when given."""
+    by the SRGAN of ``sr_weights`` when given. Made in ``processes`` worker processes (default:
+    the CPUs this process may use); the scenes do not depend on it."""
+    import os
     from concurrent.futures import ProcessPoolExecutor
+
+    if processes is None:
+        processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
     jobs = [([int(seed), 7919, i], families[i % len(families)], shape_lr, sr_weights) for i in range(int(n))]
     if processes > 1 and n > 1:
@@ -393,7 +405,7 @@ def train_unet(cfg: TrainUNetConfig, *, out_dir, name: str = "unet", annotated=(
     cw = class_weights_from_counts(counts, max_ratio=cfg.class_weight_max)
     val_batches = validation_batches(val, cfg, ucfg.multiple)
     loop = TrainLoopConfig(max_steps=cfg.max_steps, val_every=cfg.val_every, patience=cfg.patience,
-                           seed=cfg.seed)
+                           seed=cfg.seed, max_seconds=cfg.max_seconds)
     history = fit_segmentation(
         model,
         sample_batch=lambda rng: _batch(train, rng, cfg.crop_px, cfg.batch_size, cfg if cfg.augment else None,
@@ -416,6 +428,7 @@ def train_unet(cfg: TrainUNetConfig, *, out_dir, name: str = "unet", annotated=(
         "best_val_loss": float(history.best_val_loss),
         "steps_run": int(history.steps[-1]) if history.steps else 0,
         "stopped_early": bool(history.stopped_early),
+        "stopped_by_time": bool(history.stopped_by_time),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     path = out_dir / f"{name}.weights.h5"
