@@ -59,6 +59,7 @@ import numpy as np
 
 from . import common
 from .bench_unet import matmul_gflops
+from .device_nets import generator_flops_per_output_pixel, generator_macs_per_output_pixel  # noqa: F401 - the FLOP count lives there
 
 #: This suite's low-resolution image shape and tile edge (px) when ``--shape`` / ``--chunk-px``
 #: are not given.
@@ -83,35 +84,6 @@ def run_sizes() -> tuple[tuple[int, int], int]:
     shape = IMAGE_SHAPE if shape == tuple(default.shape) else shape
     tile = int(common.config.chunk_px)
     return shape, (TILE_LR if tile == default.chunk_px else round_up_to_multiple(tile, 26))
-
-
-def generator_macs_per_output_pixel(cfg) -> dict[str, float]:
-    """Multiply-adds of the generator's Conv2Ds per high-resolution output pixel (closed form
-    of the module docstring).
-
-    Parameters
-    ----------
-    cfg : cathodeflow.models.srgan.SRGANConfig
-
-    Returns
-    -------
-    macs : dict, layer group (``in_conv``, ``res_blocks``, ``post_conv``, ``up_conv``,
-        ``out_conv``) → multiply-adds per output pixel (float)
-    """
-    lr = (cfg.scale_den / cfg.scale_num) ** 2  # low-resolution px per output px
-    f, u = cfg.filters, cfg.upsample_filters
-    return {
-        "in_conv": lr * cfg.input_kernel**2 * f,
-        "res_blocks": lr * 2 * cfg.n_blocks * 9 * f * f,
-        "post_conv": lr * 9 * f * f,
-        "up_conv": 9 * f * u / 4,  # the 35/26-resized grid has ¼ of the output pixels
-        "out_conv": cfg.output_kernel**2 * (u // 4),
-    }
-
-
-def generator_flops_per_output_pixel(cfg) -> float:
-    """2 × :func:`generator_macs_per_output_pixel` summed: convolution FLOP per output pixel."""
-    return 2.0 * sum(generator_macs_per_output_pixel(cfg).values())
 
 
 def resize_macs(window: tuple[int, int], cfg) -> float:

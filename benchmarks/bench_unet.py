@@ -18,7 +18,7 @@ class :class:`UNetInferenceSmall`), both with random weights (speed does not dep
   the network GFLOP/s (:func:`flops_per_pixel` × network pixels / time) and the fraction of
   that peak.
 
-FLOP count: :func:`benchmarks.device_unet.flops_per_pixel` (kept in the dependency-light GPU
+FLOP count: :func:`benchmarks.device_nets.flops_per_pixel` (kept in the dependency-light GPU
 script, imported here): 2 × the multiply-adds of every Conv2D and Conv2DTranspose at its
 resolution, per pixel of the network's full-resolution grid (biases, ReLUs, poolings,
 concatenations and the softmax, O(channels) per pixel, < 1 %, are not counted). Closed form for the U-net of :func:`cathodeflow.models.unet.build_unet` with k = 3, two
@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from . import common
-from .device_unet import conv_macs_per_pixel, flops_per_pixel  # noqa: F401 - the FLOP count lives there
+from .device_nets import conv_macs_per_pixel, flops_per_pixel  # noqa: F401 - the FLOP count lives there
 
 #: This suite's image shape and tile edge (px) when ``--shape`` / ``--chunk-px`` are not given.
 IMAGE_SHAPE = (2048, 2048)

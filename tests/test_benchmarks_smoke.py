@@ -126,3 +126,30 @@ def test_unet_suite_runs_small_net_whole_and_tiled_and_writes_json(tmp_path, res
     assert info["tiled_vs_whole_max_abs_diff"] < 1e-5  # same probabilities tiled or whole
     assert suite["tracks"]["track_matmul_peak_gflops"]["value"] > 0
     assert set(info["variants"]) == {"whole", "tiled"}
+
+
+@pytest.mark.slow  # the paper-size networks on the CPU: about a minute on 2 idle cores
+def test_device_script_runs_both_networks_under_torch_without_tensorflow_dask_or_zarr(tmp_path):
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip(f"torch is not installed in {sys.executable}; the GPU script runs Keras on torch "
+                    "(make install adds torch==2.13.0)")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "device_nets.py"
+    r = subprocess.run([sys.executable, str(script), "--tile", "16", "--tile-lr", "26", "--batch", "2",
+                        "--repeat", "1", "--whole", "2", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads((tmp_path / "device_nets.json").read_text())
+    assert d["keras_backend"] == "torch" and d["heavy_modules_loaded"] == []
+    unet, srgan = d["networks"]["unet"], d["networks"]["srgan"]
+    # windows: U-net tile 16 + 2 x halo 384; SRGAN tile 26 + 2 x halo 52 -> 130 LR = 350 HR px
+    assert (unet["halo_px"], unet["window_px"], unet["whole_window_px"]) == (384, 16 + 768, 32 + 768)
+    assert (srgan["halo_lr_px"], srgan["window_lr_px"], srgan["window_hr_px"]) == (52, 130, 350)
+    for net in (unet, srgan):
+        (run,), (whole,) = net["runs"], net["whole_runs"]  # CPU: float32 only
+        assert run["batch"] == 2 and run["variant"] == "float32" and run["median_s"] > 0
+        assert run["max_abs_diff_vs_float32"] == 0.0 and whole["output_mpx_per_s"] > 0
+    # output pixels exclude the halos: 2 tiles of 16^2 px per batch
+    assert unet["runs"][0]["output_mpx_per_s"] == pytest.approx(2 * 16**2 / unet["runs"][0]["median_s"] / 1e6)
