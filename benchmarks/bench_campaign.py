@@ -14,7 +14,9 @@ Measured, in one run:
 - ``cathodeflow.describe(files, scheduler=client)`` on a ``LocalCluster`` of 1 and of 2
   single-threaded worker processes (:func:`cathodeflow.study.cluster.local_cluster`; start-up
   and one warm-up call per path apart), on the whole-image path (one task per image, which
-  reads its file) and the tiled path (``chunk_px``).
+  reads its file), the tiled path (``chunk_px``, ``whole_image_px=0``: every map tiled) and,
+  with ``--paths …,auto``, what ``describe(files, chunk_px=…)`` does by default (maps up to
+  ``whole_image_px`` = 2²⁴ px described whole, so 2048² maps take the whole-image path).
 
 Per variant: wall time, images per hour, the tables compared row by row with the serial
 loop's (they must be identical), and on the cluster, from the scheduler itself: the graphs
@@ -57,6 +59,10 @@ import numpy as np
 from .common import RESULTS_DIR, compare_tables, describe_comparison, load_now, machine_info, versions, write_json
 
 PIXEL_SIZE_UM = 0.0143
+#: ``whole_image_px`` of each path (None: ``describe``'s default): ``whole`` gives no
+#: ``chunk_px``; ``tiled`` forces the tiled graph on every map of several chunks; ``auto``
+#: is what ``describe(..., chunk_px=C)`` does by default (maps up to 2²⁴ px whole).
+PATH_WHOLE_IMAGE_PX = {"whole": None, "tiled": 0, "auto": None}
 CONDITIONS = ("A", "B")
 #: Aim of the issue: 2 workers ≥ 1.8 × the one-core serial loop, per path.
 GOAL_2_WORKERS = 1.8
@@ -193,8 +199,10 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def dask_run(client, paths, conditions, *, chunk_px, params=None, pixel_size_um: float = PIXEL_SIZE_UM):
-    """``cathodeflow.describe(paths, scheduler=client, chunk_px=chunk_px)``, timed, with what
+def dask_run(client, paths, conditions, *, chunk_px, whole_image_px=None, params=None,
+             pixel_size_um: float = PIXEL_SIZE_UM):
+    """``cathodeflow.describe(paths, scheduler=client, chunk_px=chunk_px, whole_image_px=…)``
+    (``whole_image_px`` None: describe's default), timed, with what
     the scheduler saw. Returns (tables, stats): ``wall_s``; ``graphs`` and ``tasks``
     submitted; ``compute_s`` (sum of the tasks' compute time on the workers) and its
     ``by_prefix`` breakdown (largest first); ``transfer_s``; ``lead_s`` (call → first task
@@ -210,7 +218,8 @@ def dask_run(client, paths, conditions, *, chunk_px, params=None, pixel_size_um:
     with get_task_stream(client=client) as ts:
         t0, c0, p0 = time.time(), time.perf_counter(), time.process_time()
         tables = describe([str(p) for p in paths], pixel_size_um=pixel_size_um, condition=list(conditions),
-                          params=params, scheduler=client, chunk_px=chunk_px)
+                          params=params, scheduler=client, chunk_px=chunk_px,
+                          **({} if whole_image_px is None else {"whole_image_px": whole_image_px}))
         wall = time.perf_counter() - c0
         cpu_here = time.process_time() - p0
         t1 = t0 + wall
@@ -321,12 +330,14 @@ def run_campaign(*, images: int, shape=(2048, 2048), chunk_px: int = 1024, worke
                     startup = time.perf_counter() - t0
                     trim = sorted({str(v) for v in client.run(_malloc_trim_env).values()})
                     for path in paths:
-                        chunk = chunk_px if path == "tiled" else None
+                        chunk = None if path == "whole" else chunk_px
+                        whole_px = PATH_WHOLE_IMAGE_PX[path]
+                        kw = {} if whole_px is None else {"whole_image_px": whole_px}
                         warm = files[: 2 * w]
                         describe([str(p) for p in warm], pixel_size_um=PIXEL_SIZE_UM, condition=conds[: len(warm)],
-                                 scheduler=client, chunk_px=chunk)
+                                 scheduler=client, chunk_px=chunk, **kw)
                         load = load_now()["load1"]
-                        tables, stats = dask_run(client, files, conds, chunk_px=chunk)
+                        tables, stats = dask_run(client, files, conds, chunk_px=chunk, whole_image_px=whole_px)
                         cmp = compare_tables(ref, tables)
                         row = summarise(path, stats, n_images=images, workers=w)
                         row.update(repeat=rep, chunk_px=chunk, cluster_startup_s=round(startup, 2),
@@ -411,7 +422,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--shape", type=_shape, default=(2048, 2048), help="map shape HxW (default 2048x2048)")
     ap.add_argument("--chunk", type=int, default=1024, help="chunk edge of the tiled path, px (default 1024)")
     ap.add_argument("--workers", type=_ints, default=(1, 2), help="LocalCluster sizes (default 1,2)")
-    ap.add_argument("--paths", default="whole,tiled", help="whole, tiled or both (default whole,tiled)")
+    ap.add_argument("--paths", default="whole,tiled",
+                    help="comma-separated: whole (no chunks), tiled (chunks, every map tiled), auto (chunks, "
+                         "describe's default whole_image_px) (default whole,tiled)")
     ap.add_argument("--distinct", type=int, default=4, help="distinct maps, reused under other ids (default 4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--radius-px", type=_radius, default=None, help="particle radius range LO,HI (default 250,330)")
@@ -423,8 +436,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-json", action="store_true")
     args = ap.parse_args(argv)
     chosen = tuple(p.strip() for p in args.paths.split(",") if p.strip())
-    if not chosen or any(p not in ("whole", "tiled") for p in chosen):
-        ap.error(f"--paths: expected whole, tiled or whole,tiled, got {args.paths!r}")
+    if not chosen or any(p not in PATH_WHOLE_IMAGE_PX for p in chosen):
+        ap.error(f"--paths: expected a comma-separated choice of {', '.join(PATH_WHOLE_IMAGE_PX)}, got {args.paths!r}")
     if args.images < 1 or args.distinct < 1 or args.repeat < 1 or not args.workers or min(args.workers) < 1:
         ap.error("--images, --distinct, --repeat and --workers must be positive")
     payload = run_campaign(images=args.images, shape=args.shape, chunk_px=args.chunk, workers=args.workers,

@@ -49,8 +49,9 @@ def _common_params(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stereology-model", choices=("paper", "wicksell", "both"),
                    help="stereology model(s) for local porosity (default both)")
     g.add_argument("--chunk-size", type=int, dest="chunk_px",
-                   help="tile edge in px: describe works on tiles of this edge; run stores the stages "
-                        "it writes in chunks of this edge (each next stage is tiled on them; default 2048)")
+                   help="tile edge in px: describe works on tiles of this edge (images larger than "
+                        "--whole-image-px); run stores the stages it writes in chunks of this edge (each "
+                        "next stage is tiled on them; default 2048)")
     g.add_argument("--scheduler", help=_scheduler_help())
 
 
@@ -226,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the tables already in --out (only once the new ones are computed)")
     p.add_argument("--condition", help="the condition of all FILES (default all)")
+    p.add_argument("--whole-image-px", type=int, default=None, metavar="N",
+                   help="maps of at most N px are described in one task each, whatever --chunk-size "
+                        "(default 16777216 = 2^24, about 0.5 GB per task; the tables are the same); 0 tiles "
+                        "every map larger than a chunk")
     p.add_argument("--phase-values", default="0,1,2", metavar="B,S,C",
                    help="the stored values of background, solid, crack (default 0,1,2; ilastik: 1,2,3); "
                         "any other value is refused")
@@ -424,7 +429,8 @@ def _dispatch(args):
         with _warnings_as_lines():
             tables = describe(phases, pixel_size_um=sizes, condition=conds, params=params,
                               scheduler=args.scheduler, chunk_px=args.chunk_px,
-                              progress=sys.stderr.isatty(), phase_values=values)
+                              progress=sys.stderr.isatty(), phase_values=values,
+                              **({} if args.whole_image_px is None else {"whole_image_px": args.whole_image_px}))
         record = {**params_record(params, "labels", "tables"), "phase_values": list(values)}
         try:
             paths = _replace_tables(tables, args.out, metadata=record)

@@ -98,7 +98,7 @@ def test_submitted_counts_the_graphs_and_tasks_a_client_sends(client):
 @pytest.mark.parametrize("chunk", [None, 256])
 def test_dask_runs_give_the_serial_tables_and_count_every_task_once(client, campaign, serial, chunk):
     files, conds = campaign
-    tables, stats = bc.dask_run(client, files, conds, chunk_px=chunk)
+    tables, stats = bc.dask_run(client, files, conds, chunk_px=chunk, whole_image_px=bc.PATH_WHOLE_IMAGE_PX["tiled"])
     assert_tables_equal(serial[0], tables)
     # the scheduler's count of submitted tasks equals the workers' record of tasks run
     assert stats["tasks"] == stats["tasks_run"] > 0
