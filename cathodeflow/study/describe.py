@@ -43,8 +43,8 @@ from ..measure.describe import dcenter_tables, reduce_descriptions, tiled_array,
 #: Replicas of an array given in memory on a cluster: one worker's death does not lose it.
 _REPLICAS = 2
 #: Default ``whole_image_px``: images of at most 2²⁴ px (16.8 MP, e.g. 4096²) are described
-#: in one task whatever their chunks; the whole-image path holds about 30 bytes per pixel at
-#: its peak, so such a task stays near 0.5 GB.
+#: in one task whatever their chunks (measured: a 4096² map of touching cracked particles
+#: peaked at 0.6 GB resident in its process, 2.4 s).
 WHOLE_IMAGE_PX = 2**24
 
 
