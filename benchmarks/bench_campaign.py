@@ -16,7 +16,7 @@ Measured, in one run:
   and one warm-up call per path apart), on the whole-image path (one task per image, which
   reads its file), the tiled path (``chunk_px``, ``whole_image_px=0``: every map tiled) and,
   with ``--paths …,auto``, what ``describe(files, chunk_px=…)`` does by default (maps up to
-  ``whole_image_px`` = 2²⁴ px described whole, so 2048² maps take the whole-image path).
+  ``whole_image_px`` = 2²⁵ px described whole, so 2048² maps take the whole-image path).
 
 Per variant: wall time, images per hour, the tables compared row by row with the serial
 loop's (they must be identical), and on the cluster, from the scheduler itself: the graphs
@@ -61,7 +61,7 @@ from .common import RESULTS_DIR, compare_tables, describe_comparison, load_now, 
 PIXEL_SIZE_UM = 0.0143
 #: ``whole_image_px`` of each path (None: ``describe``'s default): ``whole`` gives no
 #: ``chunk_px``; ``tiled`` forces the tiled graph on every map of several chunks; ``auto``
-#: is what ``describe(..., chunk_px=C)`` does by default (maps up to 2²⁴ px whole).
+#: is what ``describe(..., chunk_px=C)`` does by default (maps up to 2²⁵ px whole).
 PATH_WHOLE_IMAGE_PX = {"whole": None, "tiled": 0, "auto": None}
 CONDITIONS = ("A", "B")
 #: Aim of the issue: 2 workers ≥ 1.8 × the one-core serial loop, per path.

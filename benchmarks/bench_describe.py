@@ -133,10 +133,10 @@ class Describe:
         self.out["numpy"] = self._describe()
 
     def time_describe_tiled_threads(self):
-        self.out["tiled_threads"] = self._describe(chunk_px=config.chunk_px, scheduler="threads")
+        self.out["tiled_threads"] = self._describe(chunk_px=config.chunk_px, scheduler="threads", whole_image_px=0)
 
     def time_describe_tiled_local(self):
-        self.out["tiled_local"] = self._describe(chunk_px=config.chunk_px, scheduler=self.client)
+        self.out["tiled_local"] = self._describe(chunk_px=config.chunk_px, scheduler=self.client, whole_image_px=0)
 
     def track_cluster_startup(self):
         return None if self.cluster_startup_s is None else round(self.cluster_startup_s, 3)

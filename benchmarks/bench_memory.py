@@ -150,7 +150,8 @@ def run_size(megapixels: float, tiles, *, chunk_px: int, client, workdir: Path, 
     with RssSampler() as s:
         t0 = time.perf_counter()
         tables = cathodeflow.describe(phase, pixel_size_um=PIXEL_SIZE_UM, condition="bench",
-                                      chunk_px=chunk_px, scheduler=client or "threads")
+                                      chunk_px=chunk_px, scheduler=client or "threads",
+                                      whole_image_px=0)  # the tiled path, whatever the size
         wall = time.perf_counter() - t0
     mp = shape[0] * shape[1] / 1e6
     mib = 1 << 20

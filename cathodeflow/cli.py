@@ -229,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", help="the condition of all FILES (default all)")
     p.add_argument("--whole-image-px", type=int, default=None, metavar="N",
                    help="maps of at most N px are described in one task each, whatever --chunk-size "
-                        "(default 16777216 = 2^24: a 4096² map peaks near 0.6 GB; the tables are the same); 0 tiles "
-                        "every map larger than a chunk")
+                        "(default 33554432 = 2^25: more than a paper-size map; such a task peaks near "
+                        "0.85 GB; the tables are the same); 0 tiles every map larger than a chunk")
     p.add_argument("--phase-values", default="0,1,2", metavar="B,S,C",
                    help="the stored values of background, solid, crack (default 0,1,2; ilastik: 1,2,3); "
                         "any other value is refused")

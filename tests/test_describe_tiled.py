@@ -66,7 +66,7 @@ def whole(phase):
     return describe(phase, pixel_size_um=ETA, params=PARAMS, scheduler="sync", condition="c")
 
 
-#: describe() describes maps up to 2^24 px in one task whatever their chunks; these tests
+#: describe() describes maps up to 2^25 px in one task whatever their chunks; these tests
 #: are about the tiled path, so they tile every map of several chunks.
 TILED = {"whole_image_px": 0}
 
@@ -232,7 +232,7 @@ def test_maps_up_to_whole_image_px_run_as_one_task_whatever_their_chunks(phase, 
     real = tiled_mod.describe_phase_dask
     monkeypatch.setattr(tiled_mod, "describe_phase_dask", lambda *a, **k: calls.append(1) or real(*a, **k))
     n = phase.size
-    # default (2^24 px): this map of many chunks is one whole-image task
+    # default (2^25 px): this map of many chunks is one whole-image task
     out = describe(da.from_array(phase, chunks=37), pixel_size_um=ETA, params=PARAMS, scheduler="threads",
                    condition="c")
     assert calls == []
