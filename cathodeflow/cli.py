@@ -260,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an annotated image and its phase map (0/1/2); repeat for more")
     p.add_argument("--init", dest="init_weights", help="weights to fine-tune (registry name or file)")
     p.add_argument("--max-steps", type=int, help="override training.max_steps")
+    p.add_argument("--max-seconds", type=float,
+                   help="train unet: override training.max_seconds, a wall-clock budget for the training steps "
+                        "(the run then ends with a validation check; run again into the same --out to resume)")
 
     from .stages.register import MIN_CORRELATION
 
@@ -454,7 +457,8 @@ def _dispatch(args):
         if args.model == "sr":
             from .study.train_sr import load_train_sr_config, train_sr
 
-            given = [o for o, v in (("--annotated", args.annotated), ("--init", args.init_weights)) if v]
+            given = [o for o, v in (("--annotated", args.annotated), ("--init", args.init_weights),
+                                    ("--max-seconds", args.max_seconds is not None)) if v]
             if given:
                 raise CathodeflowError(f"train sr: {', '.join(given)} applies to `train unet` only")
             if args.config is None:
@@ -467,7 +471,7 @@ def _dispatch(args):
             return 0
         from .study.train_unet import load_train_config, train_unet
 
-        cfg = load_train_config(args.config, max_steps=args.max_steps)
+        cfg = load_train_config(args.config, max_steps=args.max_steps, max_seconds=args.max_seconds)
         path = train_unet(cfg, out_dir=args.out or Path("unet-training"), name=args.name or "unet",
                           annotated=args.annotated, init_weights=args.init_weights, log=log)
         print(f"weights: {path}")

@@ -200,3 +200,15 @@ def test_cli_train_unet_refuses_unknown_config_keys_in_one_line(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert "max_stepz" in _one_line_error(r)
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_train_max_seconds_reaches_the_unet_config_and_is_refused_for_sr(tmp_path):
+    cfg = tmp_path / "small.toml"
+    cfg.write_text("[unet]\ndepth = 2\nfilters = 4\ndilation = 1\n[training]\nmax_steps = 6\n")
+    r = subprocess.run(CLI + ["train", "unet", "--config", str(cfg), "--out", str(tmp_path / "o"),
+                              "--max-seconds", "-1"], capture_output=True, text=True, timeout=120)
+    assert "training.max_seconds" in _one_line_error(r)  # the option reached the config's check
+    r = subprocess.run(CLI + ["train", "sr", "--config", str(cfg), "--out", str(tmp_path / "s"),
+                              "--max-seconds", "60"], capture_output=True, text=True, timeout=120)
+    assert "--max-seconds" in _one_line_error(r) and "train unet" in _one_line_error(r)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "s").exists()
