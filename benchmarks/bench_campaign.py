@@ -199,10 +199,18 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def with_whole_image_px(params, whole_image_px):
+    """``params`` (None: the defaults) with ``whole_image_px`` set unless it is None."""
+    from cathodeflow.config import Params
+
+    params = params or Params()
+    return params if whole_image_px is None else params.replace(whole_image_px=whole_image_px)
+
+
 def dask_run(client, paths, conditions, *, chunk_px, whole_image_px=None, params=None,
              pixel_size_um: float = PIXEL_SIZE_UM):
-    """``cathodeflow.describe(paths, scheduler=client, chunk_px=chunk_px, whole_image_px=…)``
-    (``whole_image_px`` None: describe's default), timed, with what
+    """``cathodeflow.describe(paths, scheduler=client, chunk_px=chunk_px)`` with ``params``
+    whose ``whole_image_px`` is ``whole_image_px`` (None: the default), timed, with what
     the scheduler saw. Returns (tables, stats): ``wall_s``; ``graphs`` and ``tasks``
     submitted; ``compute_s`` (sum of the tasks' compute time on the workers) and its
     ``by_prefix`` breakdown (largest first); ``transfer_s``; ``lead_s`` (call → first task
@@ -213,13 +221,13 @@ def dask_run(client, paths, conditions, *, chunk_px, whole_image_px=None, params
 
     from cathodeflow.study.describe import describe
 
+    params = with_whole_image_px(params, whole_image_px)
     submitted(client)  # reset the counts
     cpu_w0 = sum(client.run(_cpu_seconds).values())
     with get_task_stream(client=client) as ts:
         t0, c0, p0 = time.time(), time.perf_counter(), time.process_time()
         tables = describe([str(p) for p in paths], pixel_size_um=pixel_size_um, condition=list(conditions),
-                          params=params, scheduler=client, chunk_px=chunk_px,
-                          **({} if whole_image_px is None else {"whole_image_px": whole_image_px}))
+                          params=params, scheduler=client, chunk_px=chunk_px)
         wall = time.perf_counter() - c0
         cpu_here = time.process_time() - p0
         t1 = t0 + wall
@@ -332,10 +340,9 @@ def run_campaign(*, images: int, shape=(2048, 2048), chunk_px: int = 1024, worke
                     for path in paths:
                         chunk = None if path == "whole" else chunk_px
                         whole_px = PATH_WHOLE_IMAGE_PX[path]
-                        kw = {} if whole_px is None else {"whole_image_px": whole_px}
                         warm = files[: 2 * w]
                         describe([str(p) for p in warm], pixel_size_um=PIXEL_SIZE_UM, condition=conds[: len(warm)],
-                                 scheduler=client, chunk_px=chunk, **kw)
+                                 params=with_whole_image_px(None, whole_px), scheduler=client, chunk_px=chunk)
                         load = load_now()["load1"]
                         tables, stats = dask_run(client, files, conds, chunk_px=chunk, whole_image_px=whole_px)
                         cmp = compare_tables(ref, tables)

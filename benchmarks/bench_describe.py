@@ -23,11 +23,16 @@ import time
 import numpy as np
 from scipy.spatial import cKDTree
 
+from cathodeflow.config import Params
+
 from .common import compare_tables, config, describe_comparison
 from .phasemaps import load_phase_map, map_summary
 from .serial_reference import serial_describe
 
 CONDITION = "bench"
+#: Parameters of the tiled variants: every map of several chunks tiled, whatever its size
+#: (``describe`` would describe a paper-size map in one task).
+TILED = Params(whole_image_px=0)
 
 
 def bench_phase() -> np.ndarray:
@@ -133,10 +138,10 @@ class Describe:
         self.out["numpy"] = self._describe()
 
     def time_describe_tiled_threads(self):
-        self.out["tiled_threads"] = self._describe(chunk_px=config.chunk_px, scheduler="threads", whole_image_px=0)
+        self.out["tiled_threads"] = self._describe(chunk_px=config.chunk_px, scheduler="threads", params=TILED)
 
     def time_describe_tiled_local(self):
-        self.out["tiled_local"] = self._describe(chunk_px=config.chunk_px, scheduler=self.client, whole_image_px=0)
+        self.out["tiled_local"] = self._describe(chunk_px=config.chunk_px, scheduler=self.client, params=TILED)
 
     def track_cluster_startup(self):
         return None if self.cluster_startup_s is None else round(self.cluster_startup_s, 3)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cathodeflow.config import Params
 from cathodeflow.synth.mosaic import frame_tile, mosaic_block
 
 from .common import RESULTS_DIR, load_now, machine_info, versions, write_json
@@ -151,7 +152,7 @@ def run_size(megapixels: float, tiles, *, chunk_px: int, client, workdir: Path, 
         t0 = time.perf_counter()
         tables = cathodeflow.describe(phase, pixel_size_um=PIXEL_SIZE_UM, condition="bench",
                                       chunk_px=chunk_px, scheduler=client or "threads",
-                                      whole_image_px=0)  # the tiled path, whatever the size
+                                      params=Params(whole_image_px=0))  # the tiled path, whatever the size
         wall = time.perf_counter() - t0
     mp = shape[0] * shape[1] / 1e6
     mib = 1 << 20

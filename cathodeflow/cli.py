@@ -52,6 +52,10 @@ def _common_params(p: argparse.ArgumentParser) -> None:
                    help="tile edge in px: describe works on tiles of this edge (images larger than "
                         "--whole-image-px); run stores the stages it writes in chunks of this edge (each "
                         "next stage is tiled on them; default 2048)")
+    g.add_argument("--whole-image-px", type=int, metavar="N",
+                   help="labels and measurements of an image of at most N px run in one task, whatever "
+                        "its chunks (default 33554432 = 2^25: more than a paper-size map; such a task "
+                        "peaks near 0.85 GB; the result is the same); 0 tiles every image of several chunks")
     g.add_argument("--scheduler", help=_scheduler_help())
 
 
@@ -84,6 +88,7 @@ def _params(args):
         bins=bins,
         stereology_models=models,
         chunk_px=getattr(args, "chunk_px", None),
+        whole_image_px=getattr(args, "whole_image_px", None),
     )
 
 
@@ -227,10 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the tables already in --out (only once the new ones are computed)")
     p.add_argument("--condition", help="the condition of all FILES (default all)")
-    p.add_argument("--whole-image-px", type=int, default=None, metavar="N",
-                   help="maps of at most N px are described in one task each, whatever --chunk-size "
-                        "(default 33554432 = 2^25: more than a paper-size map; such a task peaks near "
-                        "0.85 GB; the tables are the same); 0 tiles every map larger than a chunk")
     p.add_argument("--phase-values", default="0,1,2", metavar="B,S,C",
                    help="the stored values of background, solid, crack (default 0,1,2; ilastik: 1,2,3); "
                         "any other value is refused")
@@ -432,8 +433,7 @@ def _dispatch(args):
         with _warnings_as_lines():
             tables = describe(phases, pixel_size_um=sizes, condition=conds, params=params,
                               scheduler=args.scheduler, chunk_px=args.chunk_px,
-                              progress=sys.stderr.isatty(), phase_values=values,
-                              **({} if args.whole_image_px is None else {"whole_image_px": args.whole_image_px}))
+                              progress=sys.stderr.isatty(), phase_values=values)
         record = {**params_record(params, "labels", "tables"), "phase_values": list(values)}
         try:
             paths = _replace_tables(tables, args.out, metadata=record)

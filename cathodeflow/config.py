@@ -81,6 +81,13 @@ class Params:
     unet_tile_px : edge of the U-net's output tiles; each is computed from a window one
         receptive-field halo wider on every side. Larger tiles waste less on halos but need
         more memory (Keras holds every intermediate feature map of a window).
+    whole_image_px : crack and particle labels and measurements (``describe``, ``run``'s
+        labels stage) of an image of at most this many pixels are computed in one task,
+        whatever its chunks: the tiled graph bounds a task's memory by a few chunks but
+        costs about ten blocking rounds and a few dozen tasks per chunk, more than a small
+        image's whole work. Default 2²⁵ (33.6 MP, above the paper's 4478 × 5972 maps; a
+        33.6 MP map peaked at 0.84 GB in its process, a 4096² map at 0.6 GB); 0 tiles
+        every image of several chunks. The result is the same either way.
     phase_method : ``'classical'`` (default for now: threshold + morphology baseline, no
         learning) or ``'unet'`` (the paper's U-net, §2.3.2, with the shipped or given weights).
         The classical method stays the default until shipped U-net weights measure closer to
@@ -108,6 +115,7 @@ class Params:
     prob_sigma_um: float | None = None
     chunk_px: int = 2048
     unet_tile_px: int = 1024
+    whole_image_px: int = 2**25
     phase_method: str = "classical"
     unet_weights: str | None = None
     sr_method: str = "baseline"
@@ -167,6 +175,10 @@ class Params:
                              "sr_method = 'srgan' (--sr-method srgan)")
         if isinstance(self.chunk_px, bool) or not isinstance(self.chunk_px, int) or self.chunk_px < 1:
             raise InputError(f"chunk_px (--chunk-size) must be a positive integer, got {self.chunk_px!r}")
+        if isinstance(self.whole_image_px, bool) or not isinstance(self.whole_image_px, int) \
+                or self.whole_image_px < 0:
+            raise InputError(f"whole_image_px (--whole-image-px) must be an integer >= 0 (pixels), "
+                             f"got {self.whole_image_px!r}")
 
     def replace(self, **changes) -> "Params":
         """A copy with ``changes`` applied (None values are ignored)."""
@@ -200,7 +212,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
 }
 #: Fields that only change how the work is cut into tiles, not its result (tiled == whole,
 #: DESIGN §5); they are in no stage's set, so changing them recomputes nothing.
-LAYOUT_PARAMS = ("chunk_px", "unet_tile_px")
+LAYOUT_PARAMS = ("chunk_px", "unet_tile_px", "whole_image_px")
 
 #: Parameters replaced when lengths became µm (DESIGN §4.3): old name -> (new name, conversion).
 RENAMED = {

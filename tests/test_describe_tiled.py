@@ -66,9 +66,11 @@ def whole(phase):
     return describe(phase, pixel_size_um=ETA, params=PARAMS, scheduler="sync", condition="c")
 
 
-#: describe() describes maps up to 2^25 px in one task whatever their chunks; these tests
-#: are about the tiled path, so they tile every map of several chunks.
-TILED = {"whole_image_px": 0}
+def always_tiled(params: Params) -> Params:
+    """``params`` that tile every map of several chunks: describe() describes maps up to
+    ``whole_image_px`` (2^25) px in one task whatever their chunks, and these tests are
+    about the tiled path."""
+    return params.replace(whole_image_px=0)
 
 
 def assert_tables_equal(a, b):
@@ -89,15 +91,15 @@ def test_the_synthetic_map_exercises_what_tiling_must_handle(whole, phase):
 
 @pytest.mark.parametrize("chunk", [37, 53, 100])
 def test_tiled_tables_equal_whole_image_tables_via_chunk_px(phase, whole, chunk):
-    tiled = describe(phase, pixel_size_um=ETA, params=PARAMS, scheduler="threads",
-                     condition="c", chunk_px=chunk, **TILED)
+    tiled = describe(phase, pixel_size_um=ETA, params=always_tiled(PARAMS), scheduler="threads",
+                     condition="c", chunk_px=chunk)
     assert_tables_equal(whole, tiled)
 
 
 @pytest.mark.parametrize("chunks", [37, (53, 100), (100, 37)])
 def test_tiled_tables_equal_whole_image_tables_via_dask_input(phase, whole, chunks):
     arr = da.from_array(phase, chunks=chunks)
-    tiled = describe(arr, pixel_size_um=ETA, params=PARAMS, scheduler="threads", condition="c", **TILED)
+    tiled = describe(arr, pixel_size_um=ETA, params=always_tiled(PARAMS), scheduler="threads", condition="c")
     assert_tables_equal(whole, tiled)
 
 
@@ -118,7 +120,7 @@ def test_mixed_whole_and_tiled_images_keep_their_order(phase, whole):
     ref_small = describe(small, pixel_size_um=ETA, params=PARAMS, scheduler="sync",
                          condition="c", image_ids=["s"])
     out = describe({"big": da.from_array(phase, chunks=53), "s": small}, pixel_size_um=ETA,
-                   params=PARAMS, scheduler="threads", condition="c", **TILED)
+                   params=always_tiled(PARAMS), scheduler="threads", condition="c")
     assert out["images"].image_id.tolist() == ["big", "s"]
     big_rows = out["cracks"][out["cracks"].image_id == "big"].reset_index(drop=True)
     exp = whole["cracks"].assign(image_id="big").astype(whole["cracks"].dtypes)
@@ -135,8 +137,8 @@ def test_zarr_file_with_several_chunks_equals_the_whole_image(tmp_path, phase, w
     path = tmp_path / "m.zarr"
     z = zarr.create_array(str(path), shape=phase.shape, chunks=(64, 64), dtype="uint8")
     z[:] = phase
-    out = describe([str(path)], pixel_size_um=ETA, params=PARAMS, scheduler="threads",
-                   condition="c", **TILED)
+    out = describe([str(path)], pixel_size_um=ETA, params=always_tiled(PARAMS), scheduler="threads",
+                   condition="c")
     assert out["images"].image_id.tolist() == ["m"]
     for name in TABLES:
         exp = whole[name]
@@ -175,8 +177,8 @@ def test_tiled_equals_whole_on_random_maps_and_chunks(seed, ch, cw, r):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(describe_mod, "dcenter_tables", _cached_dcenter)
         w = describe(ph, pixel_size_um=0.05, params=params, scheduler="sync")
-        t = describe(da.from_array(ph, chunks=(ch, cw)), pixel_size_um=0.05, params=params,
-                     scheduler="threads", **TILED)
+        t = describe(da.from_array(ph, chunks=(ch, cw)), pixel_size_um=0.05, params=always_tiled(params),
+                     scheduler="threads")
     assert_tables_equal(w, t)
 
 
@@ -190,7 +192,7 @@ def test_tiled_equals_whole_on_degenerate_maps(kind):
     }[kind]
     params = Params(marker_radius_um=5 * ETA)
     w = describe(ph, pixel_size_um=ETA, params=params, scheduler="sync")
-    t = describe(ph, pixel_size_um=ETA, params=params, scheduler="threads", chunk_px=16, **TILED)
+    t = describe(ph, pixel_size_um=ETA, params=always_tiled(params), scheduler="threads", chunk_px=16)
     assert_tables_equal(w, t)
 
 
@@ -204,8 +206,8 @@ def test_tiled_equals_whole_on_noise_maps_with_tiny_chunks(ph, ch, cw, r):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(describe_mod, "dcenter_tables", _cached_dcenter)
         w = describe(ph, pixel_size_um=0.05, params=params, scheduler="sync")
-        t = describe(da.from_array(ph, chunks=(ch, cw)), pixel_size_um=0.05, params=params,
-                     scheduler="sync", **TILED)
+        t = describe(da.from_array(ph, chunks=(ch, cw)), pixel_size_um=0.05, params=always_tiled(params),
+                     scheduler="sync")
     assert_tables_equal(w, t)
 
 
@@ -217,8 +219,8 @@ def test_tiled_and_whole_images_on_a_multiprocess_local_cluster_equal_whole_tabl
                    condition="c")
     with local_cluster(2) as client:
         assert len(client.scheduler_info()["workers"]) == 2
-        tiled = describe({"p": phase, "o": other}, pixel_size_um=ETA, params=PARAMS,
-                         scheduler=client, condition="c", chunk_px=53, **TILED)
+        tiled = describe({"p": phase, "o": other}, pixel_size_um=ETA, params=always_tiled(PARAMS),
+                         scheduler=client, condition="c", chunk_px=53)
         whole_on_cluster = describe({"p": phase, "o": other}, pixel_size_um=ETA, params=PARAMS,
                                     scheduler=client, condition="c")
     assert_tables_equal(ref, tiled)
@@ -238,13 +240,13 @@ def test_maps_up_to_whole_image_px_run_as_one_task_whatever_their_chunks(phase, 
     assert calls == []
     assert_tables_equal(whole, out)
     # at the limit: still whole; one pixel below: tiled; the tables are the same
-    describe(phase, pixel_size_um=ETA, params=PARAMS, scheduler="threads", condition="c", chunk_px=53,
-             whole_image_px=n)
+    describe(phase, pixel_size_um=ETA, params=PARAMS.replace(whole_image_px=n), scheduler="threads",
+             condition="c", chunk_px=53)
     assert calls == []
-    out = describe(phase, pixel_size_um=ETA, params=PARAMS, scheduler="threads", condition="c", chunk_px=53,
-                   whole_image_px=n - 1)
+    out = describe(phase, pixel_size_um=ETA, params=PARAMS.replace(whole_image_px=n - 1), scheduler="threads",
+                   condition="c", chunk_px=53)
     assert calls == [1]
     assert_tables_equal(whole, out)
     for bad in (-1, 2.5, True):
         with pytest.raises(InputError, match="whole_image_px"):
-            describe(phase, pixel_size_um=ETA, params=PARAMS, scheduler="sync", whole_image_px=bad)
+            Params(whole_image_px=bad)

@@ -49,9 +49,20 @@ def study(tmp_path):
     return store, truth
 
 
-def test_pipeline_tables_equal_describe_on_the_stored_phase_maps(study):
+# run's labels stage computes an image of at most whole_image_px pixels in one task (the
+# default for these small images), a larger one tiled on the stored chunks: both must give
+# describe()'s tables and labels
+@pytest.mark.parametrize("params", [PARAMS, PARAMS.replace(chunk_px=128, whole_image_px=0)],
+                         ids=["whole-image labels", "tiled labels, 3 x 4 chunks"])
+def test_pipeline_tables_equal_describe_on_the_stored_phase_maps(study, params, monkeypatch):
+    import cathodeflow.measure.tiled as tiled_mod
+
+    tiled_calls = []
+    real = tiled_mod.describe_phase_dask
+    monkeypatch.setattr(tiled_mod, "describe_phase_dask", lambda *a, **k: tiled_calls.append(1) or real(*a, **k))
     store, truth = study
-    tables = run_study(store, params=PARAMS, scheduler="threads")
+    tables = run_study(store, params=params, scheduler="threads")
+    assert len(tiled_calls) == (0 if params.whole_image_px else len(truth))
     st = open_store(store, mode="r")
     assert sorted(tables["images"]["image_id"]) == sorted(truth)
     assert dict(zip(tables["images"]["image_id"], tables["images"]["condition"])) == {
@@ -63,11 +74,12 @@ def test_pipeline_tables_equal_describe_on_the_stored_phase_maps(study):
             assert st.is_complete(iid, stage), stage
         assert st.read_stage(iid, "phase").shape == im.phase.shape
         assert st.pixel_size_um(iid, "phase") == pytest.approx(im.pixel_size_hr_um)
-    # the tables of the pipeline (tiled, per image, then pooled) equal describe() on the
-    # stored phase maps (whole images)
+    # the tables of the pipeline (per image, then pooled) equal describe() on the stored
+    # phase maps (whole images)
     phases = {i: st.read_stage(i, "phase").compute() for i in st.image_ids()}
     ref = describe(phases, pixel_size_um=[st.pixel_size_um(i, "phase") for i in phases],
                    condition=[st.condition(i) for i in phases], params=PARAMS, scheduler="sync")
+    assert all(st.read_stage(i, "phase").chunksize[0] <= params.chunk_px for i in phases)
     # frame_fraction is measured on the raw image at ingest; a phase map alone does not know it
     raw_frame = [frame_fraction(np.asarray(st.read_stage(i, "raw"))) for i in tables["images"]["image_id"]]
     assert tables["images"]["frame_fraction"].tolist() == raw_frame

@@ -71,8 +71,9 @@ def whole_image_task(arr, **kwargs):
 
     Parameters
     ----------
-    arr : numpy.ndarray, dask.array.Array of one chunk, or a future of either, shape (H, W)
-        A validated phase map (a Dask array is computed inside the task).
+    arr : numpy.ndarray, dask.array.Array, or a future of either, shape (H, W)
+        A validated phase map (a Dask array's chunks are computed by their own tasks and
+        joined in this one).
     **kwargs
         Keyword arguments of :func:`~cathodeflow.measure.image.describe_phase`.
 

@@ -4,7 +4,7 @@ The same entry point serves ``cathodeflow describe`` (files), the Python API (nu
 xarray arrays; also ``cathodeflow.describe``) and the demo's ground truth. It checks the
 arguments, opens the scheduler (:func:`~cathodeflow.study.cluster.scheduler_context`) and
 computes there the work that :mod:`cathodeflow.measure.describe` builds: one task per whole
-image (an image of one chunk, or of at most ``whole_image_px`` pixels, included), the tiled
+image (an image of one chunk, or of at most ``params.whole_image_px`` pixels, included), the tiled
 graph of :func:`~cathodeflow.measure.tiled.describe_phase_dask` per larger image of several
 chunks (on a cluster, as many such images at once as it has threads: each computes in
 several blocking rounds), then the reduce step. Both give the same tables; the tiled graph
@@ -42,11 +42,6 @@ from ..measure.describe import dcenter_tables, reduce_descriptions, tiled_array,
 
 #: Replicas of an array given in memory on a cluster: one worker's death does not lose it.
 _REPLICAS = 2
-#: Default ``whole_image_px``: images of at most 2²⁵ px (33.6 MP, more than the paper's
-#: 4478 × 5972 maps) are described in one task whatever their chunks (measured: a 5806 × 5782
-#: map of touching cracked particles peaked at 0.84 GB resident in its process, in 5.7 s; a
-#: 4096² map at 0.6 GB).
-WHOLE_IMAGE_PX = 2**25
 
 
 def _as_list(x, n, what):
@@ -95,7 +90,6 @@ def describe(
     chunk_px: int | None = None,
     progress: bool = False,
     phase_values: Sequence[int] = DEFAULT_PHASE_VALUES,
-    whole_image_px: int = WHOLE_IMAGE_PX,
 ) -> dict[str, pd.DataFrame]:
     """Compute the tables ``images``, ``cracks``, ``particles``, ``local_porosity`` and
     ``conditions`` (DESIGN §4.2) from phase maps S (eq. 1: 0 background, 1 solid, 2 crack).
@@ -113,19 +107,18 @@ def describe(
     condition : str or sequence of str, optional
         The cycling condition of each image (default ``"all"``).
     params : Params, optional
-        Method parameters (marker radius r, 2.5 η filter, λ_pristine, bins, models…).
+        Method parameters (marker radius r, 2.5 η filter, λ_pristine, bins, models…), and
+        ``whole_image_px``: images of at most that many pixels are processed whole, in one
+        task, whatever their chunks and ``chunk_px`` (default 2²⁵; the tables are the same;
+        0 tiles every image of several chunks).
     scheduler : None, "sync", "threads", "processes", a Dask ``Client`` or an address
         Where to run. With several images each image is one task; a Dask array with more
-        than one chunk (or ``chunk_px``) larger than ``whole_image_px`` is processed
+        than one chunk (or ``chunk_px``) larger than ``params.whole_image_px`` is processed
         tile-wise.
     chunk_px : int, optional
-        Process images larger than ``whole_image_px`` as Dask arrays with square chunks of
-        this edge (tiled path); an image of one chunk is processed whole, in one task (the
-        same tables).
-    whole_image_px : int
-        Images of at most this many pixels are processed whole, in one task, whatever their
-        chunks and ``chunk_px`` (default :data:`WHOLE_IMAGE_PX` = 2²⁵; the tables are the
-        same). 0 tiles every image of several chunks.
+        Process images larger than ``params.whole_image_px`` as Dask arrays with square
+        chunks of this edge (tiled path); an image of one chunk is processed whole, in one
+        task (the same tables).
     phase_values : sequence of int, shape (3,)
         The stored values (B, S, C) meaning background, solid, crack in ``phases``, mapped
         to S = 0, 1, 2 as each map is read (per chunk for lazy input; default ``(0, 1, 2)``;
@@ -157,8 +150,6 @@ def describe(
         not isinstance(chunk_px, numbers.Integral) or isinstance(chunk_px, bool) or chunk_px < 1
     ):
         raise InputError(f"chunk_px must be a positive integer (tile edge in px), got {chunk_px!r}")
-    if not isinstance(whole_image_px, numbers.Integral) or isinstance(whole_image_px, bool) or whole_image_px < 0:
-        raise InputError(f"whole_image_px must be an integer >= 0 (pixels), got {whole_image_px!r}")
 
     arrays = []
     for iid, p in items:
@@ -169,11 +160,11 @@ def describe(
     for s in dict.fromkeys(float(s) for s in sizes):  # once per pixel size
         warn_marker_radius(params, s)
     tables = dcenter_tables(params)
-    descs = _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress, int(whole_image_px))
+    descs = _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress)
     return reduce_descriptions(descs, params=params)
 
 
-def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress, whole_image_px):
+def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress):
     from ..measure.tiled import describe_phase_dask
     from .cluster import each_on_threads, parallel_images, scheduler_context
 
@@ -181,7 +172,7 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
     for arr, (iid, _), s, c in zip(arrays, items, sizes, conds):
         kw = dict(image_id=iid, condition=c, pixel_size_um=float(s), params=params, dcenter=tables)
         tiled = tiled_array(arr, chunk_px=chunk_px)
-        if tiled is not None and (tiled.npartitions == 1 or math.prod(tiled.shape) <= whole_image_px):
+        if tiled is not None and (tiled.npartitions == 1 or math.prod(tiled.shape) <= params.whole_image_px):
             # one tile, or small enough: the whole-image task (a Dask array's chunks are read
             # by tasks of their own and joined in it)
             arr, tiled = (arr if isinstance(arr, np.ndarray) else tiled), None

@@ -660,13 +660,20 @@ def _load_partial(st, image_id):
 
 
 def _label_image(st, iid, params, client, dcenter):
-    """Crack and particle labels (eq. 2, 8–10) and the image's rows, tiled on the store's chunks.
+    """Crack and particle labels (eq. 2, 8–10) and the image's rows: in one task for an image
+    of at most ``params.whole_image_px`` pixels, else tiled on the store's chunks (the same
+    labels and rows).
 
     Lengths of ``params`` are converted with the phase map's pixel size (a marker radius of
     under 5 or over 500 px gets a :class:`~cathodeflow.errors.PixelSizeWarning`); both label
     arrays record the parameters of the labels stage and their hash.
     """
+    import math
+
+    import dask
+
     from ..config import params_record, warn_marker_radius
+    from ..measure.describe import whole_image_task
     from ..measure.tiled import describe_phase_dask
     from ..tiling.scratch import Scratch
 
@@ -674,13 +681,16 @@ def _label_image(st, iid, params, client, dcenter):
     phase = st.read_stage(iid, "phase")
     eta = st.pixel_size_um(iid, "phase")
     warn_marker_radius(params, eta)
+    kw = dict(image_id=iid, condition=st.condition(iid), pixel_size_um=eta, params=params, dcenter=dcenter,
+              keep_labels=True)
     # the label arrays are written to the store from the scratch files (not from workers'
-    # memory, which a worker's death would lose), so the scratch stays until they are
+    # memory, which a worker's death would lose), so the scratch stays until they are; a
+    # whole-image task returns them to this process, which writes them
     with Scratch() as scratch:
-        desc = describe_phase_dask(
-            phase, image_id=iid, condition=st.condition(iid), pixel_size_um=eta, params=params,
-            dcenter=dcenter, client=client, keep_labels=True, scratch=scratch,
-        )
+        if math.prod(phase.shape) <= params.whole_image_px:
+            (desc,) = dask.compute(whole_image_task(phase, **kw), **compute_kw)
+        else:
+            desc = describe_phase_dask(phase, client=client, scratch=scratch, **kw)
         # measured on the raw image at ingest (stores ingested before that: not known)
         frame = ((st.stage_info(iid, "raw") or {}).get("params") or {}).get("frame_fraction")
         desc.image["frame_fraction"] = float("nan") if frame is None else float(frame)
