@@ -85,12 +85,7 @@ def test_describe_writes_five_parquet_tables_equal_to_the_python_api(files):
         pd.testing.assert_frame_equal(got[name], api[name], obj=name)
 
 
-def test_parameter_options_and_config_file_reach_describe(files, monkeypatch):
-    import cathodeflow.measure.tiled as tiled_mod
-
-    tiled_calls = []
-    real = tiled_mod.describe_phase_dask
-    monkeypatch.setattr(tiled_mod, "describe_phase_dask", lambda *a, **k: tiled_calls.append(1) or real(*a, **k))
+def test_parameter_options_and_config_file_reach_describe(files, tiled_describe_calls):
     tmp, paths, maps = files
     (tmp / "p.toml").write_text("[params]\nmarker_radius_um = 0.143\nlambda_pristine_per_um2 = 0.0\n")
     assert main(["describe", str(paths[0]), "--pixel-size-um", "0.0143", "--out", str(tmp / "o1"),
@@ -98,7 +93,7 @@ def test_parameter_options_and_config_file_reach_describe(files, monkeypatch):
     assert main(["describe", str(paths[0]), "--pixel-size-um", "0.0143", "--out", str(tmp / "o2"),
                  "--marker-radius-um", "0.143", "--lambda-pristine", "0", "--stereology-model",
                  "paper", "--chunk-size", "64", "--whole-image-px", "0", "--scheduler", "threads"]) == 0
-    assert tiled_calls == [1]  # --whole-image-px 0: this small map was tiled
+    assert tiled_describe_calls == [1]  # --whole-image-px 0: this small map was tiled
     o1, o2 = read_out(tmp / "o1"), read_out(tmp / "o2")
     api = describe({"a": maps["a"]}, pixel_size_um=ETA, scheduler="sync",
                    params=Params(marker_radius_um=10 * ETA, lambda_pristine_per_um2=0.0))

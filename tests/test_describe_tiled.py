@@ -227,25 +227,20 @@ def test_tiled_and_whole_images_on_a_multiprocess_local_cluster_equal_whole_tabl
     assert_tables_equal(ref, whole_on_cluster)
 
 
-def test_maps_up_to_whole_image_px_run_as_one_task_whatever_their_chunks(phase, whole, monkeypatch):
-    import cathodeflow.measure.tiled as tiled_mod
-
-    calls = []
-    real = tiled_mod.describe_phase_dask
-    monkeypatch.setattr(tiled_mod, "describe_phase_dask", lambda *a, **k: calls.append(1) or real(*a, **k))
+def test_maps_up_to_whole_image_px_run_as_one_task_whatever_their_chunks(phase, whole, tiled_describe_calls):
     n = phase.size
     # default (2^25 px): this map of many chunks is one whole-image task
     out = describe(da.from_array(phase, chunks=37), pixel_size_um=ETA, params=PARAMS, scheduler="threads",
                    condition="c")
-    assert calls == []
+    assert tiled_describe_calls == []
     assert_tables_equal(whole, out)
     # at the limit: still whole; one pixel below: tiled; the tables are the same
     describe(phase, pixel_size_um=ETA, params=PARAMS.replace(whole_image_px=n), scheduler="threads",
              condition="c", chunk_px=53)
-    assert calls == []
+    assert tiled_describe_calls == []
     out = describe(phase, pixel_size_um=ETA, params=PARAMS.replace(whole_image_px=n - 1), scheduler="threads",
                    condition="c", chunk_px=53)
-    assert calls == [1]
+    assert tiled_describe_calls == [1]
     assert_tables_equal(whole, out)
     for bad in (-1, 2.5, True):
         with pytest.raises(InputError, match="whole_image_px"):

@@ -54,15 +54,10 @@ def study(tmp_path):
 # describe()'s tables and labels
 @pytest.mark.parametrize("params", [PARAMS, PARAMS.replace(chunk_px=128, whole_image_px=0)],
                          ids=["whole-image labels", "tiled labels, 3 x 4 chunks"])
-def test_pipeline_tables_equal_describe_on_the_stored_phase_maps(study, params, monkeypatch):
-    import cathodeflow.measure.tiled as tiled_mod
-
-    tiled_calls = []
-    real = tiled_mod.describe_phase_dask
-    monkeypatch.setattr(tiled_mod, "describe_phase_dask", lambda *a, **k: tiled_calls.append(1) or real(*a, **k))
+def test_pipeline_tables_equal_describe_on_the_stored_phase_maps(study, params, tiled_describe_calls):
     store, truth = study
     tables = run_study(store, params=params, scheduler="threads")
-    assert len(tiled_calls) == (0 if params.whole_image_px else len(truth))
+    assert len(tiled_describe_calls) == (0 if params.whole_image_px else len(truth))
     st = open_store(store, mode="r")
     assert sorted(tables["images"]["image_id"]) == sorted(truth)
     assert dict(zip(tables["images"]["image_id"], tables["images"]["condition"])) == {

@@ -1,0 +1,21 @@
+"""Fixtures shared by several test modules."""
+
+import pytest
+
+
+@pytest.fixture
+def tiled_describe_calls(monkeypatch):
+    """A list that gains one item per call of the tiled path,
+    ``cathodeflow.measure.tiled.describe_phase_dask`` (which still runs): shows whether an
+    image was described whole or tiled."""
+    import cathodeflow.measure.tiled as tiled_mod
+
+    calls = []
+    real = tiled_mod.describe_phase_dask
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiled_mod, "describe_phase_dask", spy)
+    return calls
