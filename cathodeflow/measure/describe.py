@@ -9,6 +9,7 @@ with these functions and computes it where the caller asked.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -64,6 +65,13 @@ def tiled_array(arr, *, chunk_px: int | None):
     if chunk_px is None:
         return None
     return da.from_array(np.asarray(arr), chunks=chunk_px)
+
+
+def fits_one_task(shape, params: Params) -> bool:
+    """Whether an image of ``shape`` gets its labels and measurements in one task
+    (:func:`whole_image_task`) rather than the tiled graph: at most ``params.whole_image_px``
+    pixels (:class:`~cathodeflow.config.Params`)."""
+    return math.prod(shape) <= params.whole_image_px
 
 
 def whole_image_task(arr, **kwargs):

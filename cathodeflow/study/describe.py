@@ -38,7 +38,7 @@ from ..io.phasefile import (
     phase_file_array,
     validate_phase,
 )
-from ..measure.describe import dcenter_tables, reduce_descriptions, tiled_array, whole_image_task
+from ..measure.describe import dcenter_tables, fits_one_task, reduce_descriptions, tiled_array, whole_image_task
 
 #: Replicas of an array given in memory on a cluster: one worker's death does not lose it.
 _REPLICAS = 2
@@ -172,7 +172,7 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
     for arr, (iid, _), s, c in zip(arrays, items, sizes, conds):
         kw = dict(image_id=iid, condition=c, pixel_size_um=float(s), params=params, dcenter=tables)
         tiled = tiled_array(arr, chunk_px=chunk_px)
-        if tiled is not None and (tiled.npartitions == 1 or math.prod(tiled.shape) <= params.whole_image_px):
+        if tiled is not None and (tiled.npartitions == 1 or fits_one_task(tiled.shape, params)):
             # one tile, or small enough: the whole-image task (a Dask array's chunks are read
             # by tasks of their own and joined in it)
             arr, tiled = (arr if isinstance(arr, np.ndarray) else tiled), None

@@ -668,12 +668,12 @@ def _label_image(st, iid, params, client, dcenter):
     under 5 or over 500 px gets a :class:`~cathodeflow.errors.PixelSizeWarning`); both label
     arrays record the parameters of the labels stage and their hash.
     """
-    import math
+    import contextlib
 
     import dask
 
     from ..config import params_record, warn_marker_radius
-    from ..measure.describe import whole_image_task
+    from ..measure.describe import fits_one_task, whole_image_task
     from ..measure.tiled import describe_phase_dask
     from ..tiling.scratch import Scratch
 
@@ -683,11 +683,12 @@ def _label_image(st, iid, params, client, dcenter):
     warn_marker_radius(params, eta)
     kw = dict(image_id=iid, condition=st.condition(iid), pixel_size_um=eta, params=params, dcenter=dcenter,
               keep_labels=True)
-    # the label arrays are written to the store from the scratch files (not from workers'
-    # memory, which a worker's death would lose), so the scratch stays until they are; a
-    # whole-image task returns them to this process, which writes them
-    with Scratch() as scratch:
-        if math.prod(phase.shape) <= params.whole_image_px:
+    # tiled, the label arrays are written to the store from the scratch files (not from
+    # workers' memory, which a worker's death would lose), so the scratch stays until they
+    # are; a whole-image task returns them to this process, which writes them
+    whole = fits_one_task(phase.shape, params)
+    with contextlib.nullcontext() if whole else Scratch() as scratch:
+        if whole:
             (desc,) = dask.compute(whole_image_task(phase, **kw), **compute_kw)
         else:
             desc = describe_phase_dask(phase, client=client, scratch=scratch, **kw)
