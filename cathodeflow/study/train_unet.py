@@ -199,12 +199,14 @@ def synthetic_samples(n: int, *, families, shape_lr, seed: int, processes: int |
                       sr_weights=None) -> list[Sample]:
     """``n`` synthetic scenes (SR and high-res view each), families drawn in turn; the SR view
     by the SRGAN of ``sr_weights`` when given. Made in ``processes`` worker processes (default:
-    the CPUs this process may use); the scenes do not depend on it."""
-    import os
+    the cores this process may use, CPU affinity and cgroup quota counted); the scenes do not
+    depend on it."""
     from concurrent.futures import ProcessPoolExecutor
 
+    from .cluster import n_local_workers
+
     if processes is None:
-        processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        processes = n_local_workers()
 
     jobs = [([int(seed), 7919, i], families[i % len(families)], shape_lr, sr_weights) for i in range(int(n))]
     if processes > 1 and n > 1:
