@@ -32,6 +32,7 @@ from ..config import Params
 from ..io.tables import OPTIONAL
 from ..stages.cracks import crack_labels
 from ..stages.particles import particle_labels
+from ..tiling.threads import kernel_threads
 from .descriptors import crack_rows, image_row, majority_pairs, particle_rows
 from .particles import measure_particle
 
@@ -143,12 +144,11 @@ def measure_particles(
     """Measure every particle of ``particle_lab`` on its crop (``find_objects``).
 
     The per-particle kernels release the GIL, so particles are measured on ``n_threads``
-    threads (default: the usable cores). Returns [(particle id, ParticleMeasure)] by id
+    threads (default :func:`~cathodeflow.tiling.threads.kernel_threads`: the usable cores, 1
+    in a Dask worker's task). Returns [(particle id, ParticleMeasure)] by id
     and the set of ids of the particles that enclose background (:func:`encloses_background`).
     """
     from concurrent.futures import ThreadPoolExecutor
-
-    from dask.system import cpu_count
 
     def one(item):
         i, sl = item
@@ -164,7 +164,7 @@ def measure_particles(
         ), encloses_background(phase[sl], mask)
 
     items = [(i, sl) for i, sl in enumerate(ndi.find_objects(particle_lab), start=1) if sl is not None]
-    n_threads = n_threads or cpu_count()
+    n_threads = n_threads or kernel_threads()
     if n_threads <= 1 or len(items) < 2:
         done = [one(it) for it in items]
     else:

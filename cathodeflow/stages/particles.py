@@ -70,6 +70,7 @@ from ..tiling.components import (
     relabel,
 )
 from ..tiling.scratch import Scratch, keep, persist
+from ..tiling.threads import kernel_threads
 
 __all__ = [
     "particle_labels",
@@ -453,8 +454,9 @@ def particle_labels(phase: np.ndarray, *, marker_radius_px: float = 50.0) -> np.
         return _component_particles(comp[cb] == k, thr)
 
     big = sum(1 for _, cb in jobs if (cb[0].stop - cb[0].start) * (cb[1].stop - cb[1].start) > 1 << 16)
-    if big >= 2:
-        with ThreadPoolExecutor(max_workers=2) as pool:  # numba kernels release the GIL
+    threads = kernel_threads(limit=2) if big >= 2 else 1
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:  # numba kernels release the GIL
             results = list(pool.map(work, jobs))
     else:
         results = [work(j) for j in jobs]

@@ -1,0 +1,39 @@
+"""How many threads one kernel call may use (the kernels that measure or label objects on a
+thread pool of their own, e.g. the per-particle measurements).
+
+Inside a Dask worker's task the answer is 1: the worker's own threads (and the other workers)
+are the parallelism there, and a task that starts a pool of one thread per machine core
+oversubscribes the cores (on 2 cores, 2 one-thread workers measured 1.58× a one-core
+loop instead of about 2×). Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers for the
+same reason. Anywhere else (a direct call, or the local threaded scheduler running one big
+image) it is the cores this process may use, CPU affinity and cgroup quota counted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["in_dask_worker", "kernel_threads"]
+
+
+def in_dask_worker() -> bool:
+    """Whether this code runs in a task of a ``distributed`` worker."""
+    dist = sys.modules.get("distributed")  # not imported: surely not in a worker
+    if dist is None:
+        return False
+    try:
+        dist.get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def kernel_threads(limit: int | None = None) -> int:
+    """Threads for one kernel call: 1 in a Dask worker's task, else the usable cores
+    (``dask.system.cpu_count``), at most ``limit`` when given."""
+    if in_dask_worker():
+        return 1
+    from dask.system import cpu_count
+
+    n = max(1, cpu_count())
+    return n if limit is None else max(1, min(n, int(limit)))
