@@ -114,12 +114,52 @@ def test_interrupted_stage_is_recomputed_and_complete_stages_are_kept(study):
     np.testing.assert_array_equal(st.read_stage(a, "phase").compute(), phase_a)
 
 
+def _labels(store):
+    st = open_store(store, mode="r")
+    return {(i, s): st.read_stage(i, s).compute() for i in st.image_ids() for s in ("labels/cracks", "labels/particles")}
+
+
+# on a cluster, a whole-image task's label arrays are written to the store by the workers
+# (they never come back to the client): the same tables and the same stored labels
 def test_pipeline_on_a_real_local_cluster_equals_threads(study):
     store, _ = study
     t1 = run_study(store, params=PARAMS, scheduler="threads")
+    labels1 = _labels(store)
     t2 = run_study(store, params=PARAMS, scheduler="local", from_stage="sr")
     for name in t1:
         pd.testing.assert_frame_equal(t1[name], t2[name])
+    labels2 = _labels(store)
+    assert labels2.keys() == labels1.keys() and len(labels1) == 4
+    for key, lab in labels1.items():
+        assert lab.max() > 0
+        np.testing.assert_array_equal(labels2[key], lab)
+
+
+def test_whole_image_labels_on_a_cluster_come_back_as_arrays_of_the_workers_result(study):
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    from cathodeflow.measure.describe import whole_image_task
+    from cathodeflow.measure.image import describe_phase
+    from cathodeflow.study.pipeline import _whole_on_cluster
+
+    store, _ = study
+    run_study(store, params=PARAMS, scheduler="threads")
+    st = open_store(store, mode="r")
+    iid = st.image_ids()[0]
+    phase = st.read_stage(iid, "phase").compute()
+    kw = dict(image_id=iid, condition="20C", pixel_size_um=st.pixel_size_um(iid, "phase"), params=PARAMS,
+              keep_labels=True)
+    local = describe_phase(phase, **kw)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        with _whole_on_cluster(whole_image_task(phase, **kw), phase.shape, client) as desc:
+            assert isinstance(desc.crack_labels, da.Array) and isinstance(desc.particle_labels, da.Array)
+            np.testing.assert_array_equal(desc.crack_labels.compute(scheduler=client), local.crack_labels)
+            np.testing.assert_array_equal(desc.particle_labels.compute(scheduler=client), local.particle_labels)
+            pd.testing.assert_frame_equal(desc.particles, local.particles)
+        assert desc.crack_labels is None and desc.particle_labels is None
+        assert not client.futures  # the worker's result released on leaving
 
 
 def test_ingest_refuses_non_string_condition_and_leaves_store_unchanged(study):

@@ -12,6 +12,7 @@ recomputed earlier stage: then it is written whole).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -668,8 +669,6 @@ def _label_image(st, iid, params, client, dcenter):
     under 5 or over 500 px gets a :class:`~cathodeflow.errors.PixelSizeWarning`); both label
     arrays record the parameters of the labels stage and their hash.
     """
-    import contextlib
-
     import dask
 
     from ..config import params_record, warn_marker_radius
@@ -685,12 +684,15 @@ def _label_image(st, iid, params, client, dcenter):
               keep_labels=True)
     # tiled, the label arrays are written to the store from the scratch files (not from
     # workers' memory, which a worker's death would lose), so the scratch stays until they
-    # are; a whole-image task returns them to this process, which writes them
+    # are; a whole-image task on a cluster keeps them there (_whole_on_cluster)
     whole = fits_one_task(phase.shape, params)
-    with contextlib.nullcontext() if whole else Scratch() as scratch:
-        if whole:
-            (desc,) = dask.compute(whole_image_task(phase, **kw), **compute_kw)
+    with contextlib.ExitStack() as stack:
+        if whole and client is not None:
+            desc = stack.enter_context(_whole_on_cluster(whole_image_task(phase, **kw), phase.shape, client))
+        elif whole:
+            (desc,) = dask.compute(whole_image_task(phase, **kw))
         else:
+            scratch = stack.enter_context(Scratch())
             desc = describe_phase_dask(phase, client=client, scratch=scratch, **kw)
         # measured on the raw image at ingest (stores ingested before that: not known)
         frame = ((st.stage_info(iid, "raw") or {}).get("params") or {}).get("frame_fraction")
@@ -704,6 +706,38 @@ def _label_image(st, iid, params, client, dcenter):
                        chunks=chunks, params={"convention": "DESIGN §4.4 item 7", **record},
                        compute_kw=compute_kw)
     _save_partial(st, iid, desc)
+
+
+def _split_labels(desc):
+    """(``desc`` without its label arrays, their dtypes): what a worker sends back."""
+    import dataclasses
+
+    dtypes = (desc.crack_labels.dtype, desc.particle_labels.dtype)
+    return dataclasses.replace(desc, crack_labels=None, particle_labels=None), dtypes
+
+
+@contextlib.contextmanager
+def _whole_on_cluster(task, shape, client):
+    """The description computed by the whole-image ``task`` on the cluster, whose label arrays
+    stay there: they come back as Dask arrays of the task's result (one chunk each), so the
+    workers write their chunks to the store and the labels never pass through this process.
+    On leaving, the result is released and the description loses the two arrays; a worker
+    lost before then is recomputed by the scheduler from the task, like any other."""
+    import dask
+    import dask.array as da
+
+    fut = client.compute(task)
+    desc = None
+    try:
+        desc, dtypes = client.submit(_split_labels, fut, pure=False).result()
+        desc.crack_labels, desc.particle_labels = (
+            da.from_delayed(dask.delayed(getattr, pure=True)(fut, name), shape=tuple(shape), dtype=dt)
+            for name, dt in zip(("crack_labels", "particle_labels"), dtypes))
+        yield desc
+    finally:
+        if desc is not None:
+            desc.crack_labels = desc.particle_labels = None
+        client.cancel(fut)  # copies of the future in the arrays' graphs would keep it alive
 
 
 def current_tables_dir(store) -> Path:
