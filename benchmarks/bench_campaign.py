@@ -11,6 +11,11 @@ Measured, in one run:
 - ``serial``: a plain loop on one core (this process pinned to one CPU): per file
   ``numpy.load`` and :func:`cathodeflow.measure.image.describe_phase` (the per-image kernel
   of the whole-image path), then :func:`cathodeflow.measure.describe.reduce_descriptions`;
+- ``ceiling`` (``--ceiling``): the same loop in ``w`` independent processes at once, each
+  pinned to its own core and given every ``w``-th file (no Dask, no tables compared): what
+  ``w`` cores of this machine give these kernels with no scheduling at all. On a machine
+  whose cores share caches, memory bandwidth or a physical core, it is below ``w`` ×, and no
+  scheduler can beat it;
 - ``cathodeflow.describe(files, scheduler=client)`` on a ``LocalCluster`` of 1 and of 2
   single-threaded worker processes (:func:`cathodeflow.study.cluster.local_cluster`; start-up
   and one warm-up call per path apart), on the whole-image path (one task per image, which
@@ -191,6 +196,38 @@ def serial_loop(paths, conditions, *, params=None, pixel_size_um: float = PIXEL_
                     "reduce_s": t1 - tc}
 
 
+def _pinned_loop(core, paths, conditions, barrier, results):
+    """One process of the ``ceiling`` variant: pinned to ``core``, one untimed file (numba
+    caches, d_center tables), then, once every process is ready, its files."""
+    os.sched_setaffinity(0, {core})
+    serial_loop(paths[:1], conditions[:1])
+    barrier.wait()
+    _, stats = serial_loop(paths, conditions)
+    results.put((core, stats))
+
+
+def parallel_serial_loops(paths, conditions, n: int) -> dict:
+    """``n`` serial loops at once in processes pinned to ``n`` distinct cores of this process's
+    affinity, loop ``k`` on files ``k, k + n, …``. Returns ``wall_s`` (the slowest loop's:
+    they start together), ``kernel_s`` and ``cpu_s`` (sums over the loops)."""
+    import multiprocessing as mp
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < n:
+        raise SystemExit(f"--ceiling: {n} loops need {n} cores, this process may use {len(cores)}")
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_pinned_loop, args=(cores[k], paths[k::n], conditions[k::n], barrier, results))
+             for k in range(n)]
+    for pr in procs:
+        pr.start()
+    stats = [results.get() for _ in procs]
+    for pr in procs:
+        pr.join()
+    return {"wall_s": max(st["wall_s"] for _, st in stats), "kernel_s": sum(st["kernel_s"] for _, st in stats),
+            "cpu_s": sum(st["cpu_s"] for _, st in stats), "cores": [c for c, _ in stats]}
+
+
 def _cpu_seconds() -> float:
     """CPU time (user + system) of the calling process so far, s."""
     import resource
@@ -288,10 +325,12 @@ def summarise(kind: str, stats: dict, *, n_images: int, workers: int | None) -> 
 # --------------------------------------------------------------------------- the run
 def run_campaign(*, images: int, shape=(2048, 2048), chunk_px: int = 1024, workers=(1, 2),
                  paths=("whole", "tiled"), distinct: int = 4, seed: int = 0, radius_px=None, repeat: int = 1,
-                 malloc_trim: bool = False, out: Path | str | None = RESULTS_DIR, log=print) -> dict:
+                 malloc_trim: bool = False, ceiling: bool = False, out: Path | str | None = RESULTS_DIR,
+                 log=print) -> dict:
     """Write the campaign, run the serial loop and every (workers, path) variant
     ``repeat`` times (interleaved: repeat k of each before k + 1 of any), compare the
-    tables, write the JSON (unless ``out`` is None) and return the payload."""
+    tables, write the JSON (unless ``out`` is None) and return the payload. ``ceiling``:
+    also :func:`parallel_serial_loops` on as many cores as the largest cluster has workers."""
     from cathodeflow.study.cluster import DISTRIBUTED_MALLOC_TRIM, local_cluster
     from cathodeflow.study.describe import describe
 
@@ -305,7 +344,7 @@ def run_campaign(*, images: int, shape=(2048, 2048), chunk_px: int = 1024, worke
         "load_start": load_now(),
         "options": {"images": images, "shape": list(shape), "chunk_px": chunk_px, "workers": list(workers),
                     "paths": list(paths), "distinct": distinct, "seed": seed, "repeat": repeat,
-                    "malloc_trim": "distributed's default" if malloc_trim else "off",
+                    "malloc_trim": "distributed's default" if malloc_trim else "off", "ceiling": ceiling,
                     "pixel_size_um": PIXEL_SIZE_UM},
         "runs": [],
     }
@@ -331,6 +370,17 @@ def run_campaign(*, images: int, shape=(2048, 2048), chunk_px: int = 1024, worke
                        read_s=round(stats["read_s"], 3), reduce_s=round(stats["reduce_s"], 3))
             runs.append(row)
             log(f"  serial (core {core}): {row['wall_s']:.2f} s, load {row['load1_after']}")
+            if ceiling:
+                n = max(workers)
+                load = load_now()["load1"]
+                st = parallel_serial_loops(files, conds, n)
+                row = {"variant": "ceiling", "workers": n, "wall_s": round(st["wall_s"], 3),
+                       "images_per_hour": round(3600 * images / st["wall_s"], 1),
+                       "kernel_s": round(st["kernel_s"], 3), "overhead_s": round(st["wall_s"] - st["kernel_s"] / n, 3),
+                       "cpu_s": round(st["cpu_s"], 3), "repeat": rep, "cores": st["cores"],
+                       "load1_before": load, "load1_after": load_now()["load1"]}
+                runs.append(row)
+                log(f"  {n} serial loops on cores {st['cores']}: {row['wall_s']:.2f} s, load {row['load1_after']}")
             for w in workers:
                 t0 = time.perf_counter()
                 with local_cluster(w, malloc_trim_threshold=DISTRIBUTED_MALLOC_TRIM if malloc_trim else None) as client:
@@ -381,13 +431,14 @@ def medians_and_ratios(runs: list[dict]):
             "overhead_s", "lead_s", "tail_s", "cpu_s", "cpu_client_s")
     med = {label: {k: float(np.median([r[k] for r in rows])) for k in keys
                    if all(r.get(k) is not None for r in rows)}
-           | {"n": len(rows), "tables_identical": all(r.get("tables_identical", True) for r in rows)}
+           | {"n": len(rows), "tables_identical": None if label.startswith("ceiling")
+              else all(r.get("tables_identical", True) for r in rows)}
            for label, rows in groups.items()}
     serial = med.get("serial", {}).get("wall_s")
     ratios = {f"serial / {label}": round(serial / m["wall_s"], 3)
               for label, m in med.items() if label != "serial" and serial}
     goals = {k: {"min": GOAL_2_WORKERS, "value": v, "met": v >= GOAL_2_WORKERS}
-             for k, v in ratios.items() if k.endswith(" 2w")}
+             for k, v in ratios.items() if k.endswith(" 2w") and not k.startswith("serial / ceiling")}
     return med, ratios, goals
 
 
@@ -411,7 +462,7 @@ def format_table(payload: dict) -> str:
                      f"{f('overhead_s', '8.2f')} {f('lead_s', '7.2f'):>7s} {f('tail_s', '7.2f'):>7s} "
                      f"{f('cpu_s', '8.2f'):>8s} {f('cpu_client_s', '8.2f'):>8s} "
                      f"{'—' if ratio is None else format(ratio, '7.2f') + '×':>8s} "
-                     f"{'identical' if m['tables_identical'] else 'DIFFER'}")
+                     f"{'—' if m['tables_identical'] is None else 'identical' if m['tables_identical'] else 'DIFFER'}")
     for k, g in payload["goals"].items():
         lines.append(f"goal {k} ≥ {g['min']}×: {g['value']:.2f}× {'met' if g['met'] else 'NOT met'}")
     return "\n".join(lines)
@@ -439,6 +490,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--malloc-trim", choices=("dask", "off"), default="off",
                     help="workers' MALLOC_TRIM_THRESHOLD_: unset as cathodeflow starts them (off, default) "
                          "or distributed's default 65536 (dask)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also run as many pinned serial loops at once as the largest cluster has workers: "
+                         "this machine's parallel ceiling for these kernels")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--no-json", action="store_true")
     args = ap.parse_args(argv)
@@ -449,7 +503,7 @@ def main(argv=None) -> dict:
         ap.error("--images, --distinct, --repeat and --workers must be positive")
     payload = run_campaign(images=args.images, shape=args.shape, chunk_px=args.chunk, workers=args.workers,
                            paths=chosen, distinct=args.distinct, seed=args.seed, radius_px=args.radius_px,
-                           repeat=args.repeat, malloc_trim=args.malloc_trim == "dask",
+                           repeat=args.repeat, malloc_trim=args.malloc_trim == "dask", ceiling=args.ceiling,
                            out=None if args.no_json else args.out)
     print(format_table(payload))
     if "path" in payload:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import dask
 import numpy as np
@@ -148,3 +149,24 @@ def test_main_prints_the_table_and_writes_the_json(tmp_path, capsys):
     assert saved["medians"]["whole 1w"]["tasks_per_image"] == 3.0
     assert "serial / whole 1w" in saved["ratios"] and saved["goals"] == {}
     assert payload["path"] == str(path)
+
+
+def test_ceiling_runs_one_pinned_serial_loop_per_core_on_its_share_of_the_files(campaign, serial):
+    files, conds = campaign
+    st = bc.parallel_serial_loops(files, conds, 2)
+    assert sorted(st["cores"]) == sorted(os.sched_getaffinity(0))[:2]
+    # each loop timed its own files: the kernels' time is split between the two loops
+    assert 0 < st["kernel_s"] < 2 * st["wall_s"] and st["cpu_s"] > 0
+    with pytest.raises(SystemExit, match="--ceiling: 64 loops need 64 cores"):
+        bc.parallel_serial_loops(files, conds, 64)
+
+
+def test_ceiling_row_has_a_ratio_but_no_goal_and_no_table_comparison(tmp_path, capsys):
+    payload = bc.main(["--images", "2", "--shape", "512x512", "--radius-px", "60,90", "--distinct", "1",
+                       "--workers", "2", "--paths", "whole", "--ceiling", "--out", str(tmp_path)])
+    assert {r["variant"] for r in payload["runs"]} == {"serial", "ceiling", "whole"}
+    assert "serial / ceiling 2w" in payload["ratios"] and "serial / whole 2w" in payload["ratios"]
+    assert set(payload["goals"]) == {"serial / whole 2w"}
+    assert payload["medians"]["ceiling 2w"]["tables_identical"] is None
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("ceiling 2w"))
+    assert line.endswith("—")
