@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth-mosaic", help="write a large synthetic mosaic (phase map or SEM image) into a store",
                        description="Write a square synthetic mosaic, made of a few generated tiles repeated, "
                        "straight into a study store chunk by chunk (never whole in memory): a phase map "
-                       "(stage phase, 14.3 nm; `run --from labels` describes it) or an SEM image (stage raw, "
+                       "(stage phase, 14.3 nm; `run` describes it) or an SEM image (stage raw, "
                        "38.5 nm). sparse: tiles framed by background; percolating: by solid, so the solid "
                        "phase is one component across the mosaic.")
     p.add_argument("--store", type=store_arg, required=True, help=_STORE_HELP)

@@ -247,3 +247,30 @@ def test_synth_mosaic_writes_a_percolating_phase_map_chunk_by_chunk(tmp_path, ca
     assert lab[0, 0] == lab[700, 700] == lab[0, 700] == lab[700, 0] != 0
     rc = main(["synth-mosaic", "--store", str(store), "--megapixels", "0.5", "--image-id", "big"])
     assert rc == 2 and "already in the store" in capsys.readouterr().err
+
+
+# a phase map added as such is the input of `run`: its labels and tables are computed, its
+# sr and phase stages are neither computed nor checked against run's phase parameters
+def test_run_describes_a_synthetic_phase_mosaic_as_describe_does(tmp_path, capsys):
+    import pandas as pd
+
+    from cathodeflow.study.describe import describe
+
+    store = tmp_path / "s.zarr"
+    assert main(["synth-mosaic", "--store", str(store), "--megapixels", "0.5", "--tiles", "1",
+                 "--tile-px", "130", "--chunk-size", "256"]) == 0
+    before = open_store(store, mode="r").stage_info("mosaic", "phase")
+    assert main(["run", "--store", str(store), "--scheduler", "threads"]) == 0, capsys.readouterr().err
+    st = open_store(store, mode="r")
+    assert st.stage_info("mosaic", "phase") == before  # not recomputed
+    assert st.stage_info("mosaic", "sr") is None and st.is_complete("mosaic", "labels/particles")
+    phase = st.read_stage("mosaic", "phase").compute()
+    ref = describe([phase], pixel_size_um=0.0143, condition="20C", image_ids=["mosaic"], scheduler="sync")
+    for name in ("particles", "cracks"):
+        got = pd.read_parquet(store / "tables" / f"{name}.parquet")
+        assert len(got) == len(ref[name]) > 0
+        pd.testing.assert_frame_equal(got[ref[name].columns].reset_index(drop=True), ref[name], check_dtype=False)
+    # --from labels and other phase parameters: the given phase map stays as it is
+    assert main(["run", "--store", str(store), "--from", "labels", "--phase-method", "unet",
+                 "--scheduler", "threads"]) == 0, capsys.readouterr().err
+    assert open_store(store, mode="r").stage_info("mosaic", "phase") == before

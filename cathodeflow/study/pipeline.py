@@ -332,13 +332,23 @@ def _stage_state(st, iid, stage: str, params: Params) -> tuple[bool, str | None]
     return True, None
 
 
+def _given_stages(st, iid) -> tuple[str, ...]:
+    """The per-image stages an image was given rather than computed: ``sr`` and ``phase``
+    for a phase map added as such (no raw image, e.g. ``synth-mosaic --kind phase``), whose
+    labels and tables ``run`` computes; none for an image ingested from an SEM file."""
+    if st.stage_info(iid, "raw") is None and st.stage_info(iid, "phase") is not None:
+        return ("sr", "phase")
+    return ()
+
+
 def _plan(st, ids, stages, params: Params, forced: bool) -> tuple[dict[str, list[str]], list[str], set[str]]:
     """Which per-image stages of ``stages`` to compute for each image, one line per image
     whose complete stage is recomputed because the parameters changed (DESIGN §4.1), and the
     images whose first stage to compute is resumed chunk by chunk.
 
     A stage is computed when ``forced``, incomplete, made with other parameters
-    (:data:`~cathodeflow.config.STAGE_PARAMS`), or after a stage that is computed. The first
+    (:data:`~cathodeflow.config.STAGE_PARAMS`), or after a stage that is computed; never
+    when the image was given it (:func:`_given_stages`: its input, not a result). The first
     stage computed is resumed when it is in :data:`RESUMABLE` and computed only because it
     is incomplete (not forced, same parameters); the stages after it are written whole.
     Nothing is written here.
@@ -353,7 +363,10 @@ def _plan(st, ids, stages, params: Params, forced: bool) -> tuple[dict[str, list
     plan, notes, resume = {}, [], set()
     for iid in ids:
         todo: list[str] = []
+        given = _given_stages(st, iid)
         for k, stage in enumerate(STAGES[:-1]):  # "tables" pools all images: every run writes it
+            if stage in given:
+                continue
             complete, changed = _stage_state(st, iid, stage, params)
             if stage not in stages:
                 if k < first and changed:
@@ -445,11 +458,11 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     # recomputed (its input changes): see _plan.
     from ..config import params_record, warn_sr_input
 
-    if "sr" in stages and params.sr_method == "srgan":
-        _check_srgan_inputs(st, ids, params, force_pixel_size)
-    if "phase" in stages and params.phase_method == "unet":
-        _check_unet_inputs(st, ids, params, force_pixel_size)
     plan, notes, resume = _plan(st, ids, stages, params, forced=force or from_stage is not None)
+    if params.sr_method == "srgan" and any("sr" in plan[i] for i in ids):
+        _check_srgan_inputs(st, [i for i in ids if "sr" in plan[i]], params, force_pixel_size)
+    if params.phase_method == "unet" and any("phase" in plan[i] for i in ids):
+        _check_unet_inputs(st, [i for i in ids if "phase" in plan[i]], params, force_pixel_size)
     by_size: dict[float, list[str]] = {}
     for iid in ids:
         if "sr" in plan[iid] and params.sr_method != "none":
