@@ -14,7 +14,8 @@ Modules (import them directly; this package itself does not import Keras, so
   early stopping, best-weights restore, resumable checkpoints) and the U-net and SRGAN fits
   on top of it;
 * :mod:`~cathodeflow.models.registry` — weight files with sha256-checked sidecars and the
-  shipped registry (weights are loaded as weights, never as pickled code).
+  shipped registry (weights are loaded as weights, never as pickled code);
+* :mod:`~cathodeflow.models.threads` — the backend's CPU threads capped in Dask workers.
 
 The code uses only backend-agnostic Keras 3 (``keras.layers``, ``keras.ops``); TensorFlow is
 the default backend and the same code runs with ``KERAS_BACKEND=torch`` or ``jax``.

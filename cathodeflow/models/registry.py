@@ -397,6 +397,9 @@ def _load_kind(name_or_path, kind: str, *, verify: bool, cache: bool):
 
 
 def _build_and_load(config, path: Path, build, what: str):
+    from .threads import cap_threads_in_dask_worker
+
+    cap_threads_in_dask_worker()  # before the backend's runtime starts
     model = build(config)
     try:
         with warnings.catch_warnings():
