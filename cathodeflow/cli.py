@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -293,6 +294,9 @@ def main(argv=None) -> int:
     # TensorFlow's C++ start-up lines on stderr are noise to a user (errors stay one line);
     # set before any worker process starts, which inherits it. A user's own value wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # tifffile logs what it cannot parse ("… contains no pages") before our reader raises
+    # the one-line error that names the file: its own log lines would add a second line
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -168,3 +168,20 @@ def test_stored_pairs_refuse_an_empty_folder_and_blocks_smaller_than_the_crop(tm
     # normalised by the LR block's 0.5/99.5 percentiles
     assert np.percentile(lr, 0.5) == pytest.approx(0.0, abs=1e-6) and np.percentile(lr, 99.5) == pytest.approx(1.0)
     assert provenance[0]["pair_id"] == "high"
+
+
+# outside pytest's log capture (a user's terminal), tifffile's own log line about a file it
+# cannot parse must not come before our one-line error
+def test_an_empty_tiff_gives_one_error_line_in_a_users_terminal(tmp_path):
+    import subprocess
+    import sys
+
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"II*\x00\x00\x00\x00\x00")
+    for args in (["pair", str(junk), str(junk), "--out", str(tmp_path / "pairs")],
+                 ["ingest", str(junk), "--store", str(tmp_path / "s.zarr"), "--condition", "A"]):
+        r = subprocess.run([sys.executable, "-m", "cathodeflow.cli", *args], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr.splitlines() == [f"cathodeflow: error: {junk}: TIFF holds no image"], r.stderr
+    assert not (tmp_path / "pairs").exists() and not (tmp_path / "s.zarr").exists()
