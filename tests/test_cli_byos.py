@@ -204,3 +204,11 @@ def test_files_without_pixel_size_are_refused_in_one_line(tmp_path, capsys):
     code, err = run(capsys, "describe", tmp_path / "a.tif", "--out", tmp_path / "o")
     assert code == 2 and "--pixel-size-um" in err and "\n" not in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_tiff_without_an_image_is_refused_in_one_line_naming_it(tmp_path, capsys):
+    (tmp_path / "empty.tif").write_bytes(b"II*\x00\x00\x00\x00\x00")
+    code, err = run(capsys, "describe", tmp_path / "empty.tif", "--pixel-size-um", ETA,
+                    "--out", tmp_path / "o", "--scheduler", "sync")
+    assert code == 2 and err.strip() == f"cathodeflow: error: {tmp_path / 'empty.tif'}: TIFF holds no image", err
+    assert not (tmp_path / "o").exists()

@@ -195,3 +195,9 @@ def test_the_shipped_registry_is_a_valid_version_1_registry():
     assert doc["version"] == 1 and isinstance(doc["weights"], dict)
     for name, rec in doc["weights"].items():
         assert rec["name"] == name and rec["architecture"]["kind"] in ("unet", "srgan")
+
+
+def test_a_weights_path_that_does_not_exist_is_refused_naming_it(tmp_path):
+    missing = tmp_path / "nope.weights.h5"
+    msg = _one_line_error(lambda: load_unet(missing), "weights file not found")
+    assert str(missing) in msg and "nope.json" in msg

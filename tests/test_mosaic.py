@@ -274,3 +274,8 @@ def test_run_describes_a_synthetic_phase_mosaic_as_describe_does(tmp_path, capsy
     assert main(["run", "--store", str(store), "--from", "labels", "--phase-method", "unet",
                  "--scheduler", "threads"]) == 0, capsys.readouterr().err
     assert open_store(store, mode="r").stage_info("mosaic", "phase") == before
+    # weights that no image uses are still checked (an option has an effect or is refused)
+    capsys.readouterr()
+    assert main(["run", "--store", str(store), "--phase-method", "unet", "--weights",
+                 str(tmp_path / "nope.weights.h5"), "--scheduler", "threads"]) == 2
+    assert "weights file not found" in capsys.readouterr().err

@@ -252,6 +252,8 @@ class _PhaseFile:
         self.path = str(path)
         try:
             self.shape, self.dtype = _header(path)
+        except InputError:
+            raise
         except Exception as e:  # the reader's own message, on one line, with the file name
             raise InputError(f"{path}: cannot read as a phase map ({type(e).__name__}: {e})") from None
         self.ndim = len(self.shape)
@@ -274,6 +276,8 @@ def _header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise InputError(f"{path}: TIFF holds no image")
             series = tif.series[0]
             return tuple(series.shape), np.dtype(series.dtype)
     if suffix == ".npy":

@@ -303,7 +303,10 @@ def resolve_weights(name_or_path: str | Path) -> WeightsRecord:
         if not Path(text).exists():
             raise InputError(f"weights {text!r}: not a registry name (known: {sorted(entries)}) "
                              f"and not a path to a {_SUFFIX} file or its .json sidecar")
-    _, sidecar, _ = _weights_paths(name_or_path)
+    h5, sidecar, _ = _weights_paths(name_or_path)
+    if not h5.exists() and not sidecar.exists():
+        raise InputError(f"{name_or_path}: weights file not found (neither {h5.name} nor its sidecar "
+                         f"{sidecar.name} exists)")
     try:
         d = json.loads(sidecar.read_text())
     except FileNotFoundError:

@@ -459,9 +459,11 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     from ..config import params_record, warn_sr_input
 
     plan, notes, resume = _plan(st, ids, stages, params, forced=force or from_stage is not None)
-    if params.sr_method == "srgan" and any("sr" in plan[i] for i in ids):
+    # the weights are checked whenever their stage is in the run; the pixel sizes of the
+    # images that compute it
+    if "sr" in stages and params.sr_method == "srgan":
         _check_srgan_inputs(st, [i for i in ids if "sr" in plan[i]], params, force_pixel_size)
-    if params.phase_method == "unet" and any("phase" in plan[i] for i in ids):
+    if "phase" in stages and params.phase_method == "unet":
         _check_unet_inputs(st, [i for i in ids if "phase" in plan[i]], params, force_pixel_size)
     by_size: dict[float, list[str]] = {}
     for iid in ids:
