@@ -8,6 +8,8 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _geometry import disc
 
@@ -152,3 +154,37 @@ def test_ls_prints_the_flags_column_once_tables_hold_flags():
     assert lines[2].endswith("2 unmarked, 1 holed") and lines[3].endswith("–")
     summary["images"][0]["flags"] = None  # no tables yet: no flags column
     assert "flags" not in format_summary(summary).splitlines()[1]
+
+
+def test_a_ring_particle_encloses_the_background_of_its_core_and_a_c_shape_does_not():
+    from cathodeflow.measure.image import encloses_background
+
+    yy, xx = np.mgrid[:41, :41]
+    r2 = (yy - 20) ** 2 + (xx - 20) ** 2
+    ring = (r2 <= 18**2) & (r2 > 6**2)
+    phase = ring.astype(np.uint8)  # core: background (S = 0)
+    assert encloses_background(phase, ring)
+    c_shape = ring & ~((yy > 17) & (yy < 23) & (xx > 20))  # a 5-px gap opens the core
+    assert not encloses_background(c_shape.astype(np.uint8), c_shape)
+    cracked_core = phase.copy()
+    cracked_core[r2 <= 6**2] = 2  # a core of crack, not background
+    assert not encloses_background(cracked_core, ring)
+    diagonal = np.zeros((5, 5), bool)  # background joined to the edge only diagonally is enclosed
+    diagonal[1:4, 1:4] = True
+    diagonal[2, 2] = False
+    diagonal[0, 0] = True
+    assert encloses_background(diagonal.astype(np.uint8), diagonal)
+
+
+@given(bits=st.lists(st.booleans(), min_size=12 * 14, max_size=12 * 14),
+       values=st.lists(st.integers(0, 2), min_size=12 * 14, max_size=12 * 14))
+@settings(max_examples=300, deadline=None)
+def test_encloses_background_agrees_with_scipys_fill_holes(bits, values):
+    from scipy import ndimage as ndi
+
+    from cathodeflow.measure.image import encloses_background
+
+    mask = np.array(bits).reshape(12, 14)
+    phase = np.array(values, np.uint8).reshape(12, 14)
+    holes = ndi.binary_fill_holes(mask) & ~mask  # the definition: 4-connected propagation from the edge
+    assert encloses_background(phase, mask) == bool(np.any(holes & (phase == 0)))

@@ -110,8 +110,16 @@ def encloses_background(phase_crop: np.ndarray, mask: np.ndarray) -> bool:
     mask : (h, w) ndarray of bool
         P on the same crop.
     """
-    holes = ndi.binary_fill_holes(mask) & ~mask  # 4-connected background propagation
-    return bool(np.any(holes & (phase_crop == 0)))
+    # the holes of P are the 4-connected components of its complement that do not touch the
+    # crop's edge (what ndi.binary_fill_holes fills; one labelling pass is ~5x faster)
+    out, n = ndi.label(~mask)
+    if n == 0:
+        return False
+    inside = np.ones(n + 1, bool)
+    inside[0] = False
+    for edge in (out[0], out[-1], out[:, 0], out[:, -1]):
+        inside[edge] = False
+    return bool(inside[out[phase_crop == 0]].any())
 
 
 def unmarked_counts(phase: np.ndarray, particle_lab: np.ndarray) -> tuple[int, int]:
