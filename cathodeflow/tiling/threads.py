@@ -3,9 +3,8 @@ thread pool of their own, e.g. the per-particle measurements).
 
 Inside a Dask worker's task the answer is 1: the worker's own threads (and the other workers)
 are the parallelism there, and a task that starts a pool of one thread per machine core
-oversubscribes the cores (on 2 cores, 2 one-thread workers measured 1.58× a one-core
-loop instead of about 2×). Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers for the
-same reason. Anywhere else (a direct call, or the local threaded scheduler running one big
+oversubscribes the cores: with one worker per core, as many threads per task as the node
+has cores. Dask's nanny sets ``OMP_NUM_THREADS=1`` in its workers for the same reason. Anywhere else (a direct call, or the local threaded scheduler running one big
 image) it is the cores this process may use, CPU affinity and cgroup quota counted.
 """
 
