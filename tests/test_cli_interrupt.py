@@ -33,7 +33,8 @@ CLI = [sys.executable, "-m", "cathodeflow.cli"]
 RUN = ["--marker-radius-um", "0.143"]  # 10 px on the sr grid: small particles, fast
 SMALL = dict(shape_lr=(260, 390), r10_um=0.6, r50_um=0.8, r90_um=1.0, crack_intensity_per_um2=1.5)
 STORE_STAGES = ("sr", "phase", "labels/cracks", "labels/particles")
-PROGRESS = re.compile(r"\S+: (sr|phase|labels and measurements) done|tables written to .*")
+PROGRESS = re.compile(r"\S+: (sr|phase|labels and measurements) done|tables written to .*"
+                      r"|Dask dashboard: http://127\.0\.0\.1:\d+/status")
 
 
 @pytest.fixture(scope="module")

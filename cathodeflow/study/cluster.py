@@ -230,7 +230,7 @@ def _dropped_logs(when=None):
 
 
 @contextlib.contextmanager
-def scheduler_context(scheduler=None, *, n_tasks: int = 1):
+def scheduler_context(scheduler=None, *, n_tasks: int = 1, announce=None):
     """Yield a ``distributed.Client`` or ``None`` (then Dask's configured local scheduler).
 
     Parameters
@@ -239,6 +239,9 @@ def scheduler_context(scheduler=None, *, n_tasks: int = 1):
         See the module notes.
     n_tasks : int
         How many independent tasks will run (``None`` starts a cluster only for several).
+    announce : callable, optional
+        Called with one line, ``"Dask dashboard: URL"``, when this context starts or connects
+        to a cluster whose scheduler serves the dashboard (it needs ``bokeh`` there).
 
     Raises
     ------
@@ -249,6 +252,7 @@ def scheduler_context(scheduler=None, *, n_tasks: int = 1):
     if scheduler is None:
         if n_tasks > 1 and n_local_workers() > 1:
             with local_cluster(fallback=True) as client:
+                _announce_dashboard(client, announce)
                 yield client
         else:
             with local_scheduler("threads"):
@@ -267,16 +271,32 @@ def scheduler_context(scheduler=None, *, n_tasks: int = 1):
         # Dask's own "processes" scheduler starts a fresh pool for every compute, and the
         # tiled stages compute several times: a loopback cluster keeps its workers.
         with local_cluster() as client:
+            _announce_dashboard(client, announce)
             yield client
         return
     if "://" in scheduler or ":" in scheduler:
         with connect_scheduler(scheduler) as client:
+            _announce_dashboard(client, announce)
             yield client
         return
     raise InputError(
         f"scheduler: unknown value {scheduler!r}; expected one of {LOCAL_SCHEDULERS}, "
         "'local', an address like tcp://host:8786, or a distributed.Client"
     )
+
+
+def dashboard_link(client) -> str | None:
+    """The address of the Dask dashboard of ``client``'s scheduler, or None when it serves
+    none (the dashboard needs ``bokeh`` where the scheduler runs)."""
+    if client is None or "dashboard" not in (client.scheduler_info().get("services") or {}):
+        return None
+    return client.dashboard_link
+
+
+def _announce_dashboard(client, announce) -> None:
+    link = dashboard_link(client) if announce is not None else None
+    if link:
+        announce(f"Dask dashboard: {link}")
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -119,6 +120,9 @@ def describe(
         Process images larger than ``params.whole_image_px`` as Dask arrays with square
         chunks of this edge (tiled path); an image of one chunk is processed whole, in one
         task (the same tables).
+    progress : bool
+        On standard error: a progress bar, and the Dask dashboard's address when a cluster
+        started or reached here serves one.
     phase_values : sequence of int, shape (3,)
         The stored values (B, S, C) meaning background, solid, crack in ``phases``, mapped
         to S = 0, 1, 2 as each map is read (per chunk for lazy input; default ``(0, 1, 2)``;
@@ -178,7 +182,8 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
             arr, tiled = (arr if isinstance(arr, np.ndarray) else tiled), None
         work.append((tiled, arr, kw))
 
-    with scheduler_context(scheduler, n_tasks=len(work)) as client:
+    announce = (lambda line: print(line, file=sys.stderr)) if progress else None
+    with scheduler_context(scheduler, n_tasks=len(work), announce=announce) as client:
         out = []
         whole = [(i, arr, kw) for i, (tiled, arr, kw) in enumerate(work) if tiled is None]
         if whole:

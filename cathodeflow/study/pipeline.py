@@ -476,7 +476,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
         return stage in plan[iid]
 
     chunks = (params.chunk_px, params.chunk_px)  # of every stage this run writes
-    with scheduler_context(scheduler, n_tasks=len(ids)) as client:
+    with scheduler_context(scheduler, n_tasks=len(ids), announce=say if progress else None) as client:
         for note in notes:
             say(note)
         for iid in ids:  # the first write of this run (the scheduler is up)
