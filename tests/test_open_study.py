@@ -267,3 +267,18 @@ def test_import_cathodeflow_is_light_and_dir_lists_describe_and_open_study():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[:2] == ["[] True True", "True"]
+
+
+def test_overlay_of_an_image_added_as_a_phase_map_draws_on_the_phase_map(tmp_path):
+    from cathodeflow.cli import main
+
+    store = tmp_path / "m.zarr"
+    assert main(["synth-mosaic", "--store", str(store), "--megapixels", "0.3", "--tiles", "1", "--tile-px", "130"]) == 0
+    assert main(["run", "--store", str(store), "--scheduler", "threads"]) == 0
+    tree = cathodeflow.open_study(store)
+    ax = tree.cathode.overlay("mosaic")
+    phase = open_store(store, mode="r").read_stage("mosaic", "phase").compute()
+    np.testing.assert_array_equal(ax.images[0].get_array(), phase)  # the background is S
+    assert len(ax.images) == 3 and "phase + particles, cracks" in ax.get_title(loc="left")
+    with pytest.raises(InputError, match="no complete 'sr'"):
+        tree.cathode.overlay("mosaic", image="sr")

@@ -176,7 +176,7 @@ class CathodeAccessor:
 
     # ------------------------------------------------------------------ images
 
-    def overlay(self, image_id: str, *, image: str = "sr", labels=("particles", "cracks"),
+    def overlay(self, image_id: str, *, image: str | None = None, labels=("particles", "cracks"),
                 style: str = "outline", y: slice | None = None, x: slice | None = None,
                 alpha: float = 0.45, seed: int = 0, ax=None):
         """An image of the study with its label images drawn over it, in µm.
@@ -185,8 +185,9 @@ class CathodeAccessor:
         ----------
         image_id : str
             An image of the tree (``tree["images"]``).
-        image : str
-            The background array: ``"sr"`` (default), ``"raw"`` or ``"phase"``.
+        image : str, optional
+            The background array: ``"sr"``, ``"raw"`` or ``"phase"``; default ``"sr"``, or
+            ``"phase"`` for an image added as a phase map (no ``sr``).
         labels : sequence of str
             Label arrays to draw, from ``"particles"`` and ``"cracks"`` (eq. 8–10, eq. 2),
             drawn in this order.
@@ -219,6 +220,8 @@ class CathodeAccessor:
         if isinstance(alpha, bool) or not (isinstance(alpha, (int, float)) and 0 < alpha <= 1):
             raise InputError(f"overlay alpha must be a number in (0, 1]; got {alpha!r}")
         labels = [labels] if isinstance(labels, str) else list(labels)
+        if image is None:
+            image = "phase" if "sr" not in ds.data_vars and "phase" in ds.data_vars else "sr"
         for name, allowed in [(image, ("sr", "raw", "phase"))] + [(n, ("particles", "cracks")) for n in labels]:
             if name not in allowed:
                 raise InputError(f"overlay: {name!r} is not one of {', '.join(allowed)}")
