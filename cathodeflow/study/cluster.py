@@ -249,10 +249,20 @@ def scheduler_context(scheduler=None, *, n_tasks: int = 1, announce=None):
         An unknown name, or an address where no Dask scheduler answers within
         :data:`SCHEDULER_TIMEOUT_S` (nothing listening, another kind of server, no route).
     """
+    with _open_scheduler(scheduler, n_tasks) as client:
+        if announce is not None and client is not None and client is not scheduler:  # started or reached here
+            link = dashboard_link(client)
+            if link:
+                announce(f"Dask dashboard: {link}")
+        yield client
+
+
+@contextlib.contextmanager
+def _open_scheduler(scheduler, n_tasks: int):
+    """:func:`scheduler_context` without the announcement."""
     if scheduler is None:
         if n_tasks > 1 and n_local_workers() > 1:
             with local_cluster(fallback=True) as client:
-                _announce_dashboard(client, announce)
                 yield client
         else:
             with local_scheduler("threads"):
@@ -271,12 +281,10 @@ def scheduler_context(scheduler=None, *, n_tasks: int = 1, announce=None):
         # Dask's own "processes" scheduler starts a fresh pool for every compute, and the
         # tiled stages compute several times: a loopback cluster keeps its workers.
         with local_cluster() as client:
-            _announce_dashboard(client, announce)
             yield client
         return
     if "://" in scheduler or ":" in scheduler:
         with connect_scheduler(scheduler) as client:
-            _announce_dashboard(client, announce)
             yield client
         return
     raise InputError(
@@ -291,12 +299,6 @@ def dashboard_link(client) -> str | None:
     if client is None or "dashboard" not in (client.scheduler_info().get("services") or {}):
         return None
     return client.dashboard_link
-
-
-def _announce_dashboard(client, announce) -> None:
-    link = dashboard_link(client) if announce is not None else None
-    if link:
-        announce(f"Dask dashboard: {link}")
 
 
 @contextlib.contextmanager
