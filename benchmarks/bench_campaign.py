@@ -251,7 +251,8 @@ def dask_run(client, paths, conditions, *, chunk_px, whole_image_px=None, params
     the scheduler saw. Returns (tables, stats): ``wall_s``; ``graphs`` and ``tasks``
     submitted; ``compute_s`` (sum of the tasks' compute time on the workers) and its
     ``by_prefix`` breakdown (largest first); ``transfer_s``; ``lead_s`` (call → first task
-    start) and ``tail_s`` (last task end → return); ``cpu_workers_s`` (CPU time of all
+    start) and ``tail_s`` (last task end → return; task times carry distributed's estimate
+    of each worker's clock offset, so either can come out a fraction of a second below 0); ``cpu_workers_s`` (CPU time of all
     workers) and ``cpu_client_s`` (of this process: client and scheduler)."""
     from distributed import get_task_stream
     from distributed.utils import key_split

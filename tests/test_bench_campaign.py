@@ -103,7 +103,10 @@ def test_dask_runs_give_the_serial_tables_and_count_every_task_once(client, camp
     assert_tables_equal(serial[0], tables)
     # the scheduler's count of submitted tasks equals the workers' record of tasks run
     assert stats["tasks"] == stats["tasks_run"] > 0
-    assert 0 < stats["compute_s"] and stats["lead_s"] >= 0 and stats["tail_s"] >= 0
+    # lead and tail compare the client's clock with task times that distributed shifts by its
+    # estimate of each worker's clock offset (from heartbeat round trips): on a loaded
+    # machine that estimate can be off by a heartbeat's latency (-0.15 s seen), not seconds
+    assert 0 < stats["compute_s"] and stats["lead_s"] >= -0.5 and stats["tail_s"] >= -0.5
     if chunk is None:
         # whole-image path: one graph; per image the read-and-check of its one chunk, Dask's
         # finalize of that array, and describe_phase
