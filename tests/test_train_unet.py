@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from cathodeflow.errors import InputError
-from cathodeflow.study.train_unet import (Sample, TrainUNetConfig, augment, degrade, load_train_config,
-                                          sr_weights_arg, validation_batches)
+from cathodeflow.study.train_unet import (Sample, TrainUNetConfig, _batch, augment, degrade, load_train_config,
+                                          lr_grid_noise, sr_weights_arg, validation_batches)
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "cathodeflow" / "models" / "weights"
 V2_RECIPE = WEIGHTS_DIR / "unet-small-v2.train.toml"
@@ -73,6 +73,50 @@ def test_v2_recipe_loads_its_degradation_keys_into_the_recorded_config():
     rec = cfg.to_dict()
     assert (rec["noise_min"], rec["noise_max"], rec["poisson_prob"], rec["contrast_min"], rec["blur_prob"]) == (
         0.005, 0.25, 0.5, 0.3, 0.3)
+
+
+def _power_above(x: np.ndarray, f_cut: float) -> float:
+    """Share of the power of ``x`` (mean removed) at spatial frequencies above ``f_cut``
+    (cycles per pixel) along either axis."""
+    p = np.abs(np.fft.fft2(x - x.mean())) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(x.shape[0]), np.fft.fftfreq(x.shape[1]), indexing="ij")
+    return float(p[(np.abs(fy) > f_cut) | (np.abs(fx) > f_cut)].sum() / p.sum())
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (97, 300)])
+def test_lr_grid_noise_is_band_limited_to_the_low_res_grid_unlike_white_noise(shape):
+    """Noise drawn on the 38.5 nm grid and interpolated by 35/13 keeps little power above that
+    grid's Nyquist frequency (13/70 cycles per 14.3 nm px: about a tenth, the cubic kernel's
+    leakage; at most 16 % in 50 draws of 64² to 256²); white noise has 1 − (13/35)² ≈ 86 % of
+    its power there."""
+    rng = np.random.default_rng(0)
+    f_lr = 0.5 * 13 / 35
+    n = lr_grid_noise(shape, rng)
+    assert n.shape == shape and n.dtype == np.float32
+    assert 0.6 < n.std() < 1.0  # cubic interpolation averages neighbours: per-pixel σ below 1
+    assert _power_above(n, f_lr) < 0.2
+    assert _power_above(rng.standard_normal(shape), f_lr) > 0.8
+
+
+def test_noise_on_lr_grid_reaches_sr_crops_only_and_is_read_from_the_recipe():
+    cfg = TrainUNetConfig(noise_min=0.1, noise_max=0.1, contrast_min=1.0, blur_prob=0.0, noise_on_lr_grid=True)
+    flat = np.full((128, 128), 0.5, np.float32)
+    rng = np.random.default_rng(6)
+    f_lr = 0.5 * 13 / 35
+    assert _power_above(degrade(flat, rng, cfg, lr_grid=True), f_lr) < 0.2
+    assert _power_above(degrade(flat, rng, cfg), f_lr) > 0.8
+    # through _batch: a crop's noise follows its sample's source
+    img, lab = _two_level((128, 128))
+    img[:] = 0.5
+    for source, band_limited in [("sr", True), ("hr", False)]:
+        samples = [Sample(image=img, phase=lab, family="classic", source=source)]
+        x, _ = _batch(samples, np.random.default_rng(7), 128, 4, cfg, 16)
+        shares = [_power_above(v[..., 0], f_lr) for v in x]
+        assert all((s < 0.2) if band_limited else (s > 0.8) for s in shares), (source, shares)
+    assert load_train_config(WEIGHTS_DIR / "unet-small-v12.train.toml").noise_on_lr_grid is True
+    assert TrainUNetConfig().noise_on_lr_grid is False
+    with pytest.raises(InputError, match="noise_on_lr_grid must be true or false"):
+        TrainUNetConfig(noise_on_lr_grid=1)
 
 
 def _two_level(shape=(64, 64)):

@@ -78,6 +78,12 @@ class TrainUNetConfig:
         log-uniformly in [contrast_min, 1] (before the noise); default 1 (off).
     blur_prob : share of crops blurred after the noise (Gaussian, σ 0.5–1.5 px: correlated
         noise as in an interpolated low-resolution image); default 0.
+    noise_on_lr_grid : the added noise of a crop of the SR stage's output is drawn on the
+        low-resolution grid (38.5 nm, 13/35 of the crop's side) and brought to the crop's
+        grid by the baseline SR stage's cubic interpolation, as an acquisition's noise
+        reaches the network in ``run``: blobs of about 35/13 px that look like short dark
+        lines, where white noise would be per pixel. σ is the low-resolution noise's σ.
+        High-res crops keep white noise. Default False (white noise on every crop).
     degrade_prob : share of training crops that go through :func:`degrade` at all (the rest
         keep the renderer's own noise); default 1. Below 1 the network keeps seeing clean
         crops, so a wide degradation need not cost accuracy on clean input.
@@ -110,6 +116,7 @@ class TrainUNetConfig:
     poisson_prob: float = 0.0
     contrast_min: float = 1.0
     blur_prob: float = 0.0
+    noise_on_lr_grid: bool = False
     degrade_prob: float = 1.0
     val_degraded: bool = False
     seed: int = 0
@@ -132,6 +139,9 @@ class TrainUNetConfig:
         if not (0 < self.noise_min <= self.noise_max or self.noise_min == self.noise_max == 0):
             raise InputError(f"training.noise_min, noise_max must satisfy 0 < noise_min <= noise_max (or both 0), "
                              f"got {self.noise_min}, {self.noise_max}")
+        for k in ("augment", "noise_on_lr_grid", "val_degraded"):
+            if not isinstance(getattr(self, k), bool):
+                raise InputError(f"training.{k} must be true or false, got {getattr(self, k)!r}")
         if not 0 < self.contrast_min <= 1:
             raise InputError(f"training.contrast_min must be in (0, 1], got {self.contrast_min}")
         object.__setattr__(self, "shape_lr", tuple(int(v) for v in self.shape_lr))
@@ -245,19 +255,22 @@ def _log_uniform(rng, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if lo < hi else float(lo)
 
 
-def degrade(x: np.ndarray, rng, cfg: TrainUNetConfig) -> np.ndarray:
+def degrade(x: np.ndarray, rng, cfg: TrainUNetConfig, *, lr_grid: bool = False) -> np.ndarray:
     """A low-dose / low-contrast acquisition of a normalised image (not normalised again).
 
     Contrast compressed toward the mean by c ~ log-U[``cfg.contrast_min``, 1], then noise
-    σ·n with σ ~ log-U[``cfg.noise_min``, ``cfg.noise_max``] and n standard normal, scaled by
-    sqrt(max(x, 0) / 0.5) with probability ``cfg.poisson_prob`` (shot noise; σ at mid-grey),
-    then a Gaussian blur of σ 0.5–1.5 px with probability ``cfg.blur_prob``.
+    σ·n with σ ~ log-U[``cfg.noise_min``, ``cfg.noise_max``] and n standard normal (or, with
+    ``lr_grid``, :func:`lr_grid_noise`), scaled by sqrt(max(x, 0) / 0.5) with probability
+    ``cfg.poisson_prob`` (shot noise; σ at mid-grey), then a Gaussian blur of σ 0.5–1.5 px
+    with probability ``cfg.blur_prob``.
 
     Parameters
     ----------
     x : (H, W) float array, normalised intensities
     rng : numpy Generator
     cfg : :class:`TrainUNetConfig`
+    lr_grid : the noise is drawn on the low-resolution grid and interpolated by the baseline
+        SR stage (for crops of the SR stage's output).
 
     Returns
     -------
@@ -267,7 +280,8 @@ def degrade(x: np.ndarray, rng, cfg: TrainUNetConfig) -> np.ndarray:
     m = float(x.mean())
     x = m + (x - m) * _log_uniform(rng, cfg.contrast_min, 1.0)
     if cfg.noise_max > 0:
-        n = _log_uniform(rng, cfg.noise_min, cfg.noise_max) * rng.standard_normal(x.shape, dtype=np.float32)
+        sd = _log_uniform(rng, cfg.noise_min, cfg.noise_max)
+        n = sd * (lr_grid_noise(x.shape, rng) if lr_grid else rng.standard_normal(x.shape, dtype=np.float32))
         if rng.random() < cfg.poisson_prob:
             n *= np.sqrt(np.clip(x, 0.0, None) / 0.5)
         x = x + n
@@ -278,16 +292,34 @@ def degrade(x: np.ndarray, rng, cfg: TrainUNetConfig) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def augment(img: np.ndarray, lab: np.ndarray, rng, cfg: TrainUNetConfig) -> tuple[np.ndarray, np.ndarray]:
+def lr_grid_noise(shape, rng) -> np.ndarray:
+    """Unit-variance white noise on the low-resolution grid (13/35 of ``shape``, rounded up
+    to whole 13-px blocks) brought to ``shape`` by the baseline SR stage
+    (:func:`cathodeflow.stages.superres.superres_baseline`, cubic convolution by 35/13): the
+    noise of a low-resolution acquisition as the network sees it after ``run``'s SR stage
+    (spatially correlated over about 35/13 px, per-pixel σ a little below 1)."""
+    from ..config import SR_DEN, SR_NUM
+    from ..stages.superres import superres_baseline
+
+    lr = [-(-int(n) * SR_DEN // SR_NUM) for n in shape]  # low-res pixels covering the crop
+    lr = [max(1, -(-v // SR_DEN)) * SR_DEN for v in lr]  # whole 13-px blocks
+    up = superres_baseline(rng.standard_normal(lr, dtype=np.float32))
+    return np.ascontiguousarray(up[: shape[0], : shape[1]], dtype=np.float32)
+
+
+def augment(img: np.ndarray, lab: np.ndarray, rng, cfg: TrainUNetConfig, *, sr: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Flips, 90° rotations, gamma, :func:`degrade`, normalisation as in ``run``, then a small
-    contrast and brightness jitter (labels move with pixels); (H, W) each, or (W, H)."""
+    contrast and brightness jitter (labels move with pixels); (H, W) each, or (W, H). ``sr``:
+    the crop is of the SR stage's output (its noise is drawn on the low-resolution grid when
+    ``cfg.noise_on_lr_grid``)."""
     k = int(rng.integers(0, 4))
     img, lab = np.rot90(img, k), np.rot90(lab, k)
     if rng.random() < 0.5:
         img, lab = img[:, ::-1], lab[:, ::-1]
     x = np.clip(img, 0.0, 1.0) ** float(np.exp(rng.normal(0.0, 0.25)))
     if cfg.degrade_prob >= 1 or rng.random() < cfg.degrade_prob:  # no draw at 1: older runs replay
-        x = degrade(x, rng, cfg)
+        x = degrade(x, rng, cfg, lr_grid=sr and cfg.noise_on_lr_grid)
     x = _normalise(x)
     x = (x - 0.5) * float(np.exp(rng.normal(0.0, 0.2))) + 0.5 + float(rng.normal(0.0, 0.08))
     return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(lab)
@@ -306,9 +338,10 @@ def _batch(samples, rng, crop, size, aug_cfg, multiple, sr_fraction=0.5):
     unless it is None."""
     xs, ys = [], []
     for _ in range(size):
-        img, lab = _crop(_pick(samples, rng, sr_fraction), rng, crop)
+        sample = _pick(samples, rng, sr_fraction)
+        img, lab = _crop(sample, rng, crop)
         if aug_cfg is not None:
-            img, lab = augment(img, lab, rng, aug_cfg)
+            img, lab = augment(img, lab, rng, aug_cfg, sr=sample.source == "sr")
         xs.append(img)
         ys.append(lab)
     h = min(x.shape[0] for x in xs) // multiple * multiple
