@@ -19,7 +19,9 @@ the true high-res image (both normalised with the low-res image's 0.5/99.5 perce
 range 1, a 16-px border left out);
 (b) and (c) with what ``run`` does to Ŷ: smoothed by σ
 (:attr:`cathodeflow.config.Params.prob_sigma_um`), then eq. 7 with hysteresis
-(:attr:`~cathodeflow.config.Params.crack_threshold_low`); ``-eq7``: eq. 7 alone, as in the paper.
+(:attr:`~cathodeflow.config.Params.crack_threshold_low`), then the smallest crack components
+dropped (:attr:`~cathodeflow.config.Params.min_crack_area_um2`); ``-eq7``: eq. 7 alone, as in
+the paper.
 
 Metrics per image (then the median over images, and λ/ρ pooled per family):
 
@@ -48,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cathodeflow.config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_PROB_SIGMA_UM
+from cathodeflow.config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_MIN_CRACK_AREA_UM2, DEFAULT_PROB_SIGMA_UM
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("classical", "classical-hr", "unet-sr-eq7", "unet-sr", "unet-hr-eq7", "unet-hr")
@@ -134,11 +136,12 @@ def score_image(pred: np.ndarray, truth_phase: np.ndarray, truth_particles, *, e
 
 
 def evaluate(*, n_images: int, shape_lr, weights, families, geometry: str = "classic", seed: int = 424242,
-             sr_weights=None, t_low: float = DEFAULT_CRACK_THRESHOLD_LOW, sigma_um: float = DEFAULT_PROB_SIGMA_UM, log=print):
+             sr_weights=None, t_low: float = DEFAULT_CRACK_THRESHOLD_LOW, sigma_um: float = DEFAULT_PROB_SIGMA_UM,
+             min_crack_area_um2: float = DEFAULT_MIN_CRACK_AREA_UM2, log=print):
     from cathodeflow.config import Params
     from cathodeflow.stages.phases import phase_from_probabilities, segment_phases_baseline
     from cathodeflow.stages.superres import superres_baseline
-    from cathodeflow.stages.unet import UNetSetup, unet_probabilities
+    from cathodeflow.stages.unet import UNetSetup, min_crack_px, unet_probabilities
     from cathodeflow.synth.training import make_training_pair
 
     params = Params()
@@ -169,7 +172,8 @@ def evaluate(*, n_images: int, shape_lr, weights, families, geometry: str = "cla
                 preds["classical-srgan"] = segment_phases_baseline(images["srgan"], pixel_size_um=eta)
             for src in srcs:
                 preds[f"unet-{src}-eq7"] = phase_from_probabilities(prob[src], t)
-                preds[f"unet-{src}"] = phase_from_probabilities(prob[src], t, t_low=t_low, sigma_px=sigma_um / eta)
+                preds[f"unet-{src}"] = phase_from_probabilities(prob[src], t, t_low=t_low, sigma_px=sigma_um / eta,
+                                                                min_crack_px=min_crack_px(min_crack_area_um2, eta))
             preds["truth"] = pair.phase
             for m, pred in preds.items():
                 per[m].append(score_image(pred, pair.phase, pair.particles, eta=eta, params=params))
@@ -231,6 +235,8 @@ def main(argv=None) -> int:
                    help=f"t_low of the hysteresis (default {DEFAULT_CRACK_THRESHOLD_LOW})")
     p.add_argument("--sigma-um", type=float, default=DEFAULT_PROB_SIGMA_UM,
                    help=f"σ (µm) of the smoothing of Ŷ (default {DEFAULT_PROB_SIGMA_UM})")
+    p.add_argument("--min-crack-area-um2", type=float, default=DEFAULT_MIN_CRACK_AREA_UM2,
+                   help=f"largest crack component dropped, µm² (default {DEFAULT_MIN_CRACK_AREA_UM2})")
     p.add_argument("--train-families", action="store_true", help="also score the training families")
     p.add_argument("--no-json", action="store_true")
     args = p.parse_args(argv)
@@ -238,7 +244,8 @@ def main(argv=None) -> int:
     fams = tuple(FAMILIES_HELD_OUT) + (tuple(FAMILIES_TRAIN) if args.train_families else ())
     t0 = time.perf_counter()
     res = evaluate(n_images=args.images, shape_lr=shape, weights=args.weights, families=fams, geometry=args.geometry,
-                   sr_weights=args.sr_weights, t_low=args.t_low, sigma_um=args.sigma_um)
+                   sr_weights=args.sr_weights, t_low=args.t_low, sigma_um=args.sigma_um,
+                   min_crack_area_um2=args.min_crack_area_um2)
     table = format_table(res, FAMILIES_HELD_OUT)
     print(table)
     if not args.no_json:
@@ -253,7 +260,8 @@ def main(argv=None) -> int:
             "benchmark": "segmentation_quality", "utc": stamp, "machine": platform.processor() or platform.machine(),
             "cathodeflow": __version__, "weights": args.weights, "weights_sha256": setup.sha256,
             "sr_weights": args.sr_weights,
-            "crack_threshold": setup.crack_threshold, "crack_threshold_low": args.t_low, "prob_sigma_um": args.sigma_um, "images_per_family": args.images, "shape_lr": shape, "geometry": args.geometry,
+            "crack_threshold": setup.crack_threshold, "crack_threshold_low": args.t_low, "prob_sigma_um": args.sigma_um,
+            "min_crack_area_um2": args.min_crack_area_um2, "images_per_family": args.images, "shape_lr": shape, "geometry": args.geometry,
             "families_held_out": list(FAMILIES_HELD_OUT), "results": res,
             "seconds": round(time.perf_counter() - t0, 1),
         }, indent=1))

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from .config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_MIN_CRACK_AREA_UM2, DEFAULT_PROB_SIGMA_UM
 from .errors import CathodeflowError, one_line
 from .io.location import store_arg
 
@@ -207,10 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="t of eq. 7 (default: the t calibrated for the weights)")
     g.add_argument("--crack-threshold-low", type=float,
                    help="t_low of the hysteresis variant of eq. 7: pixels with Ŷ3 ≥ t_low connected to "
-                        "a pixel with Ŷ3 ≥ t are crack too (default 0.3; 1 = eq. 7 alone)")
+                        f"a pixel with Ŷ3 ≥ t are crack too (default {DEFAULT_CRACK_THRESHOLD_LOW:g}; "
+                        "1 = eq. 7 alone)")
     g.add_argument("--prob-sigma-um", type=float,
-                   help="σ (µm) of a Gaussian smoothing of Ŷ before eq. 7 (default 0.0143 = 1 px at "
-                        "14.3 nm; 0 = none)")
+                   help=f"σ (µm) of a Gaussian smoothing of Ŷ before eq. 7 (default {DEFAULT_PROB_SIGMA_UM:g}"
+                        "; 0 = none)")
+    g.add_argument("--min-crack-area-um2", type=float,
+                   help="crack components of at most this area (µm²) in the U-net's phase map become solid "
+                        f"or background (default {DEFAULT_MIN_CRACK_AREA_UM2:g}; 0 = none)")
     g.add_argument("--force", action="store_true",
                    help="resample images whose pixel size is far from the U-net's, or super-resolve images "
                         "far from the SRGAN's (refused otherwise)")
@@ -395,7 +400,8 @@ def _dispatch(args):
         params = _params(args).replace(phase_method=args.phase_method, unet_weights=args.unet_weights,
                                        crack_threshold=args.crack_threshold,
                                        crack_threshold_low=args.crack_threshold_low,
-                                       prob_sigma_um=args.prob_sigma_um, sr_method=args.sr_method,
+                                       prob_sigma_um=args.prob_sigma_um,
+                                       min_crack_area_um2=args.min_crack_area_um2, sr_method=args.sr_method,
                                        sr_weights=args.sr_weights)
         if args.force and params.phase_method != "unet" and params.sr_method != "srgan":
             raise CathodeflowError("--force applies to --phase-method unet (it lets the U-net resample "

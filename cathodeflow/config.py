@@ -30,6 +30,8 @@ SR_METHODS = ("baseline", "srgan", "none")
 DEFAULT_CRACK_THRESHOLD_LOW = 0.3
 #: Default σ (µm) of the Gaussian smoothing of Ŷ before eq. 7 (``Params.prob_sigma_um``): 1 px at η.
 DEFAULT_PROB_SIGMA_UM = 0.0143
+#: Default largest crack component (µm²) the U-net's phase map drops (``Params.min_crack_area_um2``).
+DEFAULT_MIN_CRACK_AREA_UM2 = 0.0
 #: Super-resolution factor of the paper (s2/s1 = 38.5 nm / 14.3 nm).
 SR_NUM, SR_DEN = 35, 13
 #: Pixel sizes outside this range (µm: 0.1 nm to 10 µm) are refused as a unit slip.
@@ -76,6 +78,11 @@ class Params:
         paper), in µm: it smooths the ragged edges of the crack phase, whose every bump
         would otherwise become a skeleton branch and so a crack of its own (eq. 2).
         None (default) = :data:`DEFAULT_PROB_SIGMA_UM` (1 px at η); 0 = no smoothing.
+    min_crack_area_um2 : after eq. 7 (and the hysteresis), crack components (8-connected) of
+        at most this area (µm², ``floor(area / η²)`` pixels) go back to solid or background
+        as eq. 7 gives them without the crack channel (not in the paper): specks and short
+        fragments that would each count as a crack in λ. None (default) =
+        :data:`DEFAULT_MIN_CRACK_AREA_UM2`; 0 = none.
     chunk_px : edge of the square Dask chunks for tiled stages; ``run`` stores the stages it
         writes with chunks of this edge (the next stage is tiled on them).
     unet_tile_px : edge of the U-net's output tiles; each is computed from a window one
@@ -113,6 +120,7 @@ class Params:
     crack_threshold: float | None = None
     crack_threshold_low: float | None = None
     prob_sigma_um: float | None = None
+    min_crack_area_um2: float | None = None
     chunk_px: int = 2048
     unet_tile_px: int = 1024
     whole_image_px: int = 2**25
@@ -154,13 +162,15 @@ class Params:
                 raise InputError(f"{k} must be in [0, 1], got {v}")
         if self.prob_sigma_um is not None and not 0 <= self.prob_sigma_um < 1:
             raise InputError(f"prob_sigma_um must be in [0, 1) µm, got {self.prob_sigma_um}")
+        if self.min_crack_area_um2 is not None and not 0 <= self.min_crack_area_um2 < 100:
+            raise InputError(f"min_crack_area_um2 must be in [0, 100) µm², got {self.min_crack_area_um2}")
         if isinstance(self.unet_tile_px, bool) or not isinstance(self.unet_tile_px, int) or self.unet_tile_px < 16:
             raise InputError(f"unet_tile_px must be an integer >= 16, got {self.unet_tile_px!r}")
         if self.phase_method not in PHASE_METHODS:
             raise InputError(f"phase_method must be one of {PHASE_METHODS}, got {self.phase_method!r}")
         if self.phase_method != "unet":
-            used = [k for k in ("unet_weights", "crack_threshold", "crack_threshold_low", "prob_sigma_um")
-                    if getattr(self, k) is not None]
+            used = [k for k in ("unet_weights", "crack_threshold", "crack_threshold_low", "prob_sigma_um",
+                                "min_crack_area_um2") if getattr(self, k) is not None]
             if used:
                 raise InputError(f"{', '.join(used)} set, but phase_method is {self.phase_method!r}: "
                                  "they apply to phase_method = 'unet' (--phase-method unet)")
@@ -205,7 +215,8 @@ class Params:
 #: reaches it; its Parquet metadata records the parameters of all stages.)
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "sr": ("sr_method", "sr_weights"),
-    "phase": ("phase_method", "unet_weights", "crack_threshold", "crack_threshold_low", "prob_sigma_um"),
+    "phase": ("phase_method", "unet_weights", "crack_threshold", "crack_threshold_low", "prob_sigma_um",
+              "min_crack_area_um2"),
     "labels": ("marker_radius_um", "min_crack_d_factor", "min_particle_area_um2",
                "r10_um", "r50_um", "r90_um", "bins", "stereology_models"),
     "tables": ("lambda_pristine_per_um2",),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from _unet import TINY_ARCH, tiny_weights
 
-from cathodeflow.config import Params
+from cathodeflow.config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_MIN_CRACK_AREA_UM2, DEFAULT_PROB_SIGMA_UM, Params
 from cathodeflow.io.sem import write_tiff
 from cathodeflow.io.store import open_store
 from cathodeflow.stages.phases import phase_from_probabilities
@@ -57,12 +57,17 @@ def test_unet_stage_stores_float16_probabilities_and_the_phase_of_eq7_with_hyste
     sr = st.read_stage("a", "sr")
     assert prob.dtype == np.float16 and prob.shape == (3,) + sr.shape == (3,) + phase.shape
     np.testing.assert_allclose(prob.astype(np.float32).sum(0), 1.0, atol=3e-3)
-    assert np.array_equal(phase, phase_from_probabilities(prob.transpose(1, 2, 0), 0.4, t_low=0.3,
-                                                           sigma_px=1.0))
+    eta = st.pixel_size_um("a", "phase")
+    min_px = int(DEFAULT_MIN_CRACK_AREA_UM2 / eta**2 * (1 + 1e-9))
+    assert np.array_equal(phase, phase_from_probabilities(
+        prob.transpose(1, 2, 0), 0.4, t_low=min(0.4, DEFAULT_CRACK_THRESHOLD_LOW), sigma_px=DEFAULT_PROB_SIGMA_UM / eta,
+        min_crack_px=min_px))
     info = st.stage_info("a", "phase")
     sha = resolve_weights(weights).sha256
     assert info["weights_sha256"] == sha and info["params"]["crack_threshold"] == 0.4
-    assert info["params"]["crack_threshold_low"] == 0.3 and info["params"]["prob_sigma_px"] == pytest.approx(1.0)
+    assert info["params"]["crack_threshold_low"] == min(0.4, DEFAULT_CRACK_THRESHOLD_LOW)
+    assert info["params"]["prob_sigma_px"] == pytest.approx(DEFAULT_PROB_SIGMA_UM / eta)
+    assert (info["params"]["min_crack_area_um2"], info["params"]["min_crack_px"]) == (DEFAULT_MIN_CRACK_AREA_UM2, min_px)
     assert info["params"]["method"] == "unet" and info["params"]["halo_px"] >= 43
     assert st.stage_info("a", "prob")["weights_sha256"] == sha
 
@@ -70,10 +75,40 @@ def test_unet_stage_stores_float16_probabilities_and_the_phase_of_eq7_with_hyste
 def test_unet_options_with_the_classical_method_are_refused_in_one_line(store, weights):
     before = _snapshot(store)
     for extra in (["--weights", weights], ["--crack-threshold", "0.3"], ["--crack-threshold-low", "0.2"],
-                  ["--prob-sigma-um", "0.02"], ["--force"]):
+                  ["--prob-sigma-um", "0.02"], ["--min-crack-area-um2", "0.01"], ["--force"]):
         r = subprocess.run(CLI + ["run", "--store", str(store), *extra], capture_output=True, text=True, timeout=120)
         assert "unet" in _one_line_error(r)
     assert _snapshot(store) == before
+
+
+def test_min_crack_area_reaches_the_phase_map_and_its_provenance(store, weights):
+    """The same stored Ŷ thresholded at its 97th percentile of Ŷ3 (the tiny net's Ŷ is not a
+    segmentation, but its crack phase is in pieces), first with no crack dropped, then with
+    cracks up to 0.01 µm² (48 px at 14.3 nm) dropped: the second run recomputes the phase
+    stage (the parameter is part of its record) and equals eq. 7 of the stored Ŷ with that
+    many pixels dropped; the drop is not empty."""
+    from scipy import ndimage as ndi
+
+    base = Params(marker_radius_um=0.143, phase_method="unet", unet_weights=weights, unet_tile_px=64)
+    run_study(store, params=base.replace(min_crack_area_um2=0.0), scheduler="threads", to_stage="phase")
+    st = open_store(store, mode="r")
+    prob = np.asarray(st.read_stage("a", "prob")).astype(np.float32).transpose(1, 2, 0)
+    t = float(np.quantile(prob[..., 2], 0.97))
+    base = base.replace(crack_threshold=t, crack_threshold_low=1.0, prob_sigma_um=0.0)  # eq. 7 alone
+    run_study(store, params=base.replace(min_crack_area_um2=0.0), scheduler="threads", to_stage="phase")
+    first = np.asarray(open_store(store, mode="r").read_stage("a", "phase"))
+    run_study(store, params=base.replace(min_crack_area_um2=0.01), scheduler="threads", to_stage="phase")
+    st = open_store(store, mode="r")
+    eta = st.pixel_size_um("a", "phase")
+    info = st.stage_info("a", "phase")["params"]
+    assert info["min_crack_area_um2"] == 0.01 and info["min_crack_px"] == int(0.01 / eta**2) == 48
+    second = np.asarray(st.read_stage("a", "phase"))
+    assert np.array_equal(first, phase_from_probabilities(prob, t))
+    assert np.array_equal(second, phase_from_probabilities(prob, t, min_crack_px=48))
+    labels, n = ndi.label(first == 2, structure=np.ones((3, 3)))
+    sizes = np.bincount(labels.ravel())[1:]
+    assert (sizes <= 48).any() and (sizes > 48).any()
+    assert (second == 2).sum() == sizes[sizes > 48].sum()
 
 
 def test_classical_method_writes_no_probabilities(store):

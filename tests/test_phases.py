@@ -948,6 +948,56 @@ def test_hysteresis_equals_geodesic_reconstruction_tiled_or_whole(p, t, frac, cy
     np.testing.assert_array_equal(tiled, whole)
 
 
+def test_smallest_crack_components_go_back_to_solid_or_background_by_eq7():
+    """Hand-built Ŷ: a 12-px crack line, a 3 × 3 speck on solid and a 2 × 2 speck on
+    background. With min_crack_px = 9 both specks (9 and 4 px) leave the crack phase, each to
+    the class eq. 7 gives its pixels without the crack channel; the line (12 px) stays."""
+    prob = np.zeros((20, 20, 3))
+    prob[..., :2] = (0.1, 0.9)  # solid everywhere ...
+    prob[14:, 14:, :2] = (0.9, 0.1)  # ... but background in one corner
+    prob[2, 2:14] = (0.05, 0.05, 0.9)
+    prob[8:11, 8:11] = (0.05, 0.15, 0.8)
+    prob[16:18, 16:18] = (0.15, 0.05, 0.8)
+    eq7 = phase_from_probabilities(prob, 0.7)
+    assert ndi.label(eq7 == 2, structure=np.ones((3, 3)))[1] == 3
+    out = phase_from_probabilities(prob, 0.7, min_crack_px=9)
+    expected = eq7.copy()
+    expected[8:11, 8:11] = 1
+    expected[16:18, 16:18] = 0
+    np.testing.assert_array_equal(out, expected)
+    only_small = eq7.copy()
+    only_small[16:18, 16:18] = 0  # 8 px: the 9-px speck stays
+    np.testing.assert_array_equal(phase_from_probabilities(prob, 0.7, min_crack_px=8), only_small)
+    all_gone = np.where(eq7 == 2, np.where(prob[..., 1] >= prob[..., 0], 1, 0), eq7)  # 12 px: the line too
+    np.testing.assert_array_equal(phase_from_probabilities(prob, 0.7, min_crack_px=12), all_gone)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    p=arrays(np.float64, (14, 12), elements=st.floats(0, 1)),
+    min_px=st.integers(0, 12),
+    sigma=st.sampled_from([0.0, 0.8]),
+    cy=st.integers(1, 14),
+    cx=st.integers(1, 12),
+)
+def test_smallest_cracks_removed_like_a_reference_tiled_or_whole(p, min_px, sigma, cy, cx):
+    """Reference: skimage's remove_small_objects (8-connectivity, objects of at most
+    min_px pixels) on the crack phase of the same map without the step; any chunking gives
+    the whole-image map."""
+    from skimage.morphology import remove_small_objects
+
+    prob = np.stack([(1 - p) * 0.3, (1 - p) * 0.7 * p, p], axis=-1)
+    base = phase_from_probabilities(prob, 0.6, t_low=0.4, sigma_px=sigma)
+    whole = phase_from_probabilities(prob, 0.6, t_low=0.4, sigma_px=sigma, min_crack_px=min_px)
+    kept = remove_small_objects(base == 2, max_size=min_px, connectivity=2)
+    np.testing.assert_array_equal(whole == 2, kept)
+    np.testing.assert_array_equal(whole[~(base == 2)], base[~(base == 2)])
+    with dask.config.set(scheduler="sync"):
+        tiled = phase_from_probabilities_dask(da.from_array(prob, chunks=(cy, cx, 3)), 0.6, t_low=0.4,
+                                              sigma_px=sigma, min_crack_px=min_px).compute()
+    np.testing.assert_array_equal(tiled, whole)
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -956,6 +1006,8 @@ def test_hysteresis_equals_geodesic_reconstruction_tiled_or_whole(p, t, frac, cy
         (lambda: phase_from_probabilities(np.zeros((4, 4, 3)), 1.5), "t"),
         (lambda: phase_from_probabilities(np.zeros((4, 4, 3)), 0.5, t_low=-0.1), "t_low"),
         (lambda: phase_from_probabilities(np.zeros((4, 4, 3)), 0.5, t_low="x"), "t_low"),
+        (lambda: phase_from_probabilities(np.zeros((4, 4, 3)), 0.5, min_crack_px=-1), "min_crack_px"),
+        (lambda: phase_from_probabilities(np.zeros((4, 4, 3)), 0.5, min_crack_px=2.5), "min_crack_px"),
         (lambda: segment_phases_baseline(np.zeros((4, 4, 3))), "2-D"),
         (lambda: segment_phases_baseline(np.zeros((8, 8)), sigma_px=-1), "sigma_px"),
         (lambda: segment_phases_baseline(np.zeros((8, 8)), open_radius_px=1.5), "open_radius"),

@@ -81,11 +81,21 @@ def _check_t_low(t_low, t: float) -> float | None:
     return min(t_low, t)
 
 
+def _solid_or_background_kernel(prob: np.ndarray) -> np.ndarray:
+    """Eq. 7 for a pixel that is not crack: solid where Ŷ(x, 2) ≥ Ŷ(x, 1), else background."""
+    return np.where(prob[..., 1] >= prob[..., 0], SOLID, BACKGROUND).astype(np.uint8)
+
+
 def _phase_from_prob_kernel(prob: np.ndarray, t: float) -> np.ndarray:
-    p_bg, p_solid, p_crack = prob[..., 0], prob[..., 1], prob[..., 2]
-    out = np.where(p_solid >= p_bg, SOLID, BACKGROUND).astype(np.uint8)
-    out[p_crack >= t] = CRACK
+    out = _solid_or_background_kernel(prob)
+    out[prob[..., 2] >= t] = CRACK
     return out
+
+
+def _check_min_crack_px(min_crack_px) -> int:
+    if isinstance(min_crack_px, bool) or not isinstance(min_crack_px, (int, np.integer)) or min_crack_px < 0:
+        raise InputError(f"min_crack_px: expected an integer number of pixels >= 0, got {min_crack_px!r}")
+    return int(min_crack_px)
 
 
 def _check_prob(prob) -> None:
@@ -119,9 +129,9 @@ def smoothing_halo_px(sigma_px: float) -> int:
 
 
 def phase_from_probabilities(prob: np.ndarray, t: float, *, t_low: float | None = None,
-                             sigma_px: float = 0.0) -> np.ndarray:
-    """Phase map from the U-net's softmax output Ŷ (eq. 7), optionally smoothed first and
-    with hysteresis.
+                             sigma_px: float = 0.0, min_crack_px: int = 0) -> np.ndarray:
+    """Phase map from the U-net's softmax output Ŷ (eq. 7), optionally smoothed first, with
+    hysteresis, and without its smallest crack components.
 
     Eq. 7: ``S(x) = 2`` if ``Ŷ(x, 3) ≥ t``; ``1`` if ``Ŷ(x, 3) < t`` and
     ``Ŷ(x, 2) ≥ Ŷ(x, 1)``; ``0`` otherwise. Channels are 0-based here: ``prob[..., 0]`` =
@@ -138,6 +148,13 @@ def phase_from_probabilities(prob: np.ndarray, t: float, *, t_low: float | None 
     ragged, and each bump of a ragged edge would be a branch of the skeleton and so a crack
     of its own (eq. 2).
 
+    With ``min_crack_px > 0`` (not in the paper), last: every 8-connected crack component
+    of at most that many pixels is given back to eq. 7's other two classes (solid where
+    Ŷ(x, 2) ≥ Ŷ(x, 1), else background, on the smoothed Ŷ): specks and short fragments of
+    noise would each count as a crack in λ (eq. 12). (The paper drops cracks of size
+    d < 2.5 η after the crack-wise segmentation, §2.4.2; this acts on the phase map, before
+    it, and on area.)
+
     Parameters
     ----------
     prob : (H, W, 3) float array
@@ -149,14 +166,20 @@ def phase_from_probabilities(prob: np.ndarray, t: float, *, t_low: float | None 
         Lower (hysteresis) threshold in [0, 1]; values above ``t`` are taken as ``t``.
     sigma_px : float
         σ (px) of the Gaussian smoothing of Ŷ; 0 (default) = none.
+    min_crack_px : int
+        Crack components (8-connected) of at most this many pixels are removed; 0 (default)
+        = none.
 
     Returns
     -------
     S : (H, W) uint8 array with values in {0, 1, 2}.
     """
+    from scipy import ndimage as ndi
+
     t = _check_t(t)
     t_low = _check_t_low(t_low, t)
     sigma = _check_sigma(sigma_px)
+    min_crack_px = _check_min_crack_px(min_crack_px)
     _check_prob(prob)
     prob = np.asarray(prob)
     if prob.dtype.kind not in "fiu":
@@ -164,31 +187,44 @@ def phase_from_probabilities(prob: np.ndarray, t: float, *, t_low: float | None 
     if sigma > 0:
         prob = _smooth_kernel(prob, sigma)
     out = _phase_from_prob_kernel(prob, t)
-    if t_low is None or t_low >= t:
-        return out
-    from scipy import ndimage as ndi
-
-    labels, n = ndi.label(prob[..., 2] >= t_low, structure=np.ones((3, 3), bool))
-    keep = np.zeros(n + 1, bool)
-    keep[labels[out == CRACK]] = True
-    keep[0] = False
-    out[keep[labels]] = CRACK
+    if t_low is not None and t_low < t:
+        labels, n = ndi.label(prob[..., 2] >= t_low, structure=np.ones((3, 3), bool))
+        keep = np.zeros(n + 1, bool)
+        keep[labels[out == CRACK]] = True
+        keep[0] = False
+        out[keep[labels]] = CRACK
+    if min_crack_px > 0:
+        labels, n = ndi.label(out == CRACK, structure=np.ones((3, 3), bool))
+        small = _small_lut(np.bincount(labels.ravel(), minlength=n + 1), min_crack_px)
+        if small.any():
+            drop = small[labels]
+            out[drop] = _solid_or_background_kernel(prob[drop])
     return out
+
+
+def _small_lut(area: np.ndarray, max_px: int) -> np.ndarray:
+    """Per label (0 = none): True for components of at most ``max_px`` pixels."""
+    small = np.asarray(area) <= max_px
+    small[0] = False
+    return small
 
 
 def _seed_labels(labels: np.ndarray, p_crack: np.ndarray, t: float) -> np.ndarray:
     return np.unique(labels[(p_crack >= t) & (labels > 0)]).astype(np.int64)
 
 
-def phase_from_probabilities_dask(prob, t: float, *, t_low: float | None = None, sigma_px: float = 0.0):
+def phase_from_probabilities_dask(prob, t: float, *, t_low: float | None = None, sigma_px: float = 0.0,
+                                  min_crack_px: int = 0):
     """:func:`phase_from_probabilities` on a (H, W, 3) Dask array; the channel axis is put
     in one chunk. Eq. 7 alone is lazy and chunkwise; the smoothing too, with a halo of
     :func:`smoothing_halo_px` (reflecting at the image border as the whole-image call does). The hysteresis (``t_low < t``) needs
     global 8-connected components of ``Ŷ(·, 3) ≥ t_low``
     (:func:`~cathodeflow.tiling.components.label_components`, which persists its per-chunk
     labels); the components holding a pixel ``≥ t`` are found per chunk (computed here, a
-    short list of ids per chunk) and a lookup table marks them, so the result equals the
-    whole-image call for any chunking."""
+    short list of ids per chunk) and a lookup table marks them. The smallest cracks
+    (``min_crack_px``) likewise: global components of the crack phase, their areas summed
+    from per-chunk counts, a lookup table. The result equals the whole-image call for any
+    chunking."""
     import dask
     import dask.array as da
 
@@ -205,27 +241,54 @@ def phase_from_probabilities_dask(prob, t: float, *, t_low: float | None = None,
         else:  # (dask widens chunks narrower than the halo)
             prob = prob.map_overlap(_smooth_kernel, depth={0: halo, 1: halo, 2: 0}, boundary="reflect",
                                     dtype=np.float32, sigma=sigma)
-    eq7 = da.map_blocks(
-        _phase_from_prob_kernel, prob, t, drop_axis=2, dtype=np.uint8,
-        meta=np.empty((0, 0), dtype=np.uint8),
-    )
-    if t_low is None or t_low >= t:
-        return eq7
+    min_crack_px = _check_min_crack_px(min_crack_px)
+    meta = np.empty((0, 0), dtype=np.uint8)
+    out = da.map_blocks(_phase_from_prob_kernel, prob, t, drop_axis=2, dtype=np.uint8, meta=meta)
     from ..tiling.components import label_components, relabel
 
-    p_crack = prob[..., 2]
-    labels, n = label_components(p_crack >= t_low, connectivity=2)
-    if n == 0:
-        return eq7
-    p_crack = p_crack.rechunk(labels.chunks)
-    task = dask.delayed(_seed_labels, pure=True)
-    parts = [task(lb, pc, t) for lb, pc in zip(labels.to_delayed(optimize_graph=False).ravel(),
-                                               p_crack.to_delayed(optimize_graph=False).ravel())]
-    (parts,) = dask.compute(parts)
-    keep = np.zeros(n + 1, bool)
-    keep[np.concatenate(parts)] = True
-    keep[0] = False
-    return da.where(relabel(labels, keep), np.uint8(CRACK), eq7)
+    if t_low is not None and t_low < t:
+        p_crack = prob[..., 2]
+        labels, n = label_components(p_crack >= t_low, connectivity=2)
+        if n:
+            p_crack = p_crack.rechunk(labels.chunks)
+            task = dask.delayed(_seed_labels, pure=True)
+            parts = [task(lb, pc, t) for lb, pc in zip(labels.to_delayed(optimize_graph=False).ravel(),
+                                                       p_crack.to_delayed(optimize_graph=False).ravel())]
+            (parts,) = dask.compute(parts)
+            keep = np.zeros(n + 1, bool)
+            keep[np.concatenate(parts)] = True
+            keep[0] = False
+            out = da.where(relabel(labels, keep), np.uint8(CRACK), out)
+    if min_crack_px > 0:
+        labels, n = label_components(out == CRACK, connectivity=2)
+        if n:
+            small = _small_lut(_component_areas(labels, n), min_crack_px)
+            if small.any():
+                other = da.map_blocks(_solid_or_background_kernel, prob, drop_axis=2, dtype=np.uint8, meta=meta)
+                out = da.where(relabel(labels, small), other.rechunk(labels.chunks), out.rechunk(labels.chunks))
+    return out
+
+
+def _component_areas(labels, n: int) -> np.ndarray:
+    """Pixels of each label 0..n of a chunked label array (summed from per-chunk counts,
+    computed here): an (n + 1,) int64 array."""
+    import dask
+
+    (parts,) = dask.compute(_count_tasks(labels))
+    return _areas(parts, n)
+
+
+def _count_tasks(labels) -> list:
+    """One delayed (ids, counts) per chunk of ``labels``."""
+    import dask
+
+    task = dask.delayed(_label_counts, pure=True)
+    return [task(b) for b in labels.to_delayed(optimize_graph=False).ravel()]
+
+
+def _areas(parts, n: int) -> np.ndarray:
+    ids = np.concatenate([p[0] for p in parts])
+    return np.bincount(ids, weights=np.concatenate([p[1] for p in parts]), minlength=n + 1).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1104,8 +1167,7 @@ def _check_max_area_px(max_area_px) -> int:
 def _enclosed_lut(area: np.ndarray, frame_labels: np.ndarray, max_area_px: int) -> np.ndarray:
     """(n + 1,) bool: background component k becomes crack. ``area[k]`` is its pixel count,
     ``frame_labels`` the labels on the image frame; label 0 (not background) never does."""
-    fill = area <= max_area_px
-    fill[0] = False
+    fill = _small_lut(area, max_area_px)
     fill[np.asarray(frame_labels, dtype=np.int64)] = False
     return fill
 
@@ -1192,13 +1254,9 @@ def fill_enclosed_background_dask(phase, *, max_area_px: int):
     labels, n = label_components(phase == BACKGROUND, connectivity=1)
     if n == 0:
         return phase
-    counts_task = dask.delayed(_label_counts, pure=True)
-    parts = [counts_task(b) for b in labels.to_delayed(optimize_graph=False).ravel()]
     frame = da.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    parts, frame = dask.compute(parts, frame)
-    ids = np.concatenate([p[0] for p in parts])
-    area = np.bincount(ids, weights=np.concatenate([p[1] for p in parts]), minlength=n + 1)
-    fill = _enclosed_lut(area, frame, max_area_px)
+    parts, frame = dask.compute(_count_tasks(labels), frame)
+    fill = _enclosed_lut(_areas(parts, n), frame, max_area_px)
     if not fill.any():
         return phase
     return da.where(relabel(labels, fill), np.uint8(CRACK), phase)

@@ -383,15 +383,23 @@ def _default(weights):
     return weights
 
 
+def min_crack_px(area_um2: float, pixel_size_um: float) -> int:
+    """The largest crack component dropped, ``area_um2`` µm², in whole pixels of
+    ``pixel_size_um`` (rounded down; a relative 1e-9 absorbs the rounding of µm² values
+    that are whole pixels)."""
+    return int(math.floor(float(area_um2) / float(pixel_size_um) ** 2 * (1 + 1e-9)))
+
+
 def unet_stage_dask(image, *, pixel_size_um: float, weights=None, tile_px: int = DEFAULT_TILE_PX,
                     batch: int = 1, crack_threshold: float | None = None,
                     crack_threshold_low: float | None = None, prob_sigma_um: float | None = None,
-                    force: bool = False, name: str = "image"):
+                    min_crack_area_um2: float | None = None, force: bool = False, name: str = "image"):
     """The U-net stage on a (H, W) Dask array: resample if needed, then Ŷ (lazy).
 
     The phase map is eq. 7 of Ŷ with the thresholds the provenance names:
     ``phase_from_probabilities_dask(prob, prov["crack_threshold"],
-    t_low=prov["crack_threshold_low"], sigma_px=prov["prob_sigma_px"])``
+    t_low=prov["crack_threshold_low"], sigma_px=prov["prob_sigma_px"],
+    min_crack_px=prov["min_crack_px"])``
     (:mod:`cathodeflow.stages.phases`).
 
     Returns
@@ -401,9 +409,12 @@ def unet_stage_dask(image, *, pixel_size_um: float, weights=None, tile_px: int =
     provenance : dict (weights sha256, t (default: the weights' calibrated t), t_low (default
         :data:`cathodeflow.config.DEFAULT_CRACK_THRESHOLD_LOW`, capped at t), σ of the
         smoothing of Ŷ in µm and in output pixels (default
-        :data:`cathodeflow.config.DEFAULT_PROB_SIGMA_UM`), resampling, halo, normalisation values)
+        :data:`cathodeflow.config.DEFAULT_PROB_SIGMA_UM`), the largest crack component
+        dropped in µm² and in output pixels (default
+        :data:`cathodeflow.config.DEFAULT_MIN_CRACK_AREA_UM2`), resampling, halo,
+        normalisation values)
     """
-    from ..config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_PROB_SIGMA_UM
+    from ..config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_MIN_CRACK_AREA_UM2, DEFAULT_PROB_SIGMA_UM
 
     check_grey_image(image, name=name)
     setup = UNetSetup.from_weights(_default(weights))
@@ -422,12 +433,15 @@ def unet_stage_dask(image, *, pixel_size_um: float, weights=None, tile_px: int =
     t = setup.crack_threshold if crack_threshold is None else float(crack_threshold)
     t_low = min(t, DEFAULT_CRACK_THRESHOLD_LOW if crack_threshold_low is None else float(crack_threshold_low))
     sigma_um = DEFAULT_PROB_SIGMA_UM if prob_sigma_um is None else float(prob_sigma_um)
+    area_um2 = DEFAULT_MIN_CRACK_AREA_UM2 if min_crack_area_um2 is None else float(min_crack_area_um2)
     prov = setup.provenance() | {
         "crack_threshold": t,
         "crack_threshold_source": "weights (calibrated)" if crack_threshold is None else "parameter",
         "crack_threshold_low": t_low,
         "prob_sigma_um": sigma_um,
         "prob_sigma_px": sigma_um / out_px,
+        "min_crack_area_um2": area_um2,
+        "min_crack_px": min_crack_px(area_um2, out_px),
         "intensity_range": [float(lo), float(hi)],
         "input_pixel_size_um": float(pixel_size_um),
         "input_shape": list(src_shape),

@@ -584,7 +584,8 @@ def _check_unet_inputs(st, ids, params: Params, force_pixel_size: bool) -> None:
 
 def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) -> None:
     """The phase stage of one image: the U-net's Ŷ (stored as ``prob``, float16) then eq. 7
-    (Ŷ smoothed by ``Params.prob_sigma_um``, with hysteresis ``Params.crack_threshold_low``),
+    (Ŷ smoothed by ``Params.prob_sigma_um``, with hysteresis ``Params.crack_threshold_low``,
+    cracks up to ``Params.min_crack_area_um2`` dropped),
     or the classical baseline."""
     from ..config import params_record
 
@@ -613,6 +614,7 @@ def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) ->
         sr, pixel_size_um=eta, weights=params.unet_weights or _default_weights(),
         tile_px=params.unet_tile_px, crack_threshold=params.crack_threshold,
         crack_threshold_low=params.crack_threshold_low, prob_sigma_um=params.prob_sigma_um,
+        min_crack_area_um2=params.min_crack_area_um2,
         force=force_pixel_size, name=f"image {iid!r}",
     )
     sha = prov["weights_sha256"]
@@ -622,7 +624,7 @@ def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) ->
     # eq. 7 on the stored Ŷ, so that the phase map is what re-thresholding the store gives
     stored = st.read_stage(iid, "prob").transpose(1, 2, 0)
     ph = phase_from_probabilities_dask(stored, prov["crack_threshold"], t_low=prov["crack_threshold_low"],
-                                       sigma_px=prov["prob_sigma_px"])
+                                       sigma_px=prov["prob_sigma_px"], min_crack_px=prov["min_crack_px"])
     st.write_stage(iid, "phase", ph, pixel_size_um=eta_out, kind="labels", params=prov,
                    weights_sha256=sha, chunks=chunks, compute_kw=compute_kw, resume=True)
 
