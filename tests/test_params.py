@@ -24,6 +24,7 @@ from cathodeflow.config import (
     params_record,
     stage_params,
     warn_marker_radius,
+    warn_classical_pixel_size,
     warn_sr_input,
 )
 from cathodeflow.errors import InputError, PixelSizeWarning
@@ -146,16 +147,31 @@ def test_marker_radius_of_under_5_or_over_500_px_warns(eta, warns):
         assert f"{0.715 / eta:.4g} px" in str(hits[0].message)
 
 
+def _pixel_size_warnings(warn, eta) -> list[str]:
+    """The PixelSizeWarning messages of ``warn(eta, name="image(s) a")``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn(eta, name="image(s) a")
+    return [str(w.message) for w in caught if issubclass(w.category, PixelSizeWarning)]
+
+
 @pytest.mark.parametrize("eta, warns", [(0.0385, False), (0.0193, False), (0.077, False),
                                         (0.019, True), (0.0771, True), (0.007344, True)])
 def test_raw_pixel_size_more_than_2x_from_385_nm_warns(eta, warns):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        warn_sr_input(eta, name="image(s) a")
-    hits = [str(w.message) for w in caught if issubclass(w.category, PixelSizeWarning)]
+    hits = _pixel_size_warnings(warn_sr_input, eta)
     assert len(hits) == warns
     if warns:  # the way out is named only for images finer than the sr stage's input
         assert ("--sr-method none" in hits[0] and "--phase-method unet" in hits[0]) == (eta < 0.0385)
+
+
+@pytest.mark.parametrize("eta, warns", [(0.0143, False), (0.00715, False), (0.0286, False),
+                                        (0.0071, True), (0.0287, True), (0.0385, True), (0.002, True)])
+def test_classical_segmentation_warns_more_than_2x_from_143_nm(eta, warns):
+    hits = _pixel_size_warnings(warn_classical_pixel_size, eta)
+    assert len(hits) == warns
+    if warns:
+        assert hits[0].startswith("image(s) a:") and "--phase-method unet" in hits[0]
+        assert ("finer" in hits[0]) == (eta < 0.0143)
 
 
 # ------------------------------------------------------------------ parameter sets per stage

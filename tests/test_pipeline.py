@@ -235,6 +235,23 @@ def test_cli_ingest_and_run_an_image_whose_size_is_no_multiple_of_13(tmp_path):
     assert (store / "tables" / "images.parquet").exists()
 
 
+def test_classical_phase_stage_on_an_image_far_from_143_nm_warns_once_naming_it(tmp_path):
+    """--sr-method none on an image declared at 5 nm: the classical segmentation's options in
+    pixels were chosen at 14.3 nm, so the run says so (one warning line naming the image);
+    the same image declared at 14.3 nm gets none (previous test)."""
+    im = generate_image("20C", seed=5, image_id="fine", **SMALL)
+    f = tmp_path / "fine.tif"
+    write_tiff(f, im.hr, pixel_size_um=0.005)
+    store = tmp_path / "s.zarr"
+    ingest([f], store=store, condition="20C")
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um", "0.143",
+                              "--sr-method", "none", "--to", "phase"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "classical segmentation" in ln]
+    assert len(lines) == 1 and lines[0].startswith("cathodeflow: warning: image(s) fine:"), r.stderr
+    assert "2.86x finer" in lines[0]
+
+
 def test_an_image_acquired_at_high_resolution_is_segmented_as_it_is_with_sr_method_none(tmp_path):
     # the generator's 14.3 nm image: --sr-method none copies it to the sr stage (same pixel
     # size, same shape), so the phase map is on the truth's grid
@@ -247,6 +264,7 @@ def test_an_image_acquired_at_high_resolution_is_segmented_as_it_is_with_sr_meth
                               "--sr-method", "none"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "sr stage is made for" not in r.stderr  # no pixel-size warning
+    assert "classical segmentation" not in r.stderr
     st = open_store(store, mode="r")
     np.testing.assert_array_equal(np.asarray(st.read_stage("hr", "sr")), np.asarray(st.read_stage("hr", "raw")))
     assert st.pixel_size_um("hr", "sr") == st.pixel_size_um("hr", "phase") == pytest.approx(im.pixel_size_hr_um)

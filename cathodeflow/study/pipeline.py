@@ -456,7 +456,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     # A stage is recomputed when it is incomplete, when --from names it or an earlier stage,
     # when it was made with other parameters, or when an earlier stage of the same image is
     # recomputed (its input changes): see _plan.
-    from ..config import params_record, warn_sr_input
+    from ..config import params_record, warn_classical_pixel_size, warn_sr_input
 
     plan, notes, resume = _plan(st, ids, stages, params, forced=force or from_stage is not None)
     # the weights are checked whenever their stage is in the run; the pixel sizes of the
@@ -471,6 +471,14 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
             by_size.setdefault(st.pixel_size_um(iid, "raw"), []).append(iid)
     for ps, some in by_size.items():  # once per pixel size
         warn_sr_input(ps, name=f"image(s) {', '.join(some)}")
+    if "phase" in stages and params.phase_method == "classical":
+        by_eta: dict[float, list[str]] = {}
+        for iid in ids:
+            if "phase" in plan[iid]:
+                eta = st.pixel_size_um(iid, "raw") * (1 if params.sr_method == "none" else SR_DEN / SR_NUM)
+                by_eta.setdefault(round(eta, 12), []).append(iid)
+        for eta, some in by_eta.items():
+            warn_classical_pixel_size(eta, name=f"image(s) {', '.join(some)}")
 
     def todo(iid, stage):
         return stage in plan[iid]
