@@ -465,20 +465,11 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
         _check_srgan_inputs(st, [i for i in ids if "sr" in plan[i]], params, force_pixel_size)
     if "phase" in stages and params.phase_method == "unet":
         _check_unet_inputs(st, [i for i in ids if "phase" in plan[i]], params, force_pixel_size)
-    by_size: dict[float, list[str]] = {}
-    for iid in ids:
-        if "sr" in plan[iid] and params.sr_method != "none":
-            by_size.setdefault(st.pixel_size_um(iid, "raw"), []).append(iid)
-    for ps, some in by_size.items():  # once per pixel size
-        warn_sr_input(ps, name=f"image(s) {', '.join(some)}")
+    if params.sr_method != "none":
+        _warn_per_pixel_size(warn_sr_input, [(st.pixel_size_um(i, "raw"), i) for i in ids if "sr" in plan[i]])
     if "phase" in stages and params.phase_method == "classical":
-        by_eta: dict[float, list[str]] = {}
-        for iid in ids:
-            if "phase" in plan[iid]:
-                eta = st.pixel_size_um(iid, "raw") * (1 if params.sr_method == "none" else SR_DEN / SR_NUM)
-                by_eta.setdefault(round(eta, 12), []).append(iid)
-        for eta, some in by_eta.items():
-            warn_classical_pixel_size(eta, name=f"image(s) {', '.join(some)}")
+        _warn_per_pixel_size(warn_classical_pixel_size,
+                             [(_phase_input_pixel_size(st, i, params), i) for i in ids if "phase" in plan[i]])
 
     def todo(iid, stage):
         return stage in plan[iid]
@@ -575,19 +566,34 @@ def _check_srgan_inputs(st, ids, params: Params, force_pixel_size: bool) -> None
 def _check_unet_inputs(st, ids, params: Params, force_pixel_size: bool) -> None:
     """Before anything is written: the weights load (sha256, architecture) and every image's
     super-resolved pixel size suits them (or ``force_pixel_size``)."""
-    from ..config import SR_DEN, SR_NUM
     from ..models.registry import load_unet
     from ..stages.unet import UNetSetup, check_pixel_size
 
     weights = params.unet_weights or _default_weights()
     load_unet(weights)
     setup = UNetSetup.from_weights(weights)
-    for iid in ids:  # the sr stage's pixel size for params.sr_method, written or not
-        eta = st.pixel_size_um(iid, "raw")
-        if params.sr_method != "none":
-            eta *= SR_DEN / SR_NUM
-        check_pixel_size(eta, setup.pixel_size_um, force=force_pixel_size,
+    for iid in ids:
+        check_pixel_size(_phase_input_pixel_size(st, iid, params), setup.pixel_size_um, force=force_pixel_size,
                          name=f"{st.path}: image {iid!r} (super-resolved pixel size)")
+
+
+def _phase_input_pixel_size(st, iid, params: Params) -> float:
+    """The pixel size (µm) of the sr stage of ``params.sr_method`` for image ``iid``, the
+    phase stage's input, whether the sr stage is written yet or not."""
+    from ..config import SR_DEN, SR_NUM
+
+    eta = st.pixel_size_um(iid, "raw")
+    return eta if params.sr_method == "none" else eta * SR_DEN / SR_NUM
+
+
+def _warn_per_pixel_size(warn, sizes) -> None:
+    """``warn(pixel_size, name=...)`` once per distinct pixel size of ``sizes``, (pixel size,
+    image id) pairs, naming the images of that size."""
+    by_size: dict[float, list[str]] = {}
+    for ps, iid in sizes:
+        by_size.setdefault(round(ps, 12), []).append(iid)
+    for ps, some in by_size.items():
+        warn(ps, name=f"image(s) {', '.join(some)}")
 
 
 def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) -> None:
