@@ -7,13 +7,10 @@ from _unet import TINY_ARCH
 from _unet import tiny_weights as _tiny_weights
 
 from cathodeflow.errors import InputError
+from cathodeflow.stages.resample import resampled_shape
 from cathodeflow.stages.unet import (
     UNetSetup,
     check_pixel_size,
-    read_window,
-    reflect_index,
-    resample_dask,
-    resampled_shape,
     unet_stage_dask,
     tile_grid,
     unet_probabilities,
@@ -34,16 +31,6 @@ def _image(shape, seed=0):
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     img = 80 + 100 * ((yy - shape[0] / 2) ** 2 + (xx - shape[1] / 3) ** 2 < (min(shape) / 3) ** 2)
     return (img + rng.normal(0, 10, shape)).clip(0, 255).astype(np.uint8)
-
-
-def test_reflect_index_equals_numpy_symmetric_padding_for_any_pad_width():
-    a = np.arange(5)
-    for pad in (0, 3, 5, 12):
-        want = np.pad(a, pad, mode="symmetric")
-        got = a[reflect_index(np.arange(-pad, 5 + pad), 5)]
-        assert np.array_equal(got, want)
-    img = np.arange(35).reshape(5, 7)
-    assert np.array_equal(read_window(img, (-9, 14, -3, 10)), np.pad(img, ((9, 9), (3, 3)), mode="symmetric"))
 
 
 def test_tile_windows_start_on_the_network_grid_and_cover_the_image():
@@ -102,20 +89,6 @@ def test_an_image_at_another_pixel_size_is_resampled_to_the_model_grid(tiny_weig
     assert prov["resampled"] and eta == 0.0143
     assert prob.shape[:2] == (135, 180) == resampled_shape((90, 120), 0.0143 * 1.5, 0.0143)
     assert prob.compute().shape == (135, 180, 3)
-
-
-def test_resampling_tiled_equals_whole_and_keeps_a_linear_ramp():
-    yy, xx = np.mgrid[:60, :90].astype(np.float32)
-    ramp = 2.0 * yy + 0.5 * xx
-    whole = resample_dask(da.from_array(ramp), 1.0, 0.8, tile_px=1000).compute()
-    tiled = resample_dask(da.from_array(ramp, chunks=17), 1.0, 0.8, tile_px=16).compute()
-    assert np.array_equal(whole, tiled)
-    # an upsampled linear ramp is the ramp at the new pixel centres (away from the borders)
-    Ho, Wo = whole.shape
-    cy = (np.arange(Ho) + 0.5) * 60 / Ho - 0.5
-    cx = (np.arange(Wo) + 0.5) * 90 / Wo - 0.5
-    want = 2.0 * cy[:, None] + 0.5 * cx[None, :]
-    np.testing.assert_allclose(whole[2:-2, 2:-2], want[2:-2, 2:-2], atol=1e-3)
 
 
 def test_pixel_size_far_from_the_models_is_refused_unless_forced():

@@ -15,7 +15,7 @@ from the same inputs with the same weights as in the whole-image call (tiled == 
 ``tile_lr·35/13`` px block of the output, one Dask chunk per tile.
 
 Any size. Outside the image, windows read the image by symmetric reflection (numpy's
-``'symmetric'``, :func:`.unet.reflect_index`), which pads the bottom and right to a multiple
+``'symmetric'``, :func:`cathodeflow.tiling.windows.reflect_index`), which pads the bottom and right to a multiple
 of 26 as well; the output is cropped to :func:`.superres.sr_shape` = ``⌊n·35/13⌋`` per axis
 (the pixels of the ×35/13 grid wholly inside the field of view), as the baseline does.
 
@@ -44,7 +44,8 @@ from ..config import SR_DEN, SR_NUM
 from ..errors import InputError
 from ..tiling.geometry import halo_from_support
 from .superres import check_grey_image, sr_shape
-from .unet import lazy_window, read_window, same_shape_groups, tile_grid
+from ..tiling.windows import lazy_window, read_window
+from .unet import same_shape_groups, tile_grid
 
 #: Default low-resolution tile edge (px, a multiple of 26): 1400 px of output per tile.
 DEFAULT_TILE_LR = 520

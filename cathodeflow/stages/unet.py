@@ -24,9 +24,9 @@ sample of the whole image, :func:`cathodeflow.models.normalise.intensity_range`)
 does not see a different contrast from the whole image.
 
 Pixel size. A network is trained for one pixel size p_m (its weights record says which).
-An image of pixel size p with |p/p_m − 1| > :data:`RESAMPLE_TOLERANCE` is resampled to p_m
-before inference (Gaussian anti-aliasing when shrinking, then linear interpolation;
-:func:`resample_dask`), and the probabilities and phase map are returned on the model's grid,
+An image of pixel size p with |p/p_m − 1| > :data:`~.resample.RESAMPLE_TOLERANCE` is resampled
+to p_m before inference (Gaussian anti-aliasing when shrinking, then linear interpolation;
+:func:`~.resample.resample_dask`), and the probabilities and phase map are returned on the model's grid,
 with pixel size p_m. Ratios outside :data:`MAX_PIXEL_RATIO` (either way) are refused unless
 ``force=True``: a network for 14.3 nm pixels says nothing reliable about a 0.1 µm X-ray slice
 or a unit slip.
@@ -41,10 +41,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..tiling.geometry import halo_from_support, round_up_to_multiple
+from ..tiling.windows import lazy_window, read_window
+from .resample import needs_resampling, resample_dask
 from .superres import check_grey_image
 
-#: Relative pixel-size difference below which an image is segmented as it is.
-RESAMPLE_TOLERANCE = 0.02
 #: Largest ratio p/p_m (or p_m/p) that is resampled without ``force``.
 MAX_PIXEL_RATIO = 4.0
 #: Default output tile edge (px): large tiles keep the halo's share of the work small.
@@ -54,16 +54,6 @@ DEFAULT_TILE_PX = 1024
 # ---------------------------------------------------------------------------------------------
 # geometry
 # ---------------------------------------------------------------------------------------------
-def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
-    """Indices ``idx`` (any integers) mapped into ``[0, n)`` by symmetric reflection.
-
-    Equals numpy's ``np.pad(..., mode='symmetric')`` for any pad width: the axis is
-    continued as ``… 1 0 | 0 1 … n−1 | n−1 n−2 …`` with period 2n.
-    """
-    i = np.mod(np.asarray(idx, dtype=np.int64), 2 * n)
-    return np.where(i >= n, 2 * n - 1 - i, i)
-
-
 @dataclass(frozen=True)
 class Tile:
     """One output tile and the input window it is computed from (pixels of the image).
@@ -109,40 +99,6 @@ def tile_grid(shape: tuple[int, int], *, tile_px: int, halo: int, multiple: int)
             row.append(Tile(y0, y1, x0, x1, halo, ends(y0, y1), ends(x0, x1)))
         rows.append(row)
     return rows
-
-
-def window_plan(shape, window: tuple[int, int, int, int]):
-    """How to read the window ``[a, b) × [c, d)`` of an image of ``shape``, reflected outside it.
-
-    Returns ``(slices, iy, ix)``: the one rectangular slice of the image that holds every
-    pixel the window needs, and the row/column indices into that slice.
-    """
-    a, b, c, d = window
-    H, W = shape[:2]
-    ry = reflect_index(np.arange(a, b), H)
-    rx = reflect_index(np.arange(c, d), W)
-    ylo, xlo = int(ry.min()), int(rx.min())
-    sl = (slice(ylo, int(ry.max()) + 1), slice(xlo, int(rx.max()) + 1))
-    return sl, ry - ylo, rx - xlo
-
-
-def take_window(block: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
-    """The window from the slice :func:`window_plan` named (numpy kernel)."""
-    return np.asarray(block)[np.ix_(iy, ix)]
-
-
-def read_window(image, window: tuple[int, int, int, int]) -> np.ndarray:
-    """The window ``[a, b) × [c, d)`` of a numpy image, reflected outside it."""
-    sl, iy, ix = window_plan(image.shape, window)
-    return take_window(image[sl], iy, ix)
-
-
-def lazy_window(image, window):
-    """:func:`read_window` for a Dask array: a delayed window reading only its slice."""
-    import dask
-
-    sl, iy, ix = window_plan(image.shape, window)
-    return dask.delayed(take_window)(image[sl], iy, ix)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,57 +194,7 @@ def check_pixel_size(pixel_size_um: float, model_pixel_um: float, *, force: bool
             f"trained for (accepted: {1 / MAX_PIXEL_RATIO:g}×–{MAX_PIXEL_RATIO:g}×); check the pixel "
             "size, use a model trained for it, or pass --force to resample anyway"
         )
-    return abs(ratio - 1.0) > RESAMPLE_TOLERANCE
-
-
-def resampled_shape(shape, pixel_size_um: float, model_pixel_um: float) -> tuple[int, int]:
-    """Shape of the same field of view on the model's grid (rounded to whole pixels)."""
-    r = float(pixel_size_um) / float(model_pixel_um)
-    return tuple(max(1, int(round(n * r))) for n in shape[:2])
-
-
-def _resample_kernel(window: np.ndarray, ys: np.ndarray, xs: np.ndarray, sigma: float) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    w = window.astype(np.float32)
-    if sigma > 0:
-        w = ndi.gaussian_filter(w, sigma, mode="nearest", truncate=3.0)
-    yy, xx = np.meshgrid(ys, xs, indexing="ij")
-    return ndi.map_coordinates(w, [yy, xx], order=1, mode="nearest").astype(np.float32)
-
-
-def resample_dask(image, pixel_size_um: float, model_pixel_um: float, *, tile_px: int = DEFAULT_TILE_PX):
-    """The image on the model's grid: lazy, tile by tile, equal to the whole-image result.
-
-    Output pixel j has its centre at input coordinate ``(j + 0.5)·s − 0.5`` with
-    ``s = n_in / n_out`` (the field of view is kept). When shrinking (s > 1) the input is
-    first smoothed by a Gaussian of σ = 0.5·s px against aliasing. Each output tile reads the
-    input window it needs plus the Gaussian's reach and the interpolation's neighbour,
-    reflected outside the image (so borders match the whole-image call).
-    """
-    import dask
-    import dask.array as da
-
-    H, W = image.shape
-    Ho, Wo = resampled_shape((H, W), pixel_size_um, model_pixel_um)
-    sy, sx = H / Ho, W / Wo
-    sigma = 0.5 * max(sy, sx) if max(sy, sx) > 1 else 0.0
-    margin = int(math.ceil(3.0 * sigma)) + 2
-    rows = []
-    for y0 in range(0, Ho, tile_px):
-        y1 = min(Ho, y0 + tile_px)
-        cy = (np.arange(y0, y1) + 0.5) * sy - 0.5
-        a, b = int(math.floor(cy.min())) - margin, int(math.ceil(cy.max())) + margin + 1
-        row = []
-        for x0 in range(0, Wo, tile_px):
-            x1 = min(Wo, x0 + tile_px)
-            cx = (np.arange(x0, x1) + 0.5) * sx - 0.5
-            c, d = int(math.floor(cx.min())) - margin, int(math.ceil(cx.max())) + margin + 1
-            win = lazy_window(image, (a, b, c, d))
-            t = dask.delayed(_resample_kernel)(win, cy - a, cx - c, sigma)
-            row.append(da.from_delayed(t, shape=(y1 - y0, x1 - x0), dtype=np.float32))
-        rows.append(row)
-    return da.block(rows)
+    return needs_resampling(p, model_pixel_um)
 
 
 # ---------------------------------------------------------------------------------------------
