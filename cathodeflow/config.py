@@ -338,24 +338,6 @@ def warn_sr_input(pixel_size_um: float, *, name: str) -> None:
     )
 
 
-def warn_classical_pixel_size(pixel_size_um: float, *, name: str) -> None:
-    """A :class:`PixelSizeWarning` when the classical phase segmentation gets an image whose
-    pixel size is more than :data:`SR_INPUT_TOLERANCE` times away from :data:`ETA_UM`: its
-    options in pixels (smoothing σ, the dark-line test's segments, the smallest objects and
-    cracks kept) were chosen on images at η, so they mean other physical sizes there."""
-    f = pixel_size_um / ETA_UM
-    if 1 / SR_INPUT_TOLERANCE <= f <= SR_INPUT_TOLERANCE:
-        return
-    how = f"{1 / f:.3g}x finer" if f < 1 else f"{f:.3g}x coarser"
-    warnings.warn(
-        f"{name}: the phase stage's input has pixel size {pixel_size_um:g} µm, {how} than the "
-        f"{ETA_UM} µm the classical segmentation's options in pixels (smoothing, line test, smallest "
-        "objects) were chosen for; check its phase map, or use --phase-method unet, which resamples "
-        "images to the pixel size its weights were trained for",
-        PixelSizeWarning, stacklevel=2,
-    )
-
-
 def read_toml(path: str | Path) -> dict:
     """A TOML config file as a dict; a missing or invalid file is an InputError naming it."""
     path = Path(path)

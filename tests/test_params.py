@@ -24,7 +24,6 @@ from cathodeflow.config import (
     params_record,
     stage_params,
     warn_marker_radius,
-    warn_classical_pixel_size,
     warn_sr_input,
 )
 from cathodeflow.errors import InputError, PixelSizeWarning
@@ -162,16 +161,6 @@ def test_raw_pixel_size_more_than_2x_from_385_nm_warns(eta, warns):
     assert len(hits) == warns
     if warns:  # the way out is named only for images finer than the sr stage's input
         assert ("--sr-method none" in hits[0] and "--phase-method unet" in hits[0]) == (eta < 0.0385)
-
-
-@pytest.mark.parametrize("eta, warns", [(0.0143, False), (0.00715, False), (0.0286, False),
-                                        (0.0071, True), (0.0287, True), (0.0385, True), (0.002, True)])
-def test_classical_segmentation_warns_more_than_2x_from_143_nm(eta, warns):
-    hits = _pixel_size_warnings(warn_classical_pixel_size, eta)
-    assert len(hits) == warns
-    if warns:
-        assert hits[0].startswith("image(s) a:") and "--phase-method unet" in hits[0]
-        assert ("finer" in hits[0]) == (eta < 0.0143)
 
 
 # ------------------------------------------------------------------ parameter sets per stage

@@ -19,6 +19,7 @@ from cathodeflow.io.sem import write_tiff
 from cathodeflow.io.store import open_store
 from cathodeflow.measure.frame import frame_fraction
 from cathodeflow.report.build import report_tables
+from cathodeflow.stages.resample import resampled_shape
 from cathodeflow.study.describe import describe
 from cathodeflow.study.pipeline import current_tables_dir, ingest, run_study
 from cathodeflow.synth import generate_image
@@ -235,21 +236,46 @@ def test_cli_ingest_and_run_an_image_whose_size_is_no_multiple_of_13(tmp_path):
     assert (store / "tables" / "images.parquet").exists()
 
 
-def test_classical_phase_stage_on_an_image_far_from_143_nm_warns_once_naming_it(tmp_path):
-    """--sr-method none on an image declared at 5 nm: the classical segmentation's options in
-    pixels were chosen at 14.3 nm, so the run says so (one warning line naming the image);
-    the same image declared at 14.3 nm gets none (previous test)."""
+def _fine_copy(im, factor: int):
+    """The generator's 14.3 nm image interpolated onto pixels ``factor`` times finer (linear,
+    pixel centres kept), standing in for an acquisition at η / factor."""
+    from scipy import ndimage as ndi
+
+    H, W = im.hr.shape
+    ys = (np.arange(H * factor) + 0.5) / factor - 0.5
+    xs = (np.arange(W * factor) + 0.5) / factor - 0.5
+    return ndi.map_coordinates(im.hr.astype(np.float32), np.meshgrid(ys, xs, indexing="ij"), order=1,
+                               mode="nearest").round().astype(im.hr.dtype)
+
+
+def test_classical_phase_stage_segments_an_image_at_another_pixel_size_on_the_143_nm_grid(tmp_path):
+    """--sr-method none on an image at η/2: the classical method's options in pixels were
+    chosen at η, so the phase stage resamples it onto the η grid (field of view kept) and
+    the phase map matches the generator's truth there; the provenance says so; chunked ==
+    one chunk."""
     im = generate_image("20C", seed=5, image_id="fine", **SMALL)
     f = tmp_path / "fine.tif"
-    write_tiff(f, im.hr, pixel_size_um=0.005)
-    store = tmp_path / "s.zarr"
-    ingest([f], store=store, condition="20C")
-    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um", "0.143",
-                              "--sr-method", "none", "--to", "phase"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if "classical segmentation" in ln]
-    assert len(lines) == 1 and lines[0].startswith("cathodeflow: warning: image(s) fine:"), r.stderr
-    assert "2.86x finer" in lines[0]
+    write_tiff(f, _fine_copy(im, 2), pixel_size_um=im.pixel_size_hr_um / 2)
+    phases = {}
+    for chunk in (4096, 160):
+        store = tmp_path / f"s{chunk}.zarr"
+        ingest([f], store=store, condition="20C")
+        r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um",
+                                  "0.143", "--sr-method", "none", "--chunk-size", str(chunk)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert "warning" not in r.stderr  # nothing to warn about: it is resampled
+        st = open_store(store, mode="r")
+        assert st.pixel_size_um("fine", "sr") == pytest.approx(im.pixel_size_hr_um / 2)
+        assert st.pixel_size_um("fine", "phase") == pytest.approx(0.0143, rel=1e-12)
+        prov = st.stage_info("fine", "phase")["params"]
+        assert prov["resampled"] is True and prov["input_pixel_size_um"] == pytest.approx(im.pixel_size_hr_um / 2)
+        assert prov["input_shape"] == [2 * n for n in im.phase.shape]
+        phases[chunk] = np.asarray(st.read_stage("fine", "phase"))
+        assert (store / "tables" / "images.parquet").exists()
+    assert phases[4096].shape == im.phase.shape
+    assert np.mean(phases[4096] == im.phase) > 0.95
+    np.testing.assert_array_equal(phases[160], phases[4096])
 
 
 def test_an_image_acquired_at_high_resolution_is_segmented_as_it_is_with_sr_method_none(tmp_path):
@@ -271,12 +297,17 @@ def test_an_image_acquired_at_high_resolution_is_segmented_as_it_is_with_sr_meth
     assert st.stage_info("hr", "sr")["params"]["method"] == "none"
     phase = np.asarray(st.read_stage("hr", "phase"))
     assert phase.shape == im.phase.shape and np.mean(phase == im.phase) > 0.95
-    # the default interpolates it by 35/13 again, and says how to avoid that
+    assert st.stage_info("hr", "phase")["params"]["resampled"] is False
+    # the default interpolates it by 35/13 again, and says how to avoid that; the classical
+    # phase stage then takes the 5.3 nm image back to the 14.3 nm grid
     r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um", "0.143"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "--sr-method none" in r.stderr
-    assert open_store(store, mode="r").read_stage("hr", "phase").shape == tuple(n * 35 // 13 for n in im.phase.shape)
+    st = open_store(store, mode="r")
+    assert st.read_stage("hr", "sr").shape == tuple(n * 35 // 13 for n in im.phase.shape)
+    assert st.read_stage("hr", "phase").shape == im.phase.shape
+    assert st.pixel_size_um("hr", "phase") == pytest.approx(0.0143, rel=1e-12)
 
 
 @pytest.mark.slow
@@ -303,7 +334,11 @@ def test_real_zeiss_frame_of_712_rows_runs_end_to_end_and_the_unet_refuses_its_p
     assert r.returncode == 0, r.stderr
     st = open_store(store, mode="r")
     assert st.read_stage("1908248", "raw").shape == (712, 1024)
-    assert st.read_stage("1908248", "phase").shape == (712 * 35 // 13, 1024 * 35 // 13)
+    sr_shape = (712 * 35 // 13, 1024 * 35 // 13)
+    assert st.read_stage("1908248", "sr").shape == sr_shape
+    # the classical phase stage works on the 14.3 nm grid: 2.7 nm → 14.3 nm, field of view kept
+    assert st.read_stage("1908248", "phase").shape == resampled_shape(sr_shape, st.pixel_size_um("1908248", "sr"), 0.0143)
+    assert st.pixel_size_um("1908248", "phase") == pytest.approx(0.0143, rel=1e-12)
     before = {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
     # 7.344 nm · 13/35 = 2.7 nm: 0.19× the U-net's 14.3 nm, refused without --force
     r = subprocess.run(CLI + ["run", "--store", str(store), "--phase-method", "unet", "--from", "phase"],

@@ -456,7 +456,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     # A stage is recomputed when it is incomplete, when --from names it or an earlier stage,
     # when it was made with other parameters, or when an earlier stage of the same image is
     # recomputed (its input changes): see _plan.
-    from ..config import params_record, warn_classical_pixel_size, warn_sr_input
+    from ..config import params_record, warn_sr_input
 
     plan, notes, resume = _plan(st, ids, stages, params, forced=force or from_stage is not None)
     # the weights are checked whenever their stage is in the run; the pixel sizes of the
@@ -467,9 +467,6 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
         _check_unet_inputs(st, [i for i in ids if "phase" in plan[i]], params, force_pixel_size)
     if params.sr_method != "none":
         _warn_per_pixel_size(warn_sr_input, [(st.pixel_size_um(i, "raw"), i) for i in ids if "sr" in plan[i]])
-    if "phase" in stages and params.phase_method == "classical":
-        _warn_per_pixel_size(warn_classical_pixel_size,
-                             [(_phase_input_pixel_size(st, i, params), i) for i in ids if "phase" in plan[i]])
 
     def todo(iid, stage):
         return stage in plan[iid]
@@ -600,7 +597,10 @@ def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) ->
     """The phase stage of one image: the U-net's Ŷ (stored as ``prob``, float16) then eq. 7
     (Ŷ smoothed by ``Params.prob_sigma_um``, with hysteresis ``Params.crack_threshold_low``,
     cracks up to ``Params.min_crack_area_um2`` dropped),
-    or the classical baseline."""
+    or the classical baseline; each on its own grid (the model's pixel size, or η for the
+    classical baseline, whose options in pixels were chosen there), the input resampled
+    onto it when its pixel size differs by more than
+    :data:`~cathodeflow.stages.resample.RESAMPLE_TOLERANCE`."""
     from ..config import params_record
 
     sr = st.read_stage(iid, "sr")
@@ -608,15 +608,23 @@ def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) ->
     record = params_record(params, "phase")  # the parameters the phase map depends on
     chunks = (params.chunk_px, params.chunk_px)
     if params.phase_method == "classical":
+        from ..config import ETA_UM
         from ..stages.phases import adapt_options, baseline_options, estimate_levels_dask, phases_baseline_dask
+        from ..stages.resample import needs_resampling, resample_dask
 
+        # its options in pixels were chosen at η: an image of another pixel size is
+        # segmented on the η grid (same field of view), as the U-net is on its model's grid
+        grid = {"input_pixel_size_um": eta, "input_shape": list(sr.shape), "resampled": needs_resampling(eta, ETA_UM)}
+        if grid["resampled"]:
+            sr, eta = resample_dask(sr, eta, ETA_UM, tile_px=params.chunk_px).rechunk(chunks), ETA_UM
         # the noise sets σ (and the halo), the edge blur the dark-line contrasts; both are
         # read first and what they chose is recorded with the stage
         opts, levels = adapt_options(sr, estimate_levels_dask(sr), baseline_options(pixel_size_um=eta))
         chosen = {k: getattr(opts, k) for k in ("sigma_px", "min_crack_area_px", "crack_contrast", "line_contrast")}
         ph = phases_baseline_dask(sr, pixel_size_um=eta, levels=levels, max_noise=0, max_blur_px=0, **chosen)
         st.write_stage(iid, "phase", ph, pixel_size_um=eta, kind="labels", chunks=chunks,
-                       params={"method": "baseline-classical", **chosen, **record},
+                       params={"method": "baseline-classical", **chosen, **grid, "output_pixel_size_um": eta,
+                               **record},
                        compute_kw=compute_kw, resume=True)
         return
     import numpy as np
