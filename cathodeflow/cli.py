@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_MIN_CRACK_AREA_UM2, DEFAULT_PROB_SIGMA_UM
+from .config import (DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_MIN_CRACK_AREA_UM2, DEFAULT_PROB_SIGMA_UM,
+                     SR_AUTO_MAX_PIXEL_UM)
 from .errors import CathodeflowError, one_line
 from .io.location import store_arg
 
@@ -220,9 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resample images whose pixel size is far from the U-net's, or super-resolve images "
                         "far from the SRGAN's (refused otherwise)")
     g = p.add_argument_group("super-resolution (×35/13)")
-    g.add_argument("--sr-method", choices=("baseline", "srgan", "none"),
-                   help="cubic interpolation (baseline, default), a trained SRGAN generator, or none: the "
-                        "images were acquired at high resolution and are segmented as they are")
+    g.add_argument("--sr-method", choices=("auto", "baseline", "srgan", "none"),
+                   help=f"auto (default): per image, none for a raw pixel size of at most "
+                        f"{SR_AUTO_MAX_PIXEL_UM * 1000:.1f} nm, else baseline; cubic interpolation (baseline), a "
+                        "trained SRGAN generator, or none: the images were acquired at high resolution and "
+                        "are segmented as they are")
     g.add_argument("--sr-weights",
                    help="SRGAN generator weights: a .weights.h5 file from `cathodeflow train sr` or a registry "
                         "name (default with --sr-method srgan: the shipped srgan-small-v1)")

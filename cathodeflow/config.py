@@ -23,9 +23,16 @@ ETA_UM = 0.0143
 LOW_RES_PIXEL_UM = 0.0385
 #: Phase segmentation methods (``Params.phase_method``).
 PHASE_METHODS = ("unet", "classical")
-#: Methods of the sr stage: the cubic interpolation baseline, a trained SRGAN generator, or
-#: none (the raw image is already high-resolution and goes to the phase stage as it is).
-SR_METHODS = ("baseline", "srgan", "none")
+#: Methods of the sr stage: chosen per image by the raw pixel size (``auto``), the cubic
+#: interpolation baseline, a trained SRGAN generator, or none (the raw image is already
+#: high-resolution and goes to the phase stage as it is).
+SR_METHODS = ("auto", "baseline", "srgan", "none")
+#: ``sr_method = 'auto'`` leaves raw images of at most this pixel size (µm) as they are: the
+#: geometric mean of η and the low-res 38.5 nm (23.5 nm), where an image is as far (as a
+#: ratio) from the phase stage's grid as from the sr stage's input.
+SR_AUTO_MAX_PIXEL_UM = round((0.0143 * 0.0385) ** 0.5, 6)
+#: Parameters that apply only where the U-net makes the phase map.
+UNET_ONLY = ("unet_weights", "crack_threshold", "crack_threshold_low", "prob_sigma_um", "min_crack_area_um2")
 #: Default lower threshold of the hysteresis variant of eq. 7 (``Params.crack_threshold_low``).
 DEFAULT_CRACK_THRESHOLD_LOW = 0.3
 #: Default σ (µm) of the Gaussian smoothing of Ŷ before eq. 7 (``Params.prob_sigma_um``): 1 px at η.
@@ -100,10 +107,11 @@ class Params:
         The classical method stays the default until shipped U-net weights measure closer to
         the truth on the SR stage's output (see the README, *Phase segmentation*).
     unet_weights : registry name or path of U-net weights; None = the shipped default.
-    sr_method : ``'baseline'`` (default: cubic interpolation by 35/13, restores no detail),
-        ``'srgan'`` (the paper's SRGAN generator, §2.3.1, with ``sr_weights``) or ``'none'``
-        (for images acquired at high resolution: the sr stage is the raw image, pixel size
-        unchanged).
+    sr_method : ``'auto'`` (default: per image, ``'none'`` for a raw pixel size of at most
+        :data:`SR_AUTO_MAX_PIXEL_UM`, else ``'baseline'``), ``'baseline'`` (cubic
+        interpolation by 35/13, restores no detail), ``'srgan'`` (the paper's SRGAN
+        generator, §2.3.1, with ``sr_weights``) or ``'none'`` (for images acquired at high
+        resolution: the sr stage is the raw image, pixel size unchanged).
     sr_weights : registry name or path of SRGAN generator weights (``cathodeflow train sr``);
         None = the shipped default (``srgan-small-v1``).
     """
@@ -126,7 +134,7 @@ class Params:
     whole_image_px: int = 2**25
     phase_method: str = "classical"
     unet_weights: str | None = None
-    sr_method: str = "baseline"
+    sr_method: str = "auto"
     sr_weights: str | None = None
 
     def __post_init__(self):
@@ -169,8 +177,7 @@ class Params:
         if self.phase_method not in PHASE_METHODS:
             raise InputError(f"phase_method must be one of {PHASE_METHODS}, got {self.phase_method!r}")
         if self.phase_method != "unet":
-            used = [k for k in ("unet_weights", "crack_threshold", "crack_threshold_low", "prob_sigma_um",
-                                "min_crack_area_um2") if getattr(self, k) is not None]
+            used = [k for k in UNET_ONLY if getattr(self, k) is not None]
             if used:
                 raise InputError(f"{', '.join(used)} set, but phase_method is {self.phase_method!r}: "
                                  "they apply to phase_method = 'unet' (--phase-method unet)")
@@ -189,6 +196,15 @@ class Params:
                 or self.whole_image_px < 0:
             raise InputError(f"whole_image_px (--whole-image-px) must be an integer >= 0 (pixels), "
                              f"got {self.whole_image_px!r}")
+
+    def for_image(self, raw_pixel_size_um: float) -> "Params":
+        """These parameters with ``sr_method = 'auto'`` chosen for an image of raw pixel size
+        ``raw_pixel_size_um`` (µm): ``'none'`` up to :data:`SR_AUTO_MAX_PIXEL_UM`, else
+        ``'baseline'``. Other methods are kept."""
+        if self.sr_method != "auto":
+            return self
+        sr = "none" if float(raw_pixel_size_um) <= SR_AUTO_MAX_PIXEL_UM else "baseline"
+        return dataclasses.replace(self, sr_method=sr)
 
     def replace(self, **changes) -> "Params":
         """A copy with ``changes`` applied (None values are ignored)."""
@@ -327,8 +343,9 @@ def warn_sr_input(pixel_size_um: float, *, name: str) -> None:
     if 1 / SR_INPUT_TOLERANCE <= f <= SR_INPUT_TOLERANCE:
         return
     how = f"{1 / f:.3g}x finer" if f < 1 else f"{f:.3g}x coarser"
-    hint = ("for images acquired at high resolution, --sr-method none leaves them as they are, and "
-            "--phase-method unet segments such images better than the classical default")
+    hint = ("for images acquired at high resolution, --sr-method none (or auto, the default) leaves "
+            "them as they are, and --phase-method unet segments such images better than the classical "
+            "default on the image styles held out of its training")
     warnings.warn(
         f"{name}: raw pixel size {pixel_size_um:g} µm is {how} than the {LOW_RES_PIXEL_UM} µm the "
         f"sr stage is made for (its factor 35/13 takes 38.5 nm to the paper's 14.3 nm); the "

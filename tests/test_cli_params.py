@@ -202,16 +202,20 @@ def test_a_marker_radius_of_few_pixels_is_one_warning_line_for_all_images(tmp_pa
     assert code == 0 and "warning" not in err
 
 
-def test_raw_images_far_from_385_nm_are_one_warning_line_when_the_sr_stage_runs(tmp_path, capsys):
+def test_raw_images_far_from_385_nm_are_one_warning_line_when_the_sr_stage_interpolates_them(tmp_path, capsys):
     store = tmp_path / "s.zarr"
     for name in ("a", "b"):
         write_tiff(tmp_path / f"{name}.tif", np.full((52, 52), 100, np.uint8), pixel_size_um=0.00385)
     assert main(["ingest", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--store", str(store),
                  "--condition", "c"]) == 0
     capsys.readouterr()
+    # the default (auto) leaves 3.85 nm images as they are: nothing to warn about
     code, _, err = _cli(capsys, "run", "--store", store, "--to", "sr", "--scheduler", "sync")
+    assert code == 0 and "warning" not in err, err
+    assert open_store(store, mode="r").stage_info("a", "sr")["params"]["method"] == "none"
+    code, _, err = _cli(capsys, "run", "--store", store, "--to", "sr", "--scheduler", "sync", "--sr-method", "baseline")
     assert code == 0, err
     warned = [ln for ln in err.splitlines() if ln.startswith("cathodeflow: warning:")]
     assert len(warned) == 1 and "image(s) a, b" in warned[0] and "10x finer" in warned[0], err
-    code, _, err = _cli(capsys, "run", "--store", store, "--to", "sr", "--scheduler", "sync")
+    code, _, err = _cli(capsys, "run", "--store", store, "--to", "sr", "--scheduler", "sync", "--sr-method", "baseline")
     assert code == 0 and "warning" not in err  # sr complete: nothing to warn about

@@ -15,6 +15,7 @@ import pytest
 import cathodeflow
 from cathodeflow.config import (
     LAYOUT_PARAMS,
+    SR_AUTO_MAX_PIXEL_UM,
     STAGE_PARAMS,
     Params,
     check_pixel_size_um,
@@ -161,6 +162,19 @@ def test_raw_pixel_size_more_than_2x_from_385_nm_warns(eta, warns):
     assert len(hits) == warns
     if warns:  # the way out is named only for images finer than the sr stage's input
         assert ("--sr-method none" in hits[0] and "--phase-method unet" in hits[0]) == (eta < 0.0385)
+
+
+@pytest.mark.parametrize("eta, method", [(0.0143, "none"), (0.007344, "none"), (0.02346, "none"),
+                                         (0.02347, "baseline"), (0.0385, "baseline"), (0.1, "baseline")])
+def test_sr_method_auto_leaves_images_up_to_23_5_nm_as_they_are_and_interpolates_coarser_ones(eta, method):
+    # 23.46 nm = sqrt(14.3 nm · 38.5 nm): as far (as a ratio) from the phase stage's grid as
+    # from the sr stage's 38.5 nm input
+    assert SR_AUTO_MAX_PIXEL_UM == pytest.approx((0.0143 * 0.0385) ** 0.5, abs=1e-6)
+    p = Params().for_image(eta)
+    assert p.sr_method == method
+    assert p.replace(sr_method="auto") == Params()  # nothing else changes
+    for fixed in ("baseline", "none", "srgan"):  # a method chosen by the user stays
+        assert Params(sr_method=fixed).for_image(eta).sr_method == fixed
 
 
 # ------------------------------------------------------------------ parameter sets per stage

@@ -278,36 +278,56 @@ def test_classical_phase_stage_segments_an_image_at_another_pixel_size_on_the_14
     np.testing.assert_array_equal(phases[160], phases[4096])
 
 
-def test_an_image_acquired_at_high_resolution_is_segmented_as_it_is_with_sr_method_none(tmp_path):
-    # the generator's 14.3 nm image: --sr-method none copies it to the sr stage (same pixel
-    # size, same shape), so the phase map is on the truth's grid
+def test_an_image_acquired_at_high_resolution_is_segmented_as_it_is_by_default(tmp_path):
+    # the generator's 14.3 nm image: the default sr method (auto) leaves it as it is, as
+    # --sr-method none does (same pixel size, same shape), so the phase map is on the
+    # truth's grid; both record the method they used, 'none', so neither recomputes the other
     im = generate_image("20C", seed=5, image_id="hr", **SMALL)
     f = tmp_path / "hr.tif"
     write_tiff(f, im.hr, pixel_size_um=im.pixel_size_hr_um)
     store = tmp_path / "s.zarr"
     ingest([f], store=store, condition="20C")
-    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um", "0.143",
-                              "--sr-method", "none"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um", "0.143"],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "sr stage is made for" not in r.stderr  # no pixel-size warning
-    assert "classical segmentation" not in r.stderr
+    assert "warning" not in r.stderr  # no pixel-size warning
     st = open_store(store, mode="r")
     np.testing.assert_array_equal(np.asarray(st.read_stage("hr", "sr")), np.asarray(st.read_stage("hr", "raw")))
     assert st.pixel_size_um("hr", "sr") == st.pixel_size_um("hr", "phase") == pytest.approx(im.pixel_size_hr_um)
     assert st.stage_info("hr", "sr")["params"]["method"] == "none"
+    assert st.stage_info("hr", "sr")["params"]["params"]["sr_method"] == "none"
     phase = np.asarray(st.read_stage("hr", "phase"))
     assert phase.shape == im.phase.shape and np.mean(phase == im.phase) > 0.95
     assert st.stage_info("hr", "phase")["params"]["resampled"] is False
-    # the default interpolates it by 35/13 again, and says how to avoid that; the classical
-    # phase stage then takes the 5.3 nm image back to the 14.3 nm grid
-    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um", "0.143"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um", "0.143",
+                              "--sr-method", "none"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "recomputed" not in r.stderr and " done" not in r.stderr, r.stderr
+    # --sr-method baseline interpolates it by 35/13 again, and says how to avoid that; the
+    # classical phase stage then takes the 5.3 nm image back to the 14.3 nm grid
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--scheduler", "threads", "--marker-radius-um", "0.143",
+                              "--sr-method", "baseline"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    assert "hr: sr recomputed (sr_method \"none\" -> \"baseline\")" in r.stderr
     assert "--sr-method none" in r.stderr
     st = open_store(store, mode="r")
     assert st.read_stage("hr", "sr").shape == tuple(n * 35 // 13 for n in im.phase.shape)
     assert st.read_stage("hr", "phase").shape == im.phase.shape
     assert st.pixel_size_um("hr", "phase") == pytest.approx(0.0143, rel=1e-12)
+
+
+def test_auto_super_resolves_the_low_res_image_and_leaves_the_high_res_one_of_one_store(tmp_path):
+    im = generate_image("20C", seed=6, image_id="x", **SMALL)
+    for name, image, px in (("lr", im.lr, im.pixel_size_lr_um), ("hr", im.hr, im.pixel_size_hr_um)):
+        write_tiff(tmp_path / f"{name}.tif", image, pixel_size_um=px)
+    store = tmp_path / "s.zarr"
+    ingest([tmp_path / "lr.tif", tmp_path / "hr.tif"], store=store, condition="20C")
+    run_study(store, params=Params(marker_radius_um=0.143), scheduler="sync", to_stage="phase")
+    st = open_store(store, mode="r")
+    assert [st.stage_info(i, "sr")["params"]["method"] for i in ("lr", "hr")] == ["baseline-interpolation", "none"]
+    assert st.read_stage("lr", "sr").shape == tuple(n * 35 // 13 for n in im.lr.shape)
+    assert st.read_stage("hr", "sr").shape == im.hr.shape
+    # both phase maps on the 14.3 nm grid, the same field of view
+    assert st.pixel_size_um("lr", "phase") == pytest.approx(0.0143) == st.pixel_size_um("hr", "phase")
 
 
 @pytest.mark.slow
@@ -324,7 +344,7 @@ ZEISS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2-sem-bam"
 
 
 @pytest.mark.skipif(not ZEISS.exists(), reason=f"real Zeiss example not present at {ZEISS} (shared/data beside the repo)")
-def test_real_zeiss_frame_of_712_rows_runs_end_to_end_and_the_unet_refuses_its_pixel_size(tmp_path):
+def test_real_zeiss_frame_of_712_rows_runs_end_to_end_and_the_unet_refuses_it_super_resolved(tmp_path):
     store = tmp_path / "z.zarr"
     r = subprocess.run(CLI + ["ingest", str(ZEISS), "--store", str(store), "--condition", "real"],
                        capture_output=True, text=True, timeout=120)
@@ -334,15 +354,15 @@ def test_real_zeiss_frame_of_712_rows_runs_end_to_end_and_the_unet_refuses_its_p
     assert r.returncode == 0, r.stderr
     st = open_store(store, mode="r")
     assert st.read_stage("1908248", "raw").shape == (712, 1024)
-    sr_shape = (712 * 35 // 13, 1024 * 35 // 13)
-    assert st.read_stage("1908248", "sr").shape == sr_shape
-    # the classical phase stage works on the 14.3 nm grid: 2.7 nm → 14.3 nm, field of view kept
-    assert st.read_stage("1908248", "phase").shape == resampled_shape(sr_shape, st.pixel_size_um("1908248", "sr"), 0.0143)
+    # 7.344 nm: high resolution already, so the sr stage (auto) leaves it as it is, and the
+    # classical phase stage works on the 14.3 nm grid (field of view kept)
+    assert st.read_stage("1908248", "sr").shape == (712, 1024)
+    assert st.read_stage("1908248", "phase").shape == resampled_shape((712, 1024), 0.007344, 0.0143)
     assert st.pixel_size_um("1908248", "phase") == pytest.approx(0.0143, rel=1e-12)
     before = {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
-    # 7.344 nm · 13/35 = 2.7 nm: 0.19× the U-net's 14.3 nm, refused without --force
-    r = subprocess.run(CLI + ["run", "--store", str(store), "--phase-method", "unet", "--from", "phase"],
-                       capture_output=True, text=True, timeout=300)
+    # super-resolved by 35/13, 2.7 nm: 0.19× the U-net's 14.3 nm, refused without --force
+    r = subprocess.run(CLI + ["run", "--store", str(store), "--phase-method", "unet", "--sr-method", "baseline",
+                              "--from", "sr"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--force" in r.stderr and "1908248" in r.stderr
     assert {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()} == before
 

@@ -107,7 +107,7 @@ def test_srgan_without_weights_means_the_shipped_ones_and_weights_without_srgan_
 
     assert _sr_weights(Params(sr_method="srgan")) == DEFAULT_SRGAN
     assert _sr_weights(Params(sr_method="srgan", sr_weights="x.weights.h5")) == "x.weights.h5"
-    with pytest.raises(InputError, match="sr_weights set, but sr_method is 'baseline'"):
+    with pytest.raises(InputError, match="sr_weights set, but sr_method is 'auto'"):
         Params(sr_weights="x.weights.h5")
     with pytest.raises(InputError, match="sr_method must be one of"):
         Params(sr_method="bicubic")
@@ -194,7 +194,7 @@ def test_train_sr_writes_srgan_weights_that_run_uses_for_the_sr_stage(tmp_path, 
     # bad input on the command line: one line, exit 2
     assert main(["run", "--store", str(store), "--sr-weights", str(w)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "sr_weights set, but sr_method is 'baseline'" in err[0]
+    assert len(err) == 1 and "sr_weights set, but sr_method is 'auto'" in err[0]
 
 
 def test_train_sr_config_refuses_off_grid_crops_and_any_silent_content_loss_switch(tmp_path):

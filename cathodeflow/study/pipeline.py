@@ -341,7 +341,7 @@ def _given_stages(st, iid) -> tuple[str, ...]:
     return ()
 
 
-def _plan(st, ids, stages, params: Params, forced: bool) -> tuple[dict[str, list[str]], list[str], set[str]]:
+def _plan(st, ids, stages, per: dict[str, Params], forced: bool) -> tuple[dict[str, list[str]], list[str], set[str]]:
     """Which per-image stages of ``stages`` to compute for each image, one line per image
     whose complete stage is recomputed because the parameters changed (DESIGN §4.1), and the
     images whose first stage to compute is resumed chunk by chunk.
@@ -351,7 +351,7 @@ def _plan(st, ids, stages, params: Params, forced: bool) -> tuple[dict[str, list
     when the image was given it (:func:`_given_stages`: its input, not a result). The first
     stage computed is resumed when it is in :data:`RESUMABLE` and computed only because it
     is incomplete (not forced, same parameters); the stages after it are written whole.
-    Nothing is written here.
+    ``per`` holds each image's parameters (:func:`_image_params`). Nothing is written here.
 
     Raises
     ------
@@ -367,7 +367,7 @@ def _plan(st, ids, stages, params: Params, forced: bool) -> tuple[dict[str, list
         for k, stage in enumerate(STAGES[:-1]):  # "tables" pools all images: every run writes it
             if stage in given:
                 continue
-            complete, changed = _stage_state(st, iid, stage, params)
+            complete, changed = _stage_state(st, iid, stage, per[iid])
             if stage not in stages:
                 if k < first and changed:
                     raise InputError(
@@ -458,15 +458,16 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     # recomputed (its input changes): see _plan.
     from ..config import params_record, warn_sr_input
 
-    plan, notes, resume = _plan(st, ids, stages, params, forced=force or from_stage is not None)
+    per = _image_params(st, ids, params)  # sr_method 'auto' chosen per image
+    plan, notes, resume = _plan(st, ids, stages, per, forced=force or from_stage is not None)
     # the weights are checked whenever their stage is in the run; the pixel sizes of the
     # images that compute it
     if "sr" in stages and params.sr_method == "srgan":
         _check_srgan_inputs(st, [i for i in ids if "sr" in plan[i]], params, force_pixel_size)
     if "phase" in stages and params.phase_method == "unet":
-        _check_unet_inputs(st, [i for i in ids if "phase" in plan[i]], params, force_pixel_size)
-    if params.sr_method != "none":
-        _warn_per_pixel_size(warn_sr_input, [(st.pixel_size_um(i, "raw"), i) for i in ids if "sr" in plan[i]])
+        _check_unet_inputs(st, [i for i in ids if "phase" in plan[i]], params, per, force_pixel_size)
+    _warn_per_pixel_size(warn_sr_input, [(st.pixel_size_um(i, "raw"), i) for i in ids
+                                         if "sr" in plan[i] and per[i].sr_method != "none"])
 
     def todo(iid, stage):
         return stage in plan[iid]
@@ -483,6 +484,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
 
         def process(iid):
             """sr → phase → labels of one image (each stage tiled on the store's chunks)."""
+            params = per[iid]
             if "sr" in stages and todo(iid, "sr"):
                 raw = st.read_stage(iid, "raw")
                 eta_lr = st.pixel_size_um(iid, "raw")
@@ -546,6 +548,14 @@ def _sr_weights(params: Params) -> str:
     return params.sr_weights or DEFAULT_SRGAN
 
 
+def _image_params(st, ids, params: Params) -> dict[str, Params]:
+    """Each image's parameters, ``sr_method = 'auto'`` chosen by its raw pixel size
+    (:meth:`~cathodeflow.config.Params.for_image`). An image given as a phase map (no raw
+    image, no sr or phase stage to compute) keeps ``params``."""
+    return {iid: params if st.stage_info(iid, "raw") is None else params.for_image(st.pixel_size_um(iid, "raw"))
+            for iid in ids}
+
+
 def _check_srgan_inputs(st, ids, params: Params, force_pixel_size: bool) -> None:
     """Before anything is written: the SRGAN weights load (kind, sha256, architecture) and
     every image's raw pixel size suits them (or ``force_pixel_size``)."""
@@ -560,9 +570,10 @@ def _check_srgan_inputs(st, ids, params: Params, force_pixel_size: bool) -> None
                             name=f"{st.path}: image {iid!r} (raw pixel size)")
 
 
-def _check_unet_inputs(st, ids, params: Params, force_pixel_size: bool) -> None:
+def _check_unet_inputs(st, ids, params: Params, per: dict[str, Params], force_pixel_size: bool) -> None:
     """Before anything is written: the weights load (sha256, architecture) and every image's
-    super-resolved pixel size suits them (or ``force_pixel_size``)."""
+    super-resolved pixel size suits them (or ``force_pixel_size``); ``per``: each image's
+    parameters (:func:`_image_params`)."""
     from ..models.registry import load_unet
     from ..stages.unet import UNetSetup, check_pixel_size
 
@@ -570,7 +581,7 @@ def _check_unet_inputs(st, ids, params: Params, force_pixel_size: bool) -> None:
     load_unet(weights)
     setup = UNetSetup.from_weights(weights)
     for iid in ids:
-        check_pixel_size(_phase_input_pixel_size(st, iid, params), setup.pixel_size_um, force=force_pixel_size,
+        check_pixel_size(_phase_input_pixel_size(st, iid, per[iid]), setup.pixel_size_um, force=force_pixel_size,
                          name=f"{st.path}: image {iid!r} (super-resolved pixel size)")
 
 
