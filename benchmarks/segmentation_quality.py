@@ -34,7 +34,8 @@ Metrics per image (then the median over images, and λ/ρ pooled per family):
 * λ and ρ ratio to the truth: eq. 11–12 of the measured map over those of the true map,
   pooled over the family's images;
 * particles matched: share of the true particles (the generator's labels) that have a
-  measured particle (eq. 8–10 on the measured map) with IoU ≥ 0.5.
+  measured particle (eq. 8–10 on the measured map, or with ``--marker-h-um`` the h-maxima
+  markers) with IoU ≥ 0.5.
 
 Writes ``benchmarks/results/segmentation-quality-<time>.json`` and prints the table.
 """
@@ -137,14 +138,14 @@ def score_image(pred: np.ndarray, truth_phase: np.ndarray, truth_particles, *, e
 
 def evaluate(*, n_images: int, shape_lr, weights, families, geometry: str = "classic", seed: int = 424242,
              sr_weights=None, t_low: float = DEFAULT_CRACK_THRESHOLD_LOW, sigma_um: float = DEFAULT_PROB_SIGMA_UM,
-             min_crack_area_um2: float = DEFAULT_MIN_CRACK_AREA_UM2, log=print):
+             min_crack_area_um2: float = DEFAULT_MIN_CRACK_AREA_UM2, marker_h_um: float | None = None, log=print):
     from cathodeflow.config import Params
     from cathodeflow.stages.phases import phase_from_probabilities, segment_phases_baseline
     from cathodeflow.stages.superres import superres_baseline
     from cathodeflow.stages.unet import UNetSetup, min_crack_px, unet_probabilities
     from cathodeflow.synth.training import make_training_pair
 
-    params = Params()
+    params = Params(marker_h_um=marker_h_um)
     setup = UNetSetup.from_weights(weights)
     methods = METHODS + (SRGAN_METHODS if sr_weights is not None else ())
     srcs = ("sr", "hr") + (("srgan",) if sr_weights is not None else ())
@@ -237,6 +238,8 @@ def main(argv=None) -> int:
                    help=f"σ (µm) of the smoothing of Ŷ (default {DEFAULT_PROB_SIGMA_UM})")
     p.add_argument("--min-crack-area-um2", type=float, default=DEFAULT_MIN_CRACK_AREA_UM2,
                    help=f"largest crack component dropped, µm² (default {DEFAULT_MIN_CRACK_AREA_UM2})")
+    p.add_argument("--marker-h-um", type=float, default=None,
+                   help="h-maxima particle markers (Params.marker_h_um; default unset: eq. 10)")
     p.add_argument("--train-families", action="store_true", help="also score the training families")
     p.add_argument("--no-json", action="store_true")
     args = p.parse_args(argv)
@@ -245,7 +248,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     res = evaluate(n_images=args.images, shape_lr=shape, weights=args.weights, families=fams, geometry=args.geometry,
                    sr_weights=args.sr_weights, t_low=args.t_low, sigma_um=args.sigma_um,
-                   min_crack_area_um2=args.min_crack_area_um2)
+                   min_crack_area_um2=args.min_crack_area_um2, marker_h_um=args.marker_h_um)
     table = format_table(res, FAMILIES_HELD_OUT)
     print(table)
     if not args.no_json:
@@ -261,7 +264,8 @@ def main(argv=None) -> int:
             "cathodeflow": __version__, "weights": args.weights, "weights_sha256": setup.sha256,
             "sr_weights": args.sr_weights,
             "crack_threshold": setup.crack_threshold, "crack_threshold_low": args.t_low, "prob_sigma_um": args.sigma_um,
-            "min_crack_area_um2": args.min_crack_area_um2, "images_per_family": args.images, "shape_lr": shape, "geometry": args.geometry,
+            "min_crack_area_um2": args.min_crack_area_um2, "marker_h_um": args.marker_h_um,
+            "images_per_family": args.images, "shape_lr": shape, "geometry": args.geometry,
             "families_held_out": list(FAMILIES_HELD_OUT), "results": res,
             "seconds": round(time.perf_counter() - t0, 1),
         }, indent=1))

@@ -41,6 +41,10 @@ def _common_params(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path, help="TOML file with a [params] table")
     g.add_argument("--marker-radius-um", type=float,
                    help="r of eq. 10 in µm (default 0.715 = the paper's 50 px at 0.0143 µm)")
+    g.add_argument("--marker-h-um", type=float,
+                   help="not in the paper: markers at the h-maxima of D (h in µm, e.g. 0.286 = 20 px at 14.3 nm) "
+                        "among D >= r, so touching particles joined by a neck wider than 2r are split (default: "
+                        "unset, eq. 10 as written)")
     g.add_argument("--min-particle-area-um2", type=float, help="leave out smaller particles, µm² (default 0)")
     for old in _RENAMED_OPTIONS:  # refused with the name of their replacement
         g.add_argument(old, help=argparse.SUPPRESS)
@@ -85,6 +89,7 @@ def _params(args):
     return load_params(
         getattr(args, "config", None),
         marker_radius_um=getattr(args, "marker_radius_um", None),
+        marker_h_um=getattr(args, "marker_h_um", None),
         min_particle_area_um2=getattr(args, "min_particle_area_um2", None),
         min_crack_d_factor=getattr(args, "min_crack_d_factor", None),
         lambda_pristine_per_um2=getattr(args, "lambda_pristine_per_um2", None),

@@ -66,6 +66,11 @@ class Params:
     ----------
     marker_radius_um : r of eq. 10 (markers are ``D >= r``), in µm. Paper: r = 50 px at
         η = 0.0143 µm, i.e. 0.715 µm (the default).
+    marker_h_um : not in the paper: h (µm) of h-maxima markers. Set, the markers are the
+        h-maxima of D (one per dome of D rising at least h above the saddle to a higher
+        one; :func:`cathodeflow.stages.particles.h_maxima`) among D ≥ r, so touching
+        particles joined by a neck wider than 2r keep a marker each. None (default): eq. 10
+        as written, one marker per connected region of D ≥ r.
     min_crack_d_factor : cracks with d < factor·η are dropped (§2.4.2). Paper: 2.5.
     lambda_pristine_per_um2 : λ_pristine of eq. 19, in µm⁻². Paper: 0.145.
     r10_um, r50_um, r90_um : volume-weighted radius percentiles (§2.5.2), in µm.
@@ -117,6 +122,7 @@ class Params:
     """
 
     marker_radius_um: float = 0.715
+    marker_h_um: float | None = None
     min_crack_d_factor: float = 2.5
     lambda_pristine_per_um2: float = 0.145
     r10_um: float = 3.55
@@ -147,6 +153,9 @@ class Params:
                 object.__setattr__(self, f.name, float(v))
         if not self.marker_radius_um > 0:
             raise InputError(f"marker_radius_um must be > 0 (r of eq. 10, in µm), got {self.marker_radius_um}")
+        if self.marker_h_um is not None and not (math.isfinite(self.marker_h_um) and self.marker_h_um > 0):
+            raise InputError(f"marker_h_um must be a number > 0 (h of the h-maxima markers, in µm), "
+                             f"got {self.marker_h_um}")
         if self.min_particle_area_um2 < 0:
             raise InputError(f"min_particle_area_um2 must be >= 0 (µm²), got {self.min_particle_area_um2}")
         if not (0 < self.r10_um < self.r50_um < self.r90_um):
@@ -215,6 +224,13 @@ class Params:
         :data:`PX_DECIMALS` decimals (0.715 µm at 0.0143 µm is 50 px exactly)."""
         return round(self.marker_radius_um / float(pixel_size_um), PX_DECIMALS)
 
+    def marker_h_px_at(self, pixel_size_um: float) -> float | None:
+        """``marker_h_um`` in pixels of size ``pixel_size_um`` (µm), rounded as
+        :meth:`marker_radius_px_at`; None when unset."""
+        if self.marker_h_um is None:
+            return None
+        return round(self.marker_h_um / float(pixel_size_um), PX_DECIMALS)
+
     def min_particle_area_px_at(self, pixel_size_um: float) -> float:
         """``min_particle_area_um2`` in pixels of size ``pixel_size_um`` (µm), rounded to
         :data:`PX_DECIMALS` decimals."""
@@ -233,10 +249,13 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "sr": ("sr_method", "sr_weights"),
     "phase": ("phase_method", "unet_weights", "crack_threshold", "crack_threshold_low", "prob_sigma_um",
               "min_crack_area_um2"),
-    "labels": ("marker_radius_um", "min_crack_d_factor", "min_particle_area_um2",
+    "labels": ("marker_radius_um", "marker_h_um", "min_crack_d_factor", "min_particle_area_um2",
                "r10_um", "r50_um", "r90_um", "bins", "stereology_models"),
     "tables": ("lambda_pristine_per_um2",),
 }
+#: Fields added after stores were made: left out of a stage's record while unset, so that
+#: the records (and hashes) of results made before they existed stay current.
+OMITTED_WHEN_UNSET = ("marker_h_um",)
 #: Fields that only change how the work is cut into tiles, not its result (tiled == whole,
 #: DESIGN §5); they are in no stage's set, so changing them recomputes nothing.
 LAYOUT_PARAMS = ("chunk_px", "unet_tile_px", "whole_image_px")
@@ -264,6 +283,8 @@ def stage_params(params: Params, *stages: str) -> dict:
             raise InputError(f"stage must be one of {tuple(STAGE_PARAMS)}, got {s!r}")
         for k in STAGE_PARAMS[s]:
             v = getattr(params, k)
+            if v is None and k in OMITTED_WHEN_UNSET:
+                continue
             out[k] = list(v) if isinstance(v, tuple) else v
     return out
 

@@ -219,3 +219,21 @@ def test_raw_images_far_from_385_nm_are_one_warning_line_when_the_sr_stage_inter
     assert len(warned) == 1 and "image(s) a, b" in warned[0] and "10x finer" in warned[0], err
     code, _, err = _cli(capsys, "run", "--store", store, "--to", "sr", "--scheduler", "sync", "--sr-method", "baseline")
     assert code == 0 and "warning" not in err  # sr complete: nothing to warn about
+
+
+def test_describe_marker_h_um_splits_touching_particles_and_is_recorded(tmp_path, capsys):
+    # discs of radius 60 px, centres 90 px apart: the neck's D (40 px) exceeds r = 30 px, so
+    # eq. 10 gives one marker; each dome rises 20 px above the neck, more than h = 15 px
+    yy, xx = np.mgrid[:160, :260]
+    ph = (((yy - 80) ** 2 + (xx - 80) ** 2 <= 3600) | ((yy - 80) ** 2 + (xx - 170) ** 2 <= 3600)).astype(np.uint8)
+    np.save(tmp_path / "pair.npy", ph)
+    eta = 0.0143
+    counts = {}
+    for name, extra in (("paper", []), ("hmax", ["--marker-h-um", str(15 * eta)])):
+        code, _, err = _cli(capsys, "describe", tmp_path / "pair.npy", "--pixel-size-um", eta, "--marker-radius-um",
+                            30 * eta, "--out", tmp_path / name, *extra)
+        assert code == 0, err
+        counts[name] = len(read_table(tmp_path / name / "particles.parquet", "particles"))
+        meta = read_table_metadata(tmp_path / name / "particles.parquet")
+        assert (meta["params"].get("marker_h_um") == pytest.approx(15 * eta)) == (name == "hmax")
+    assert counts == {"paper": 1, "hmax": 2}

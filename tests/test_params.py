@@ -223,3 +223,15 @@ def test_tables_carry_params_hash_and_package_version_in_their_parquet_metadata(
         pd.testing.assert_frame_equal(read_table(path, name), tables[name])  # dtypes kept
     tables["images"].to_parquet(tmp_path / "plain.parquet")
     assert read_table_metadata(tmp_path / "plain.parquet") == {}
+
+
+def test_marker_h_is_in_the_labels_record_only_when_set_so_older_records_stay_current():
+    unset = stage_params(Params(), "labels")
+    assert "marker_h_um" not in unset  # a store made before the field existed keeps its hash
+    p = Params(marker_h_um=0.286)
+    assert stage_params(p, "labels")["marker_h_um"] == 0.286
+    assert params_record(p, "labels")["params_hash"] != params_record(Params(), "labels")["params_hash"]
+    assert p.marker_h_px_at(0.0143) == 20.0 and Params().marker_h_px_at(0.0143) is None
+    for bad in (0, -0.1, float("inf")):
+        with pytest.raises(InputError, match="marker_h_um"):
+            Params(marker_h_um=bad)

@@ -425,3 +425,63 @@ def test_paper_radius_on_a_large_map_matches_reference_and_tiles():
     assert d / n <= 1e-3
     tiled = particle_labels_dask(da.from_array(ph, chunks=(512, 700))).compute()
     np.testing.assert_array_equal(tiled, ours)
+
+
+# ---------------------------------------------------------------- h-maxima markers (not in the paper)
+def two_discs_with_a_wide_neck():
+    """Discs of radius 60 px, centres 90 px apart: D is 60 at the centres and 40 on the neck
+    (half-width √(60² − 45²) = 39.7 px), so the dome of each disc rises 20 px above the
+    saddle between them."""
+    shape = (160, 260)
+    ph = (disc(shape, 80, 80, 60) | disc(shape, 80, 170, 60)).astype(np.uint8)
+    d = ndi.distance_transform_edt(ph > 0)
+    assert d[80, 125] == 40.0 and round(d.max()) == 60
+    return ph
+
+
+def test_h_maxima_markers_split_touching_discs_whose_neck_is_wider_than_2r():
+    ph = two_discs_with_a_wide_neck()
+    assert particle_labels(ph, marker_radius_px=30).max() == 1  # eq. 10: D ≥ 30 joins both discs
+    lab = particle_labels(ph, marker_radius_px=30, marker_h_px=15)  # dynamic 20 ≥ 15: split
+    assert lab.max() == 2
+    left, right = lab[80, 80], lab[80, 170]
+    assert left != right and left > 0 and right > 0
+    # the boundary runs through the neck, the line x = 125 of the symmetric pair
+    cols = np.nonzero(ph[:, :125].any(axis=0))[0]
+    assert np.all(lab[:, cols][ph[:, cols] > 0] == left)
+    assert np.all(lab[:, 126:][ph[:, 126:] > 0] == right)
+    # a dome lower than h is no marker of its own: one particle again
+    assert particle_labels(ph, marker_radius_px=30, marker_h_px=25).max() == 1
+
+
+def test_h_maxima_markers_leave_a_single_particle_whole_and_keep_the_radius_rule():
+    shape = (120, 120)
+    one = disc(shape, 60, 60, 40).astype(np.uint8)
+    np.testing.assert_array_equal(particle_labels(one, marker_radius_px=30, marker_h_px=5),
+                                  particle_labels(one, marker_radius_px=30))
+    # D ≥ r still applies: a disc of radius 20 has no marker with r = 30, whatever h
+    small = disc(shape, 60, 60, 20).astype(np.uint8)
+    assert particle_labels(small, marker_radius_px=30, marker_h_px=5).max() == 0
+
+
+@pytest.mark.parametrize("h", [0, -1.0, float("nan")])
+def test_invalid_h_is_rejected(h):
+    with pytest.raises(InputError, match="marker_h_px"):
+        particle_labels(np.ones((5, 5), np.uint8), marker_radius_px=2, marker_h_px=h)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.floats(1.5, 12.0), st.floats(0.5, 10.0),
+       st.sampled_from(CHUNKS))
+def test_h_maxima_markers_tiled_equal_whole_for_any_chunks(seed, r, h, chunks):
+    ph = random_discs(np.random.default_rng(seed))
+    whole = particle_labels(ph, marker_radius_px=r, marker_h_px=h)
+    tiled = particle_labels_dask(da.from_array(ph, chunks=chunks), marker_radius_px=r, marker_h_px=h)
+    np.testing.assert_array_equal(tiled.compute(scheduler="sync"), whole)
+
+
+def test_h_maxima_markers_refuse_a_component_too_large_for_one_task():
+    ph = two_discs_with_a_wide_neck()
+    with pytest.raises(InputError, match="marker_h_um"):
+        particle_labels_dask(da.from_array(ph, chunks=64), marker_radius_px=30, marker_h_px=15,
+                             max_component_px=1000)

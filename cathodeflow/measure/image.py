@@ -204,10 +204,12 @@ def describe_phase(
     """Segment and measure one validated phase map held in memory (numpy).
 
     Lengths of ``params`` (µm) are converted with ``pixel_size_um``: r of eq. 10 is
-    :meth:`Params.marker_radius_px_at`.
+    :meth:`Params.marker_radius_px_at` (and h of the h-maxima markers, when set,
+    :meth:`Params.marker_h_px_at`).
     """
     cr = crack_labels(phase)
-    plab = particle_labels(phase, marker_radius_px=params.marker_radius_px_at(pixel_size_um))
+    plab = particle_labels(phase, marker_radius_px=params.marker_radius_px_at(pixel_size_um),
+                           marker_h_px=params.marker_h_px_at(pixel_size_um))
     counts = phase_counts(phase)
     measures, holed = measure_particles(
         phase, plab, pixel_size_um=pixel_size_um, dcenter=dcenter, bins=params.bins

@@ -140,7 +140,8 @@ def _describe(phase, *, image_id, condition, pixel_size_um, params, dcenter, cli
     (phase,) = persist(phase, scratch=scratch, client=client)
     clab, ctable = crack_labels_dask(phase, scratch=scratch)
     plab = particle_labels_dask(
-        phase, marker_radius_px=params.marker_radius_px_at(pixel_size_um), scratch=scratch
+        phase, marker_radius_px=params.marker_radius_px_at(pixel_size_um), scratch=scratch,
+        marker_h_px=params.marker_h_px_at(pixel_size_um),
     )
     clab, plab = persist(clab, plab, scratch=scratch, client=client)
 

@@ -79,6 +79,7 @@ __all__ = [
     "squared_edt",
     "flood_markers",
     "marker_threshold",
+    "h_maxima",
 ]
 
 _UINT32_MAX = int(np.iinfo(np.uint32).max)
@@ -354,8 +355,45 @@ def flood_markers(d2: np.ndarray, inside: np.ndarray, markers: np.ndarray, *, ou
     return _flood_kernel(d2, inside, labels, seeds.astype(np.int64), pre, nbuckets)
 
 
-def _component_particles(inside: np.ndarray, thr: int):
+#: D is quantised to 1/256 px for the h-maxima markers, so that their test is exact integer
+#: arithmetic (no float rounding between D − h and its reconstruction).
+_D_STEPS = 256
+
+
+def h_quantum(marker_h_px: float | None) -> int | None:
+    """h of the h-maxima markers in steps of 1/:data:`_D_STEPS` px (None: eq. 10's markers)."""
+    if marker_h_px is None:
+        return None
+    h = float(marker_h_px)
+    if not (math.isfinite(h) and h > 0):
+        raise InputError(f"marker_h_px must be a finite number > 0 (h of the h-maxima markers, in px), got {h}")
+    return max(1, int(round(h * _D_STEPS)))
+
+
+def h_maxima(d2: np.ndarray, inside: np.ndarray, hq: int) -> np.ndarray:
+    """The h-maxima of D = √d2 on ``inside`` (Soille, *Morphological Image Analysis*, §6.3.4).
+
+    R is the morphological reconstruction by dilation of D − h under D (the h-maxima
+    transform); the h-maxima are R's regional maxima (8-connected plateaus higher than all
+    their neighbours): one per dome of D that rises at least h above the saddle joining it
+    to a higher or equal dome. Two touching particles keep a marker each when the neck
+    between them lies at least h below the smaller one's largest D; a particle whose D has
+    several summits closer than h (an elongated or rough one) keeps one. D is quantised to
+    1/256 px (``hq`` in those steps), so the test is exact integer arithmetic. Outside
+    ``inside`` D is 0.
+    """
+    from skimage.morphology import local_maxima, reconstruction
+
+    dq = np.where(inside, np.floor(np.sqrt(d2.astype(np.float64)) * _D_STEPS), 0.0)
+    rec = reconstruction(np.maximum(dq - hq, 0.0), dq, method="dilation")
+    return inside & local_maxima(rec, connectivity=2, allow_borders=True).astype(bool)
+
+
+def _component_particles(inside: np.ndarray, thr: int, hq: int | None = None):
     """Particles of one component K of B on its crop (K = ``inside``, the rest background).
+
+    Markers: D² ≥ thr (eq. 10), and with ``hq`` (:func:`h_quantum`) only the h-maxima of
+    D among them (:func:`h_maxima`).
 
     Returns (m, local, first): m particles; ``local`` the crop labels 1..m when m ≥ 2
     (else None: with m = 1 all of K is the particle); ``first`` the crop raster index of
@@ -363,6 +401,8 @@ def _component_particles(inside: np.ndarray, thr: int):
     """
     d2 = squared_edt(inside)
     mk = inside & (d2 >= thr)
+    if hq is not None and mk.any():
+        mk &= h_maxima(d2, inside, hq)
     if not mk.any():
         return 0, None, np.zeros(0, np.int64)
     markers, m = ndi.label(mk, structure=_EIGHT, output=np.int32)
@@ -404,7 +444,8 @@ def _canonical(firsts: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # whole image (numpy)
 # --------------------------------------------------------------------------------------
-def particle_labels(phase: np.ndarray, *, marker_radius_px: float = 50.0) -> np.ndarray:
+def particle_labels(phase: np.ndarray, *, marker_radius_px: float = 50.0,
+                    marker_h_px: float | None = None) -> np.ndarray:
     """Particle-wise segmentation S_p of one phase map (eq. 8–10), numpy in and out.
 
     Parameters
@@ -413,6 +454,10 @@ def particle_labels(phase: np.ndarray, *, marker_radius_px: float = 50.0) -> np.
         Phase map S: 0 background, 1 particle, 2 crack.
     marker_radius_px : float
         r of eq. 10, in pixels: markers are the 8-connected components of D ≥ r.
+    marker_h_px : float, optional
+        Not in the paper: markers only at the h-maxima of D (:func:`h_maxima`, h in pixels)
+        among D ≥ r, so that touching particles joined by a neck wider than 2r still get a
+        marker each. None (default): eq. 10 as written.
 
     Returns
     -------
@@ -430,11 +475,12 @@ def particle_labels(phase: np.ndarray, *, marker_radius_px: float = 50.0) -> np.
     """
     phase = _validate_phase(phase, "phase")
     thr = marker_threshold(marker_radius_px)
+    hq = h_quantum(marker_h_px)
     shape = phase.shape
     b = phase > 0
     if b.size == 0 or not b.any():
         return np.zeros(shape, np.uint32)
-    if thr <= 1:
+    if thr <= 1 and hq is None:
         # r ≤ 1: every pixel of B is a marker; particles = 8-components of B
         lab, n = ndi.label(b, structure=_EIGHT, output=np.int32)
         lut = np.zeros(n + 1, np.uint32)
@@ -451,7 +497,7 @@ def particle_labels(phase: np.ndarray, *, marker_radius_px: float = 50.0) -> np.
 
     def work(job):
         k, cb = job
-        return _component_particles(comp[cb] == k, thr)
+        return _component_particles(comp[cb] == k, thr, hq)
 
     big = sum(1 for _, cb in jobs if (cb[0].stop - cb[0].start) * (cb[1].stop - cb[1].start) > 1 << 16)
     threads = kernel_threads(limit=2) if big >= 2 else 1
@@ -488,9 +534,9 @@ def particle_labels(phase: np.ndarray, *, marker_radius_px: float = 50.0) -> np.
 # --------------------------------------------------------------------------------------
 # tiled (Dask)
 # --------------------------------------------------------------------------------------
-def _particles_crop_kernel(oid, box, comp_crop, *, thr, width):
+def _particles_crop_kernel(oid, box, comp_crop, *, thr, width, hq=None):
     """map_object_crops kernel: (m, global first-pixel indices, local labels or None)."""
-    m, local, first = _component_particles(comp_crop == oid, thr)
+    m, local, first = _component_particles(comp_crop == oid, thr, hq)
     fy, fx = np.divmod(first, box[1].stop - box[1].start)
     return m, (fy + box[0].start) * np.int64(width) + fx + box[1].start, local
 
@@ -665,7 +711,7 @@ def _windowed_particles(comp: da.Array, big_boxes: dict, *, thr: int, scratch: S
 
 
 def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scratch | None = None,
-                         max_component_px: int | None = None) -> da.Array:
+                         max_component_px: int | None = None, marker_h_px: float | None = None) -> da.Array:
     """Particle-wise segmentation S_p of a chunked phase map (eq. 8–10).
 
     Runs the per-component method of :func:`particle_labels` on component crops read from
@@ -709,6 +755,10 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
     max_component_px : int, optional
         Largest component crop (pixels) segmented whole; default 4 chunks' worth, at least
         2²⁴ px (16.8 MP).
+    marker_h_px : float, optional
+        h of the h-maxima markers (:func:`particle_labels`). They are found per component,
+        so a component larger than ``max_component_px`` is refused (InputError) with them:
+        the chunk-by-chunk scheme above is exact for the markers of eq. 10 only.
 
     Returns
     -------
@@ -724,13 +774,14 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
         phase = da.asarray(np.asarray(phase))
     check_phase_array(phase, "phase")
     thr = marker_threshold(marker_radius_px)
+    hq = h_quantum(marker_h_px)
     shape = phase.shape
     if phase.size == 0:
         return da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)
     lo, hi = dask.compute(phase.min(), phase.max())
     check_phase_range(int(lo), int(hi), "phase")
     b = phase > 0
-    if thr <= 1:
+    if thr <= 1 and hq is None:
         lab, n = label_components(b, connectivity=2, scratch=scratch)  # canonical raster numbering
         if n > _UINT32_MAX:
             raise InputError(f"phase holds {n} particles, more than uint32 labels can number")
@@ -746,8 +797,14 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
     boxes = {k: bx for k, bx in boxes.items() if _may_hold_marker(bx, shape, thr)}
     big = {k: bx for k, bx in boxes.items() if _box_px(crop_box(bx, 1, shape)) > max_component_px}
     boxes = {k: bx for k, bx in boxes.items() if k not in big}
+    if big and hq is not None:
+        px = max(_box_px(crop_box(bx, 1, shape)) for bx in big.values())
+        raise InputError(f"marker_h_um (h-maxima markers) needs every connected component of solid + crack in one "
+                         f"task, but one spans a {px}-px box, more than the {max_component_px} px a task holds "
+                         "(the solid percolates across the image); leave marker_h_um unset (eq. 10's markers) "
+                         "for this image")
     batches = map_object_crops(
-        _particles_crop_kernel, [comp], boxes, margin=1, kernel_kwargs={"thr": thr, "width": shape[1]}
+        _particles_crop_kernel, [comp], boxes, margin=1, kernel_kwargs={"thr": thr, "width": shape[1], "hq": hq}
     )
     # with a scratch, the crops of multi-particle components go to disk; each paste task reads its own
     metas, results = keep([bt.result for bt in batches], _batch_meta, scratch=scratch)
