@@ -485,3 +485,17 @@ def test_h_maxima_markers_refuse_a_component_too_large_for_one_task():
     with pytest.raises(InputError, match="marker_h_um"):
         particle_labels_dask(da.from_array(ph, chunks=64), marker_radius_px=30, marker_h_px=15,
                              max_component_px=1000)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 40), st.floats(0.0, 1.0))
+def test_reconstruction_by_dilation_equals_scikit_image(seed, h, w, density):
+    from skimage.morphology import reconstruction
+
+    from cathodeflow.stages.particles import reconstruct_by_dilation
+
+    rng = np.random.default_rng(seed)
+    mask = rng.integers(0, 50, (h, w))
+    marker = np.minimum(mask, rng.integers(0, 60, (h, w))) * (rng.random((h, w)) < density)
+    want = reconstruction(marker.astype(float), mask.astype(float), method="dilation")
+    np.testing.assert_array_equal(reconstruct_by_dilation(marker, mask), want.astype(np.int64))
