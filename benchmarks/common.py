@@ -469,6 +469,22 @@ def write_json(payload: dict, out_dir: Path | str = RESULTS_DIR) -> Path:
     return path
 
 
+def write_stamped(name: str, fields: dict, out_dir: Path | str = RESULTS_DIR) -> Path:
+    """Write ``<out_dir>/<name>-<UTC time>.json`` (the quality benchmarks' results): the
+    benchmark's name (``name`` with ``_`` for ``-``), the time, the machine and cathodeflow's
+    version first, then ``fields``; return its path."""
+    from cathodeflow import __version__
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = out_dir / f"{name}-{stamp}.json"
+    path.write_text(json.dumps({"benchmark": name.replace("-", "_"), "utc": stamp,
+                                "machine": platform.processor() or platform.machine(),
+                                "cathodeflow": __version__, **fields}, indent=1))
+    return path
+
+
 def _fmt(x, spec=".3f"):
     return "—" if x is None else format(x, spec)
 

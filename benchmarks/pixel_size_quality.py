@@ -26,17 +26,13 @@ map with no crack gives ∞), the median particles matched. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 777
 FINER = (2, 3)
 COARSER = (1.6, 2.5)
@@ -146,18 +142,14 @@ def main(argv=None) -> int:
         print(f"{k:40s} {r['crack_iou']:9.3f} {r['abs_ln_lambda_ratio']:11.3f} {r['abs_ln_rho_ratio']:11.3f} "
               f"{r['particles_matched']:9.2f}")
     if not args.no_json:
-        from cathodeflow import __version__
+        from benchmarks.common import write_stamped
 
-        RESULTS.mkdir(exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        path = RESULTS / f"pixel-size-quality-{stamp}.json"
-        path.write_text(json.dumps({
-            "benchmark": "pixel_size_quality", "utc": stamp, "machine": platform.processor() or platform.machine(),
-            "cathodeflow": __version__, "images_per_family": args.images, "shape_lr": shape, "seed": SEED,
+        path = write_stamped("pixel-size-quality", {
+            "images_per_family": args.images, "shape_lr": shape, "seed": SEED,
             "families": list(FAMILIES), "summary": summary,
             "per_scene": [{"family": fam, "truth": truth, "variants": out} for fam, truth, out in results],
             "seconds": round(time.perf_counter() - t0, 1),
-        }, indent=1))
+        })
         print(f"results: {path}")
     return 0
 

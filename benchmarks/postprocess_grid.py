@@ -19,16 +19,12 @@ to rank. Writes ``benchmarks/results/postprocess-grid-<time>.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 424242  # segmentation_quality's scenes
 SIGMAS_PX = (0.0, 1.0, 1.5, 2.0)
 T_LOWS = (None, 0.6, 0.5, 0.4, 0.3)
@@ -147,19 +143,15 @@ def main(argv=None) -> int:
           f"held-out families shown, not used ({time.perf_counter() - t0:.0f} s)")
     print(format_rows(rows, families, FAMILIES_HELD_OUT, args.top, current))
     if not args.no_json:
-        from cathodeflow import __version__
+        from benchmarks.common import write_stamped
 
-        RESULTS.mkdir(exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        path = RESULTS / f"postprocess-grid-{stamp}.json"
-        path.write_text(json.dumps({
-            "benchmark": "postprocess_grid", "utc": stamp, "machine": platform.processor() or platform.machine(),
-            "cathodeflow": __version__, "weights": args.weights, "weights_sha256": UNetSetup.from_weights(args.weights).sha256,
+        path = write_stamped("postprocess-grid", {
+            "weights": args.weights, "weights_sha256": UNetSetup.from_weights(args.weights).sha256,
             "crack_threshold": t, "images_per_family": args.images, "shape_lr": shape, "geometry": args.geometry,
             "families_held_out": list(FAMILIES_HELD_OUT), "criterion": "mean over training families and both "
             "inputs of (1 - crack IoU) + |ln lambda ratio| + |ln rho ratio|", "defaults": list(current),
             "rows": rows, "seconds": round(time.perf_counter() - t0, 1),
-        }, indent=1))
+        })
         print(f"results: {path}")
     return 0
 

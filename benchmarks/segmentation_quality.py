@@ -43,17 +43,13 @@ Writes ``benchmarks/results/segmentation-quality-<time>.json`` and prints the ta
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from cathodeflow.config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_MIN_CRACK_AREA_UM2, DEFAULT_PROB_SIGMA_UM
 
-RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("classical", "classical-hr", "unet-sr-eq7", "unet-sr", "unet-hr-eq7", "unet-hr")
 SRGAN_METHODS = ("classical-srgan", "unet-srgan-eq7", "unet-srgan")
 SR_BORDER_PX = 16
@@ -252,23 +248,19 @@ def main(argv=None) -> int:
     table = format_table(res, FAMILIES_HELD_OUT)
     print(table)
     if not args.no_json:
-        from cathodeflow import __version__
+        from benchmarks.common import write_stamped
         from cathodeflow.stages.unet import UNetSetup
 
-        RESULTS.mkdir(exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        path = RESULTS / f"segmentation-quality-{stamp}.json"
         setup = UNetSetup.from_weights(args.weights)
-        path.write_text(json.dumps({
-            "benchmark": "segmentation_quality", "utc": stamp, "machine": platform.processor() or platform.machine(),
-            "cathodeflow": __version__, "weights": args.weights, "weights_sha256": setup.sha256,
+        path = write_stamped("segmentation-quality", {
+            "weights": args.weights, "weights_sha256": setup.sha256,
             "sr_weights": args.sr_weights,
             "crack_threshold": setup.crack_threshold, "crack_threshold_low": args.t_low, "prob_sigma_um": args.sigma_um,
             "min_crack_area_um2": args.min_crack_area_um2, "marker_h_um": args.marker_h_um,
             "images_per_family": args.images, "shape_lr": shape, "geometry": args.geometry,
             "families_held_out": list(FAMILIES_HELD_OUT), "results": res,
             "seconds": round(time.perf_counter() - t0, 1),
-        }, indent=1))
+        })
         print(f"results: {path}")
     return 0
 

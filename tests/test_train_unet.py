@@ -10,10 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cathodeflow.errors import InputError
-from cathodeflow.study.train_unet import (Sample, TrainUNetConfig, _batch, augment, degrade, load_train_config,
-                                          lr_grid_noise, sr_weights_arg, validation_batches)
+from cathodeflow.study.train_unet import (CURVE_PIECES, Sample, TrainUNetConfig, _batch, augment, degrade,
+                                          load_train_config, lr_grid_noise, random_curve, sr_weights_arg,
+                                          validation_batches)
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "cathodeflow" / "models" / "weights"
 V2_RECIPE = WEIGHTS_DIR / "unet-small-v2.train.toml"
@@ -165,7 +168,10 @@ def test_v3_recipe_degrades_half_the_crops_and_validates_on_degraded_crops():
                                       ({"contrast_min": 0.0}, "contrast_min"),
                                       ({"poisson_prob": 1.5}, "poisson_prob"),
                                       ({"blur_prob": -0.1}, "blur_prob"),
-                                      ({"degrade_prob": 1.2}, "degrade_prob")])
+                                      ({"degrade_prob": 1.2}, "degrade_prob"),
+                                      ({"curve_prob": 1.5}, "curve_prob"),
+                                      ({"curve_strength": 0.5}, "curve_strength"),
+                                      ({"curve_strength": True}, "curve_strength")])
 def test_bad_degradation_settings_are_refused_in_one_line_naming_the_key(bad, key):
     with pytest.raises(InputError, match=f"training.{key}") as e:
         TrainUNetConfig(**bad)
@@ -203,3 +209,54 @@ def test_every_unet_recipe_in_the_package_loads_and_names_its_own_command(recipe
     assert cfg.architecture["depth"] >= 1 and cfg.max_steps >= 1
     first = path.read_text().splitlines()[0]
     assert first.startswith("# `cathodeflow train unet --config cathodeflow/models/weights/" + recipe)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), strength=st.floats(1.0, 50.0))
+def test_random_curve_maps_0_1_onto_itself_increasing_with_slopes_within_the_strength(seed, strength):
+    """The curve's pieces, read back at the knots (equal pieces of [0, 1]): it starts at 0,
+    ends at 1, rises on every piece, and no slope is more than ``strength`` times another."""
+    knots = np.linspace(0.0, 1.0, CURVE_PIECES + 1)
+    y = random_curve(knots, np.random.default_rng(seed), strength).astype(np.float64)
+    assert y[0] == 0.0 and y[-1] == pytest.approx(1.0, abs=1e-6)
+    slopes = np.diff(y)
+    assert slopes.min() > 0
+    assert slopes.max() / slopes.min() <= strength * (1 + 1e-4)
+    # between the knots it is the straight line (np.interp), so a fine ramp is non-decreasing
+    ramp = random_curve(np.linspace(-0.5, 1.5, 1001), np.random.default_rng(seed), strength)
+    assert np.all(np.diff(ramp) >= 0) and ramp[0] == 0.0
+
+
+def test_random_curve_of_strength_one_is_the_identity():
+    x = np.linspace(0.0, 1.0, 257)
+    assert np.allclose(random_curve(x, np.random.default_rng(0), 1.0), x, atol=1e-6)
+
+
+def test_transfer_curves_move_the_phases_grey_levels_apart_or_together_but_keep_their_order():
+    """Three flat phases at 0.2, 0.5, 0.8: the middle one's place between the other two,
+    (m2 − m1) / (m3 − m1), is 0.5 up to gamma without curves, and spread far wider with
+    ``curve_prob = 1``; the order of the three levels never changes."""
+    lab = np.zeros((64, 64), np.uint8)
+    lab[:, 20:40], lab[:, 40:] = 1, 2
+    img = np.choose(lab, [0.2, 0.5, 0.8]).astype(np.float32)
+
+    def places(cfg, seed):
+        rng, out = np.random.default_rng(seed), []
+        for _ in range(200):
+            x, y = augment(img, lab, rng, cfg)
+            m = [float(x[y == k].mean()) for k in range(3)]
+            assert m[0] < m[1] < m[2]
+            out.append((m[1] - m[0]) / (m[2] - m[0]))
+        return np.array(out)
+
+    common = dict(noise_min=0.0, noise_max=0.0, contrast_min=1.0, blur_prob=0.0)
+    plain = places(TrainUNetConfig(**common), 5)
+    curved = places(TrainUNetConfig(curve_prob=1.0, curve_strength=8.0, **common), 5)
+    spread = lambda v: np.quantile(v, 0.95) - np.quantile(v, 0.05)  # noqa: E731
+    assert spread(curved) > 2.0 * spread(plain)
+    assert curved.min() < 0.3 and curved.max() > 0.7
+
+
+def test_v13_recipe_reads_its_transfer_curves_and_older_recipes_have_none():
+    assert (load_train_config(WEIGHTS_DIR / "unet-small-v13.train.toml").curve_prob, ) == (0.5, )
+    assert load_train_config(WEIGHTS_DIR / "unet-small-v12.train.toml").curve_prob == 0.0

@@ -28,6 +28,7 @@ and stored with the weights.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,13 @@ class TrainUNetConfig:
     val_degraded : validation crops are augmented (and degraded) like training crops, from a
         fixed random stream, so that early stopping weighs the degraded acquisitions the
         network is trained for; default False (clean validation crops, as in the paper).
+    curve_prob : share of training crops whose intensities go through a random monotone
+        transfer curve (:func:`random_curve`) before :func:`degrade`: the grey levels of the
+        phases relative to each other change (binder almost as bright as the solid, or far
+        darker; cracks near black or near grey), their order does not, so the network must
+        read shape and texture rather than one renderer's levels; default 0 (off).
+    curve_strength : the largest ratio between the slopes of two pieces of that curve (≥ 1);
+        default 4.
     seed : everything random in the run.
     pixel_size_um : the grid the network is trained for (η = 14.3 nm).
     """
@@ -119,6 +127,8 @@ class TrainUNetConfig:
     noise_on_lr_grid: bool = False
     degrade_prob: float = 1.0
     val_degraded: bool = False
+    curve_prob: float = 0.0
+    curve_strength: float = 4.0
     seed: int = 0
     pixel_size_um: float = ETA_UM
 
@@ -133,7 +143,7 @@ class TrainUNetConfig:
             raise InputError(f"training.max_seconds must be a number > 0, got {self.max_seconds!r}")
         if not 0 <= self.sr_fraction <= 1:
             raise InputError(f"training.sr_fraction must be in [0, 1], got {self.sr_fraction}")
-        for k in ("poisson_prob", "blur_prob", "degrade_prob"):
+        for k in ("poisson_prob", "blur_prob", "degrade_prob", "curve_prob"):
             if not 0 <= getattr(self, k) <= 1:
                 raise InputError(f"training.{k} must be in [0, 1], got {getattr(self, k)}")
         if not (0 < self.noise_min <= self.noise_max or self.noise_min == self.noise_max == 0):
@@ -144,6 +154,9 @@ class TrainUNetConfig:
                 raise InputError(f"training.{k} must be true or false, got {getattr(self, k)!r}")
         if not 0 < self.contrast_min <= 1:
             raise InputError(f"training.contrast_min must be in (0, 1], got {self.contrast_min}")
+        if isinstance(self.curve_strength, bool) or not isinstance(self.curve_strength, (int, float)) \
+                or not 1 <= self.curve_strength < float("inf"):
+            raise InputError(f"training.curve_strength must be a number >= 1, got {self.curve_strength!r}")
         object.__setattr__(self, "shape_lr", tuple(int(v) for v in self.shape_lr))
         if self.families is not None:
             object.__setattr__(self, "families", tuple(self.families))
@@ -292,6 +305,24 @@ def degrade(x: np.ndarray, rng, cfg: TrainUNetConfig, *, lr_grid: bool = False) 
     return x.astype(np.float32, copy=False)
 
 
+#: Pieces of the random transfer curve (:func:`random_curve`).
+CURVE_PIECES = 6
+
+
+def random_curve(x: np.ndarray, rng, strength: float) -> np.ndarray:
+    """``x`` (intensities in [0, 1]; values outside are clipped) through a random continuous,
+    increasing, piecewise-linear map of [0, 1] onto [0, 1]: :data:`CURVE_PIECES` equal pieces
+    of the input range whose slopes are proportional to factors drawn log-uniformly in
+    [1/√strength, √strength], so that no two slopes differ by more than ``strength``.
+    The order of the grey levels is kept (a crack stays darker than the solid around it);
+    their spacing is not."""
+    s = math.sqrt(float(strength))
+    slopes = np.exp(rng.uniform(-math.log(s), math.log(s), CURVE_PIECES))
+    knots_y = np.concatenate([[0.0], np.cumsum(slopes)]) / slopes.sum()
+    knots_x = np.linspace(0.0, 1.0, CURVE_PIECES + 1)
+    return np.interp(np.clip(x, 0.0, 1.0), knots_x, knots_y).astype(np.float32)
+
+
 def lr_grid_noise(shape, rng) -> np.ndarray:
     """Unit-variance white noise on the low-resolution grid (13/35 of ``shape``, rounded up
     to whole 13-px blocks) brought to ``shape`` by the baseline SR stage
@@ -309,7 +340,8 @@ def lr_grid_noise(shape, rng) -> np.ndarray:
 
 def augment(img: np.ndarray, lab: np.ndarray, rng, cfg: TrainUNetConfig, *, sr: bool = False
             ) -> tuple[np.ndarray, np.ndarray]:
-    """Flips, 90° rotations, gamma, :func:`degrade`, normalisation as in ``run``, then a small
+    """Flips, 90° rotations, gamma, a random transfer curve (with probability
+    ``cfg.curve_prob``, :func:`random_curve`), :func:`degrade`, normalisation as in ``run``, then a small
     contrast and brightness jitter (labels move with pixels); (H, W) each, or (W, H). ``sr``:
     the crop is of the SR stage's output (its noise is drawn on the low-resolution grid when
     ``cfg.noise_on_lr_grid``)."""
@@ -318,6 +350,8 @@ def augment(img: np.ndarray, lab: np.ndarray, rng, cfg: TrainUNetConfig, *, sr: 
     if rng.random() < 0.5:
         img, lab = img[:, ::-1], lab[:, ::-1]
     x = np.clip(img, 0.0, 1.0) ** float(np.exp(rng.normal(0.0, 0.25)))
+    if cfg.curve_prob > 0 and rng.random() < cfg.curve_prob:  # no draw at 0: older runs replay
+        x = random_curve(x, rng, cfg.curve_strength)
     if cfg.degrade_prob >= 1 or rng.random() < cfg.degrade_prob:  # no draw at 1: older runs replay
         x = degrade(x, rng, cfg, lr_grid=sr and cfg.noise_on_lr_grid)
     x = _normalise(x)
