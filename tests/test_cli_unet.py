@@ -118,7 +118,7 @@ def test_classical_method_writes_no_probabilities(store):
     assert not st.is_complete("a", "prob")
     # the σ the noise chose and the contrasts the blur chose are recorded, and they are the
     # ones that give the stored phase map
-    from cathodeflow.stages.phases import adapted_options, segment_phases_baseline
+    from cathodeflow.stages.phases import adapted_options, baseline_options, segment_phases_baseline
 
     sr = np.asarray(st.read_stage("a", "sr"))
     eta = st.pixel_size_um("a", "sr")
@@ -127,6 +127,7 @@ def test_classical_method_writes_no_probabilities(store):
     opts = adapted_options(sr, pixel_size_um=eta)
     assert chosen == {k: getattr(opts, k) for k in chosen}
     assert chosen["min_crack_area_px"] == round(40 * (chosen["sigma_px"] / 1.5) ** 2)
+    assert params["min_enclosed_solidity"] == baseline_options().min_enclosed_solidity
     np.testing.assert_array_equal(
         np.asarray(st.read_stage("a", "phase")),
         segment_phases_baseline(sr, pixel_size_um=eta, max_noise=0, max_blur_px=0, **chosen))

@@ -24,6 +24,7 @@ from cathodeflow.stages.phases import (
     baseline_options,
     baseline_sigma_px,
     edge_blur_px,
+    enclosed_solidity,
     estimate_levels,
     estimate_threshold,
     line_offsets,
@@ -569,10 +570,15 @@ def test_annulus_pocket_open_to_the_frame_stays_background():
     open_ring = closed & ~slit
     s = segment_phases_baseline(np.where(open_ring, 0.9, 0.1), pixel_size_um=0.05, **RAW)
     np.testing.assert_array_equal(s, open_ring.astype(np.uint8))
-    # control: without the slit the same pocket is enclosed and becomes crack
-    s_closed = segment_phases_baseline(np.where(closed, 0.9, 0.1), pixel_size_um=0.05, **RAW)
+    # control: without the slit the same pocket is enclosed and becomes crack when the
+    # solidity rule lets it ((50² − 25²) / 50² = 0.75 of its hull) ...
+    img = np.where(closed, 0.9, 0.1)
+    s_closed = segment_phases_baseline(img, pixel_size_um=0.05, min_enclosed_solidity=0.75, **RAW)
     assert np.all(s_closed[annulus] == 2)
     np.testing.assert_array_equal(s_closed[~annulus], closed[~annulus].astype(np.uint8))
+    # ... and stays background with the default 0.8, like a pocket between touching particles
+    s_default = segment_phases_baseline(img, pixel_size_um=0.05, **RAW)
+    np.testing.assert_array_equal(s_default, closed.astype(np.uint8))
 
 
 def test_background_joined_only_diagonally_is_enclosed():
@@ -650,17 +656,77 @@ def test_tiled_equals_whole_for_a_hollow_particle_with_the_default_options():
     np.testing.assert_array_equal(tiled.compute(), whole)
 
 
-def _reference_enclosed_fill(solid, max_area_px):
+def _reference_hull_points(region: np.ndarray) -> int:
+    """Independent reference: pixel centres in the convex hull of a region's pixel centres,
+    by testing every centre of its bounding box against qhull's half-planes (a region whose
+    centres are collinear has a segment for hull: the centres between its two ends)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    pts = np.argwhere(region)
+    try:
+        hull = ConvexHull(pts)
+    except QhullError:
+        d = np.abs(pts.max(0) - pts.min(0)) if len(pts) > 1 else np.zeros(2, int)
+        return int(np.gcd(d[0], d[1])) + 1
+    (y0, x0), (y1, x1) = pts.min(0), pts.max(0)
+    grid = np.argwhere(np.ones((y1 - y0 + 1, x1 - x0 + 1), bool)) + (y0, x0)
+    inside = np.all(grid @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9, axis=1)
+    return int(inside.sum())
+
+
+def _reference_enclosed_fill(solid, max_area_px, min_solidity=0.0):
     """Independent reference: scipy's hole filling finds the background not 4-connected to
-    the frame; its 4-connected pieces of at most ``max_area_px`` pixels become crack."""
+    the frame; its 4-connected pieces of at most ``max_area_px`` pixels, of solidity (pixels
+    over the centres in their hull, :func:`_reference_hull_points`) at least
+    ``min_solidity``, become crack."""
     out = solid.astype(np.uint8)
     holes = ndi.binary_fill_holes(solid) & ~solid
     lab, n = ndi.label(holes)
-    if n:
-        small = np.bincount(lab.ravel()) <= max_area_px
-        small[0] = False
-        out[small[lab]] = 2
+    for k, sl in enumerate(ndi.find_objects(lab), start=1):
+        region = lab[sl] == k
+        if region.sum() <= max_area_px and region.sum() >= min_solidity * _reference_hull_points(region):
+            out[sl][region] = 2
     return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), sigma=st.floats(0.8, 4.0), level=st.floats(0.3, 0.7))
+def test_enclosed_solidity_counts_the_pixel_centres_in_the_hull_like_qhull(seed, sigma, level):
+    rng = np.random.default_rng(seed)
+    img = ndi.gaussian_filter(rng.random((60, 80)), sigma)
+    lab, n = ndi.label(img > np.quantile(img, level))
+    area = np.bincount(lab.ravel(), minlength=n + 1)
+    chosen = np.ones(n + 1, bool)
+    chosen[0] = False
+    sol = enclosed_solidity(lab, area, chosen)
+    assert sol[0] == 0
+    for k, sl in enumerate(ndi.find_objects(lab), start=1):
+        assert sol[k] == area[k] / _reference_hull_points(lab[sl] == k)
+    assert np.all((sol[1:] > 0) & (sol[1:] <= 1))
+
+
+def test_solidity_of_a_disc_an_annulus_and_a_pocket_between_three_touching_discs():
+    yy, xx = np.mgrid[:121, :121]
+    d2 = (yy - 60) ** 2 + (xx - 60) ** 2
+    disc, annulus = d2 <= 40**2, (d2 <= 50**2) & (d2 > 25**2)
+    # three discs of radius 100, centres 198 px apart (necks of 2 px): the pocket they
+    # enclose is bounded by three convex arcs (between tangent discs its solidity would be
+    # (√3 − π/2) / (√3 / 4) ≈ 0.37; the necks cut off its cusps)
+    yy, xx = np.mgrid[:418, :418]
+    discs = np.zeros(yy.shape, bool)
+    for a in np.deg2rad([90, 210, 330]):
+        discs |= (yy - 209 - 198 / np.sqrt(3) * np.cos(a)) ** 2 + (xx - 209 - 198 / np.sqrt(3) * np.sin(a)) ** 2 <= 100**2
+    lab, _ = ndi.label(~discs)
+    assert lab[209, 209] != lab[0, 0]  # enclosed
+    pocket = lab == lab[209, 209]
+
+    def solidity(region):
+        r = region.astype(int)
+        return enclosed_solidity(r, np.bincount(r.ravel()), np.array([False, True]))[1]
+
+    assert solidity(disc) == 1.0
+    assert solidity(annulus) == pytest.approx((50**2 - 25**2) / 50**2, abs=0.01)
+    assert 0.37 < solidity(pocket) < 0.65
 
 
 @settings(max_examples=15, deadline=None)
@@ -669,16 +735,17 @@ def _reference_enclosed_fill(solid, max_area_px):
     cy=st.integers(9, 90),
     cx=st.integers(9, 90),
     max_area_px=st.integers(0, 3000),
+    min_solidity=st.sampled_from([0.0, 0.5, 0.7, 0.9, 1.0]),
 )
-def test_enclosed_fill_matches_a_reference_and_is_tiling_independent(seed, cy, cx, max_area_px):
+def test_enclosed_fill_matches_a_reference_and_is_tiling_independent(seed, cy, cx, max_area_px, min_solidity):
     rng = np.random.default_rng(seed)
     img = ndi.gaussian_filter(rng.random((120, 150)), 2.5)
     img = (img - img.min()) / (np.ptp(img) + 1e-12)
     solid = img > 0.5
     # pixel 0.1 µm: the limit in µm² is max_area_px / 100
-    kw = dict(pixel_size_um=0.1, max_enclosed_area_um2=max_area_px / 100, **RAW)
+    kw = dict(pixel_size_um=0.1, max_enclosed_area_um2=max_area_px / 100, min_enclosed_solidity=min_solidity, **RAW)
     whole = segment_phases_baseline(img, **kw)
-    np.testing.assert_array_equal(whole, _reference_enclosed_fill(solid, max_area_px))
+    np.testing.assert_array_equal(whole, _reference_enclosed_fill(solid, max_area_px, min_solidity))
     tiled = segment_phases_baseline_dask(da.from_array(img, chunks=(cy, cx)), **kw)
     np.testing.assert_array_equal(tiled.compute(), whole)
 

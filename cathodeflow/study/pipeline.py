@@ -634,8 +634,9 @@ def _phase_image(st, iid, params: Params, compute_kw, force_pixel_size: bool) ->
         chosen = {k: getattr(opts, k) for k in ("sigma_px", "min_crack_area_px", "crack_contrast", "line_contrast")}
         ph = phases_baseline_dask(sr, pixel_size_um=eta, levels=levels, max_noise=0, max_blur_px=0, **chosen)
         st.write_stage(iid, "phase", ph, pixel_size_um=eta, kind="labels", chunks=chunks,
-                       params={"method": "baseline-classical", **chosen, **grid, "output_pixel_size_um": eta,
-                               **record},
+                       params={"method": "baseline-classical", **chosen,
+                               "min_enclosed_solidity": opts.min_enclosed_solidity, **grid,
+                               "output_pixel_size_um": eta, **record},
                        compute_kw=compute_kw, resume=True)
         return
     import numpy as np
