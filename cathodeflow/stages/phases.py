@@ -1280,7 +1280,7 @@ def _hull_counts_kernel(lab, xs, ys, n):  # pragma: no cover (numba)
                 k -= 1
             hx[k], hy[k] = xs[q], ys[q]
             k += 1
-        # hx[0:k] is closed (its last point is its first); one point gives k = 2
+        # hx[0:k] is closed (its last point is its first); one point gives k = 1
         area2, b = 0, 0
         for q in range(k - 1):
             area2 += hx[q] * hy[q + 1] - hx[q + 1] * hy[q]
@@ -1300,8 +1300,9 @@ def _hull_counts(lab, ys, xs, n: int) -> np.ndarray:
 
 def enclosed_solidity(labels: np.ndarray, area: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     """Solidity of the chosen labels of a label image: pixels over lattice points (pixel
-    centres) in the convex hull of its pixel centres, in (0, 1]; like scikit-image's
-    ``regionprops(...).solidity``, but exact in integers, so the same for any tiling
+    centres) in the convex hull of its pixel centres, in (0, 1]. Close to scikit-image's
+    ``regionprops(...).solidity``, whose hull takes the pixels' corners, so that small
+    regions read lower there; this one is exact in integers, so the same for any tiling
     (the hull of a union is the hull of the parts' hulls, and a label's hull depends only
     on the end pixels of its row runs).
 
@@ -1383,6 +1384,7 @@ def _block_run_ends(labels, chosen: np.ndarray):
     import dask
 
     task = dask.delayed(_run_ends, pure=True)
+    chosen = dask.delayed(chosen, pure=True)  # one node of the graph, not a copy per task
     y_off = np.concatenate([[0], np.cumsum(labels.chunks[0])[:-1]])
     x_off = np.concatenate([[0], np.cumsum(labels.chunks[1])[:-1]])
     blocks = labels.to_delayed(optimize_graph=False)
@@ -1476,7 +1478,8 @@ def segment_phases_baseline(
         ``max_crack_width_um``, ``sigma_px``, ``open_radius_px``, ``min_object_area_px``,
         ``max_hole_area_px``, ``crack_contrast``, ``min_crack_area_px``, ``line_contrast``,
         ``line_radius_px``, ``line_orientations``, ``edge_fraction``, ``edge_radius_px``,
-        ``max_enclosed_area_um2``, ``max_noise``, ``max_sigma_px``, ``max_blur_px``).
+        ``open_necks``, ``max_enclosed_area_um2``, ``min_enclosed_solidity``, ``max_noise``,
+        ``max_sigma_px``, ``max_blur_px``).
 
     Returns
     -------
