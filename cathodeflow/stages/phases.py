@@ -1316,12 +1316,14 @@ def enclosed_solidity(labels: np.ndarray, area: np.ndarray, chosen: np.ndarray) 
     -------
     (n + 1,) float64: the solidity of chosen labels, 0 for the others.
     """
-    n = len(area) - 1
-    lab, ys, xs = _run_ends(labels, np.asarray(chosen, dtype=np.bool_))
-    return _solidity(np.asarray(area), _hull_counts(lab, ys, xs, n), chosen)
+    chosen = np.asarray(chosen, dtype=np.bool_)
+    return _solidity(np.asarray(area), [_run_ends(labels, chosen)], chosen)
 
 
-def _solidity(area: np.ndarray, hull: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+def _solidity(area: np.ndarray, ends: list, chosen: np.ndarray) -> np.ndarray:
+    """Solidity of the chosen labels from the (label, row, column) run ends of every chunk."""
+    lab, ys, xs = (np.concatenate([e[k] for e in ends]) for k in range(3))
+    hull = _hull_counts(lab, ys, xs, len(area) - 1)
     out = np.zeros(len(area), np.float64)
     ok = np.asarray(chosen, dtype=bool) & (hull > 0)
     out[ok] = area[ok] / hull[ok]
@@ -1383,10 +1385,11 @@ def _block_run_ends(labels, chosen: np.ndarray):
     """One delayed :func:`_run_ends` per chunk of ``labels``, in whole-image coordinates."""
     import dask
 
+    from ..tiling.geometry import chunk_starts
+
     task = dask.delayed(_run_ends, pure=True)
     chosen = dask.delayed(chosen, pure=True)  # one node of the graph, not a copy per task
-    y_off = np.concatenate([[0], np.cumsum(labels.chunks[0])[:-1]])
-    x_off = np.concatenate([[0], np.cumsum(labels.chunks[1])[:-1]])
+    y_off, x_off = chunk_starts(labels.chunks[0]), chunk_starts(labels.chunks[1])
     blocks = labels.to_delayed(optimize_graph=False)
     return [task(blocks[i, j], chosen, int(y_off[i]), int(x_off[j]))
             for i in range(blocks.shape[0]) for j in range(blocks.shape[1])]
@@ -1439,8 +1442,7 @@ def fill_enclosed_background_dask(phase, *, max_area_px: int, min_solidity: floa
     fill = _enclosed_lut(area, frame, max_area_px)
     if fill.any() and min_solidity > 0:
         (ends,) = dask.compute(_block_run_ends(labels, fill))
-        lab, ys, xs = (np.concatenate([e[k] for e in ends]) for k in range(3))
-        fill &= _solidity(area, _hull_counts(lab, ys, xs, n), fill) >= min_solidity
+        fill &= _solidity(area, ends, fill) >= min_solidity
     if not fill.any():
         return phase
     return da.where(relabel(labels, fill), np.uint8(CRACK), phase)
