@@ -294,7 +294,8 @@ def test_percolating_solid_is_segmented_in_windows_equal_to_the_whole_image(chun
     tiled = particle_labels_dask(da.from_array(ph, chunks=chunks), marker_radius_px=6.0, max_component_px=5000)
     np.testing.assert_array_equal(tiled.compute(scheduler="sync"), whole)
     n_chunks = len(tiled.chunks[0]) * len(tiled.chunks[1])
-    assert len(windows) >= n_chunks
+    assert len(windows) > n_chunks  # some chunks were redone with a wider halo
+    assert any(undecided for _, undecided in windows)
     assert max(a for a, _ in windows) < ph.size
 
 
