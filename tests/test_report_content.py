@@ -1,5 +1,5 @@
 """What the report says: Table 1 with intervals, statistics, sample sizes, provenance
-(weights sha256 of a U-net run), warnings (baseline stages, pixel size, cut particles) and
+(weights sha256 of a U-net run), warnings (baseline stages, noisy acquisitions, pixel size, cut particles) and
 one-line errors for a report asked too early or a condition without images."""
 
 from __future__ import annotations
@@ -133,6 +133,28 @@ def test_baseline_run_is_warned_and_its_overlays_link_full_size_images(tmp_path)
     im = generate_image("20C", seed=0, image_id="20C_0", **SMALL)  # the generator's pixel sizes
     assert prov["pixel_size_um"].astype(float).tolist()[:2] == pytest.approx(
         [im.pixel_size_lr_um, im.pixel_size_hr_um], rel=1e-3)  # 4 significant digits shown
+
+
+def test_a_noisy_acquisition_is_warned_by_name_and_a_clean_one_is_not(tmp_path):
+    """Shot-like noise added to one of two images: the classical segmentation smooths it
+    with a larger σ (recorded with its phase stage) and the report names that image."""
+    import numpy as np
+
+    store = tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    for iid, noise in (("clean", 0.0), ("noisy", 60.0)):
+        im = generate_image("20C", seed=1, image_id=iid, **SMALL)
+        lr = np.clip(im.lr.astype(np.float64) + noise * rng.standard_normal(im.lr.shape), 0, 255)
+        write_tiff(tmp_path / f"{iid}.tif", lr.astype(np.uint8), pixel_size_um=im.pixel_size_lr_um)
+        ingest([tmp_path / f"{iid}.tif"], store=store, condition="20C")
+    run_study(store, params=Params(marker_radius_um=0.143), scheduler="sync")
+    html = _visible(report_store(store, tmp_path / "rep").read_text())
+    warn = re.search(r'<div class="warn">(.*?)</div>', html, re.S).group(1)
+    noisy = [li for li in warn.split("<li>") if "Noisy acquisition" in li]
+    assert len(noisy) == 1
+    assert "1 image(s) (noisy)" in noisy[0] and "clean" not in noisy[0]
+    sigma = float(re.search(r"σ = ([0-9.]+) px", noisy[0]).group(1))
+    assert sigma > 1.5
 
 
 def test_provenance_lists_the_unet_weights_sha256(tmp_path):

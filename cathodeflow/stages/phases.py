@@ -393,6 +393,9 @@ class BaselineOptions:
         return gauss + max(envelope, lines) + self.min_crack_area_px
 
 
+#: Default Gaussian σ (px) of the baseline's smoothing on an image that is not noisy (the
+#: noise raises it, :func:`adapt_options`).
+DEFAULT_SIGMA_PX = 1.5
 #: Defaults of the dark-line test (see :func:`baseline_options`, Notes).
 DEFAULT_CRACK_CONTRAST = 0.2
 DEFAULT_LINE_CONTRAST = 0.31
@@ -426,7 +429,7 @@ def baseline_options(
     *,
     pixel_size_um: float = ETA_UM,
     max_crack_width_um: float = 0.15,
-    sigma_px: float = 1.5,
+    sigma_px: float = DEFAULT_SIGMA_PX,
     open_radius_px: int = 1,
     min_object_area_px: int = 30,
     max_hole_area_px: int = 0,
