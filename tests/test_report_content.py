@@ -136,7 +136,7 @@ def test_baseline_run_is_warned_and_its_overlays_link_full_size_images(tmp_path)
 
 
 def test_a_noisy_acquisition_is_warned_by_name_and_a_clean_one_is_not(tmp_path):
-    """Shot-like noise added to one of two images: the classical segmentation smooths it
+    """Gaussian noise added to one of two images: the classical segmentation smooths it
     with a larger σ (recorded with its phase stage) and the report names that image."""
     import numpy as np
 
