@@ -102,9 +102,9 @@ def _params(args):
 
 @contextlib.contextmanager
 def _warnings_as_lines():
-    """Within: a :class:`~cathodeflow.errors.CathodeflowWarning` (pixel sizes, a stale store
-    lock) is printed as one ``cathodeflow: warning: …`` line on stderr (other warnings as
-    Python prints them)."""
+    """Within (every command): a :class:`~cathodeflow.errors.CathodeflowWarning` (pixel sizes,
+    a converted grey scale, a stale store lock) is printed as one ``cathodeflow: warning: …``
+    line on stderr (other warnings as Python prints them)."""
     import warnings
 
     from .errors import CathodeflowWarning
@@ -313,7 +313,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(_dispatch(args) or 0)
+        with _warnings_as_lines():
+            return int(_dispatch(args) or 0)
     except CathodeflowError as e:
         print(f"cathodeflow: error: {one_line(e)}", file=sys.stderr)
         return getattr(e, "exit_code", 2)  # 1: the run failed (a lost scheduler), not its input
@@ -414,9 +415,8 @@ def _dispatch(args):
         if args.force and params.phase_method != "unet" and params.sr_method != "srgan":
             raise CathodeflowError("--force applies to --phase-method unet (it lets the U-net resample "
                                    "images of a far pixel size) and --sr-method srgan")
-        with _warnings_as_lines():
-            run_study(args.store, params=params, scheduler=args.scheduler, from_stage=args.from_stage,
-                      to_stage=args.to_stage, progress=True, force_pixel_size=args.force)
+        run_study(args.store, params=params, scheduler=args.scheduler, from_stage=args.from_stage,
+                  to_stage=args.to_stage, progress=True, force_pixel_size=args.force)
     elif cmd == "describe":
         from .config import params_record
         from .io.phasefile import check_phase_values
@@ -448,10 +448,9 @@ def _dispatch(args):
         if held and not args.overwrite:
             raise CathodeflowError(f"--out {args.out}: already holds tables ({', '.join(held)}); pass "
                                    "--overwrite to replace them, or choose another folder")
-        with _warnings_as_lines():
-            tables = describe(phases, pixel_size_um=sizes, condition=conds, params=params,
-                              scheduler=args.scheduler, chunk_px=args.chunk_px,
-                              progress=sys.stderr.isatty(), phase_values=values)
+        tables = describe(phases, pixel_size_um=sizes, condition=conds, params=params,
+                          scheduler=args.scheduler, chunk_px=args.chunk_px,
+                          progress=sys.stderr.isatty(), phase_values=values)
         record = {**params_record(params, "labels", "tables"), "phase_values": list(values)}
         try:
             paths = _replace_tables(tables, args.out, metadata=record)
@@ -496,9 +495,8 @@ def _dispatch(args):
     elif cmd == "pair":
         from .study.pairs import pair_files
 
-        with _warnings_as_lines():
-            reg, rec = pair_files(args.low, args.high, out_dir=args.out, pixel_size_low_um=args.pixel_size_low,
-                                  pixel_size_high_um=args.pixel_size_high, min_correlation=args.min_correlation)
+        reg, rec = pair_files(args.low, args.high, out_dir=args.out, pixel_size_low_um=args.pixel_size_low,
+                              pixel_size_high_um=args.pixel_size_high, min_correlation=args.min_correlation)
         print(f"offset ({reg.offset[0]:.2f}, {reg.offset[1]:.2f}) LR px, scale {reg.scale:.4f} "
               f"(nominal {reg.scale_nominal:.4f}), correlation {reg.correlation:.3f}, nrmse {reg.nrmse:.3f}; "
               f"pair {rec}")

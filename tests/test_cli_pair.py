@@ -71,12 +71,17 @@ def test_pair_round_trip_stores_an_aligned_pair_with_its_record(tmp_path, capsys
     assert rec["files"] == {"lr": "high.lr.tif", "hr": "high.hr.tif"}
 
 
-def _refused(capsys, tmp_path, *args, match):
+def _refused(capsys, tmp_path, *args, match, warned=None):
+    """The command exits 2 with one error line (after one warning line containing
+    ``warned``, when given) and writes nothing."""
     out = tmp_path / "pairs"
     code, stdout, err = _cli(capsys, "pair", *args, "--out", out)
     assert code == 2
     assert stdout == ""
     lines = err.strip().splitlines()
+    if warned is not None:
+        assert lines[0].startswith("cathodeflow: warning: ") and warned in lines[0], err
+        lines = lines[1:]
     assert len(lines) == 1 and lines[0].startswith("cathodeflow: error: "), err
     assert match in lines[0], lines[0]
     assert not out.exists()
@@ -97,8 +102,8 @@ def test_swapped_low_and_high_are_refused(tmp_path, capsys):
 def test_hr_field_larger_than_lr_field_is_refused(tmp_path, capsys):
     low, high = _files(tmp_path)
     # at 30 nm the 300 × 330 px HR image would span 234 × 257 LR px > 156 × 182
-    with pytest.warns(UserWarning, match="pixel_size_um=0.03 µm given"):
-        _refused(capsys, tmp_path, low, high, "--pixel-size-high", "0.03", match="is not inside the field of")
+    _refused(capsys, tmp_path, low, high, "--pixel-size-high", "0.03", match="is not inside the field of",
+             warned="pixel_size_um=0.03 µm given")
 
 
 def test_missing_pixel_size_is_refused(tmp_path, capsys):

@@ -286,6 +286,37 @@ def test_ingest_refuses_an_image_over_the_pixel_limit_and_writes_nothing(tmp_pat
     assert main(["ingest", str(tmp_path / "big.tif"), "--store", str(tmp_path / "s.zarr"), "--condition", "C"]) == 0
 
 
+def test_ingest_of_a_float_export_warns_in_one_line_stores_16_bits_and_records_the_mapping(tmp_path, capsys):
+    x = _noise((64, 64), 3).astype(np.float32) / 255 * 2.5 - 0.5  # grey values in [-0.5, 2.0]
+    tifffile.imwrite(tmp_path / "export.tif", x)
+    assert main(["ingest", str(tmp_path / "export.tif"), "--store", str(tmp_path / "s.zarr"), "--condition", "C",
+                 "--pixel-size-um", "0.04"]) == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert err == [f"cathodeflow: warning: {tmp_path / 'export.tif'}: float32 pixels mapped linearly from "
+                   "[-0.5, 2] to 0-65535 (uint16)"]
+    st = open_store(tmp_path / "s.zarr", mode="r")
+    raw = st.read_stage("export", "raw").compute()
+    assert raw.dtype == np.uint16
+    np.testing.assert_array_equal(raw, np.rint((x.astype(np.float64) + 0.5) / 2.5 * 65535).astype(np.uint16))
+    notes = st.stage_info("export", "raw")["params"]["reader_metadata"]["notes"]
+    assert notes == ["float32 pixels mapped linearly from [-0.5, 2] to 0-65535 (uint16)"]
+
+
+def test_ingest_of_an_image_with_nan_pixels_is_one_line_exit_2_and_the_store_byte_identical(tmp_path, capsys):
+    write_tiff(tmp_path / "ok.tif", _noise((64, 64), 0), pixel_size_um=0.04)
+    assert main(["ingest", str(tmp_path / "ok.tif"), "--store", str(tmp_path / "s.zarr"), "--condition", "C"]) == 0
+    before = _tree_hash(tmp_path / "s.zarr")
+    x = _noise((64, 64), 1).astype(np.float32)
+    x[10, 10] = np.nan
+    tifffile.imwrite(tmp_path / "holes.tif", x)
+    capsys.readouterr()
+    assert main(["ingest", str(tmp_path / "holes.tif"), "--store", str(tmp_path / "s.zarr"), "--condition", "C",
+                 "--pixel-size-um", "0.04"]) == 2
+    assert _one_error_line(capsys) == (f"cathodeflow: error: {tmp_path / 'holes.tif'}: NaN or infinite values "
+                                       "in 1 pixels (expected finite grey values)")
+    assert _tree_hash(tmp_path / "s.zarr") == before
+
+
 # ------------------------------------------------------------------ report
 
 

@@ -309,10 +309,68 @@ def test_no_pixel_size_anywhere_names_the_file_and_the_option(tmp_path):
     assert _one_line_naming(err, path) == f"{path}: no pixel size in the file's metadata; pass --pixel-size-um"
 
 
-def test_float_pixels_are_refused(tmp_path):
+def test_float_pixels_with_fractions_are_mapped_linearly_onto_16_bits_with_a_warning_and_a_note(tmp_path):
     path = tmp_path / "f.tif"
-    tifffile.imwrite(path, np.zeros((20, 20), np.float32))
-    with pytest.raises(InputError, match="float32") as err:
+    x = np.linspace(-0.25, 1.75, 20 * 30, dtype=np.float32).reshape(20, 30)  # an export in arbitrary units
+    tifffile.imwrite(path, x)
+    with pytest.warns(UserWarning, match=r"f\.tif: float32 pixels mapped linearly from \[-0\.25, 1\.75\] to 0-65535"):
+        im = read_sem(path, pixel_size_um=0.01)
+    assert im.data.dtype == np.uint16
+    expected = np.rint((x.astype(np.float64) + 0.25) / 2.0 * 65535).astype(np.uint16)  # by hand: (x - min) / span
+    assert np.array_equal(im.data, expected)
+    assert im.data.min() == 0 and im.data.max() == 65535
+    assert im.metadata["file_dtype"] == "float32"
+    assert any("mapped linearly" in n for n in im.metadata["notes"])
+
+
+@pytest.mark.parametrize(
+    "values, dtype, shift",
+    [
+        (np.arange(0, 4096, 7), np.float32, 0),  # a 12-bit image that Fiji made 32-bit float
+        (np.arange(-300, 3000, 11), np.int16, 300),  # signed 16-bit with negatives: shifted by -min
+        (np.arange(10, 60000, 97), np.int32, 0),  # 32-bit integers that fit 16 bits
+        (np.arange(70000, 135000, 113), np.int64, -70000),  # a range of < 65536 levels, offset
+    ],
+)
+def test_integer_grey_values_that_fit_16_bits_are_kept_exactly_without_a_warning(tmp_path, values, dtype, shift):
+    path = tmp_path / "i.tif"
+    a = np.resize(values, (24, 40)).astype(dtype)
+    tifffile.imwrite(path, a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: nothing is lost
+        im = read_sem(path, pixel_size_um=0.01)
+    assert im.data.dtype == np.uint16
+    assert np.array_equal(im.data.astype(np.int64), a.astype(np.int64) + shift)
+    assert im.metadata["file_dtype"] == np.dtype(dtype).name
+    assert len(im.metadata["notes"]) == 1 and "uint16" in im.metadata["notes"][0]
+
+
+def test_integers_of_a_range_wider_than_16_bits_are_mapped_linearly_keeping_their_order(tmp_path):
+    path = tmp_path / "w.tif"
+    a = np.resize(np.arange(0, 10**6, 997, dtype=np.int32), (30, 30))
+    tifffile.imwrite(path, a)
+    with pytest.warns(UserWarning, match="int32 pixels mapped linearly"):
+        im = read_sem(path, pixel_size_um=0.01)
+    order = np.argsort(a.ravel(), kind="stable")
+    assert np.all(np.diff(im.data.ravel()[order].astype(np.int64)) >= 0)
+    assert im.data.min() == 0 and im.data.max() == 65535
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_infinite_pixels_are_refused_in_one_line_with_their_count(tmp_path, bad):
+    path = tmp_path / "f.tif"
+    a = np.ones((20, 20), np.float32)
+    a[3, 4:7] = bad
+    tifffile.imwrite(path, a)
+    with pytest.raises(InputError, match="NaN or infinite values in 3 pixels") as err:
+        read_sem(path, pixel_size_um=0.01)
+    _one_line_naming(err, path)
+
+
+def test_complex_pixels_are_refused_in_one_line(tmp_path):
+    path = tmp_path / "c.tif"
+    tifffile.imwrite(path, np.zeros((20, 20), np.complex64))
+    with pytest.raises(InputError, match="complex64 is not supported") as err:
         read_sem(path, pixel_size_um=0.01)
     _one_line_naming(err, path)
 

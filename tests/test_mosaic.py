@@ -9,6 +9,10 @@ import json
 import re
 from pathlib import Path
 
+import contextlib
+import warnings
+
+import dask.array as da
 import numpy as np
 import pytest
 import tifffile
@@ -30,6 +34,13 @@ def _tiled_tiff(path: Path, array: np.ndarray, *, pixel_size_um: float = PS) -> 
     desc = json.dumps({"cathodeflow": {"pixel_size_um": pixel_size_um, "databar_rows": 0}})
     tifffile.imwrite(path, array, tile=(256, 256), description=desc, metadata=None, photometric="minisblack")
     return path
+
+
+@contextlib.contextmanager
+def _no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
 
 
 def _store_hash(path: Path) -> str:
@@ -97,6 +108,28 @@ def test_lazy_tiff_crops_the_data_bar_its_metadata_states(tmp_path, image):
     im = mosaic.open_tiff_lazily(f)
     assert im.data.shape == (1200, 2100) and im.databar_rows == 100
     assert np.array_equal(im.data.compute(), image[:1200])
+
+
+@pytest.mark.parametrize("kind", ["float", "int16"])
+def test_lazy_tiff_of_float_or_signed_values_is_converted_as_the_eager_read_converts_it(tmp_path, image, kind):
+    a = image.astype(np.float32) / 255 - 0.1 if kind == "float" else image.astype(np.int16) - 128
+    f = _tiled_tiff(tmp_path / "slide.tif", a)
+    with pytest.warns(UserWarning) if kind == "float" else _no_warning():
+        lazy = mosaic.open_tiff_lazily(f, chunk_px=512)
+    with pytest.warns(UserWarning) if kind == "float" else _no_warning():
+        eager = read_sem(f)
+    assert lazy.data.dtype == np.uint16 and isinstance(lazy.data, da.Array)
+    assert np.array_equal(lazy.data.compute(), eager.data)  # one range over the file, not per chunk
+    assert lazy.metadata["notes"] == eager.metadata["notes"]
+
+
+def test_lazy_tiff_with_nan_pixels_is_refused_in_one_line(tmp_path, image):
+    a = image.astype(np.float32)
+    a[1200, 2000] = np.nan  # in the last chunk
+    f = _tiled_tiff(tmp_path / "slide.tif", a)
+    with pytest.raises(InputError, match=r"slide\.tif: NaN or infinite values in 1 pixels") as err:
+        mosaic.open_tiff_lazily(f, chunk_px=512)
+    assert "\n" not in str(err.value)
 
 
 def test_lazy_tiff_without_pixel_size_is_refused_in_one_line(tmp_path, image):
@@ -189,6 +222,14 @@ def test_grid_of_mixed_dtypes_is_refused(tmp_path, image):
     grid = _grid(tmp_path, image)
     write_tiff(tmp_path / "t01.tif", image[:500, 700:1200].astype(np.uint16), pixel_size_um=PS)
     with pytest.raises(InputError, match=r"tile t01.tif \(row 3\) is uint16 but tile t00.tif \(row 2\) is uint8"):
+        mosaic.read_tile_grid(grid)
+
+
+def test_grid_of_float_tiles_is_refused_since_each_tile_would_get_its_own_grey_scale(tmp_path, image):
+    grid = _grid(tmp_path, image)
+    tifffile.imwrite(tmp_path / "t00.tif", image[:500, :700].astype(np.float32) / 255,
+                     description=json.dumps({"cathodeflow": {"pixel_size_um": PS, "databar_rows": 0}}))
+    with pytest.raises(InputError, match=r"t00\.tif: pixel type float32 is not supported in a tile grid"):
         mosaic.read_tile_grid(grid)
 
 

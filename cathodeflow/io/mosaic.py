@@ -14,10 +14,12 @@ uncompressed contiguous file, through a memory map; only the chunks a task needs
 :func:`~cathodeflow.io.sem.read_sem`. The pixel size comes from the same vendor metadata as
 :func:`~cathodeflow.io.sem.read_sem` (:func:`~cathodeflow.io.sem.read_tiff_metadata` and the
 same decisions), read without the pixels.
-Differences from an eager read: only 2-D grayscale uint8/uint16 TIFFs (no palette, RGB,
-stacks); the data bar is cropped when the metadata states it (FEI, JEOL sidecar, files
-written by :func:`~cathodeflow.io.sem.write_tiff`) or ``databar_rows`` is given, never
-detected from the pixels (stitched mosaics carry none).
+Differences from an eager read: only 2-D grayscale TIFFs (no palette, RGB, stacks; grey
+values other than uint8/uint16 are converted as :func:`~cathodeflow.io.sem.read_sem` converts
+them, after one pass over the file for their range); the data bar is cropped when the
+metadata states it (FEI, JEOL sidecar, files written by
+:func:`~cathodeflow.io.sem.write_tiff`) or ``databar_rows`` is given, never detected from the
+pixels (stitched mosaics carry none).
 
 **A tile grid** (:func:`read_tile_grid`), a CSV (UTF-8, header row) with the columns
 
@@ -28,10 +30,10 @@ detected from the pixels (stitched mosaics carry none).
     the row and column, in pixels of the mosaic, of the tile's top-left pixel (integers; any
     origin, the smallest becomes 0).
 
-Tiles are placed whole (no data-bar crop) and may differ in size, but must have one dtype and
-one pixel size (within :data:`GRID_PIXEL_SIZE_RTOL`), and must abut exactly: an overlap, or a
-gap between two tiles or inside the bounding box, is refused with one line naming the two
-tiles (rows of the CSV) and the overlap or gap in px. Each tile is one task of the Dask graph
+Tiles are placed whole (no data-bar crop) and may differ in size, but must have one dtype
+(uint8 or uint16) and one pixel size (within :data:`GRID_PIXEL_SIZE_RTOL`), and must abut
+exactly: an overlap, or a gap between two tiles or inside the bounding box, is refused with
+one line naming the two tiles (rows of the CSV) and the overlap or gap in px. Each tile is one task of the Dask graph
 (read whole, then cut into the mosaic's chunks); a tile grid with ``rows × cols`` positions
 needs only each tile's header to be checked (TIFF) or read once (other formats).
 """
@@ -46,11 +48,14 @@ import numpy as np
 from ..errors import InputError, one_line
 from .csvrows import read_csv_rows
 from .sem import (
+    STORED_DTYPES,
     TIFF_MAGIC,
     SemImage,
     SemMeta,
+    check_grey_dtype,
     decide_databar_rows,
     decide_pixel_size,
+    grey_conversion,
     read_sem,
     read_tiff_metadata,
     sha256_file,
@@ -96,16 +101,44 @@ def _is_grid(path: Path) -> bool:
 # --------------------------------------------------------------------------- TIFF header
 
 
-def _tiff_header(path: Path) -> SemMeta:
+def _grid_dtype_error(path, dtype) -> InputError:
+    return _fail(path, f"pixel type {dtype} is not supported in a tile grid (expected 8- or 16-bit unsigned "
+                       "integers: tiles converted one by one would not share one grey scale)")
+
+
+def _tiff_header(path: Path, *, stored_only: bool = False) -> SemMeta:
     """:func:`~cathodeflow.io.sem.read_tiff_metadata`; InputError for anything but one 2-D
-    grayscale uint8/uint16 image."""
+    grayscale image of integer or real values (``stored_only``: of uint8 or uint16)."""
     meta = read_tiff_metadata(path)
     if meta.axes != "YX" or meta.photometric not in ("MINISWHITE", "MINISBLACK"):
         raise _fail(path, f"pixel array of shape {meta.shape} (axes {meta.axes}, photometric "
                           f"{meta.photometric}); a large TIFF read lazily must be one 2-D grayscale image")
-    if meta.dtype not in (np.uint8, np.uint16):
-        raise _fail(path, f"pixel type {meta.dtype} is not supported (expected 8- or 16-bit unsigned integer grayscale)")
+    if stored_only and meta.dtype not in STORED_DTYPES:
+        raise _grid_dtype_error(path, meta.dtype)
+    check_grey_dtype(path, meta.dtype)
     return meta
+
+
+def _lazy_conversion(path: Path, data):
+    """``data`` (a lazy image of any integer or real type) as uint8/uint16 by
+    :func:`~cathodeflow.io.sem.grey_conversion`, and the note saying how (None: kept).
+    Other types cost one pass over the file for their range, chunk by chunk."""
+    import dask
+    import dask.array as da
+
+    if data.dtype in STORED_DTYPES:
+        return data, None
+    if data.dtype.kind == "f":
+        finite = da.isfinite(data)
+        nonfinite = data.size - da.count_nonzero(finite)
+        lo, hi = da.where(finite, data, np.inf).min(), da.where(finite, data, -np.inf).max()
+        integral = (~finite | (data == da.floor(data))).all()
+    else:
+        nonfinite, lo, hi, integral = 0, data.min(), data.max(), True
+    nonfinite, lo, hi, integral = dask.compute(nonfinite, lo, hi, integral, scheduler="threads")
+    conv = grey_conversion(path, data.dtype, lo if data.size else None, hi if data.size else None,
+                           integral=bool(integral), nonfinite=int(nonfinite), stacklevel=4)
+    return data.map_blocks(conv.apply, dtype=conv.dtype), conv.note
 
 
 def _lazy_pixels(path: Path, chunk_px: int):
@@ -160,8 +193,8 @@ def open_tiff_lazily(
     Raises
     ------
     InputError
-        One line naming the file: missing, unreadable, not one 2-D grayscale uint8/uint16
-        image, no pixel size, a data bar as high as the image.
+        One line naming the file: missing, unreadable, not one 2-D grayscale image of finite
+        integer or real values, no pixel size, a data bar as high as the image.
     """
     p = Path(path)
     if not p.is_file():
@@ -176,6 +209,9 @@ def open_tiff_lazily(
         raise _fail(p, f"cannot be read lazily ({type(e).__name__}: {e})") from None
     if rows:
         data = data[: h - rows]
+    data, converted = _lazy_conversion(p, data)
+    if converted:
+        meta.notes.append(converted)
     metadata = {**meta.record(pixel_size_source=ps_source, databar_source=bar_source, color="gray"), "read": "lazy"}
     return SemImage(data=data, pixel_size_um=ps, source=p.resolve(), sha256=sha256_file(p),
                     metadata=metadata, databar_rows=rows)
@@ -267,10 +303,12 @@ def _tile_header(where: str, file: Path, pixel_size_um):
     """(shape, dtype, pixel size µm, pixel-size source) of one tile."""
     try:
         if _is_tiff(file):
-            meta = _tiff_header(file)
+            meta = _tiff_header(file, stored_only=True)
             ps, src = decide_pixel_size(meta, path=file, pixel_size_um=pixel_size_um)
             return meta.shape, meta.dtype, ps, src
         im = read_sem(file, pixel_size_um=pixel_size_um, crop_databar=False)
+        if np.dtype(im.metadata["file_dtype"]) not in STORED_DTYPES:
+            raise _grid_dtype_error(file, im.metadata["file_dtype"])
     except InputError as err:
         raise InputError(one_line(f"{where}, column file: {err}")) from None
     return im.data.shape, im.data.dtype, im.pixel_size_um, im.metadata["pixel_size_source"]

@@ -50,7 +50,13 @@ Colour: palette images are mapped through their colour map (grey entries as they
 8-bit when the map is an 8-bit ramp scaled by 257); RGB(A) images whose channels are
 equal keep one channel; others become ITU-R BT.709 luma ``0.2125 R + 0.7154 G + 0.0721 B``
 (the coefficients of ``skimage.color.rgb2gray``), rounded to the input's integer type,
-with a warning. Alpha is dropped. Only 8- and 16-bit unsigned integer data are accepted.
+with a warning. Alpha is dropped.
+
+Grey values are stored as 8- or 16-bit unsigned integers (:func:`_to_unsigned`): other
+integer types and integer-valued floats are kept exactly when their values fit 16 bits
+(shifted by their minimum when only their range does), other real values are mapped
+linearly onto 0–65535 with a warning; the conversion is recorded in the metadata's notes.
+NaN or infinite pixels are refused.
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, one_line
+from ..errors import CathodeflowWarning, InputError, one_line
 
 __all__ = [
     "SemImage",
@@ -291,6 +297,7 @@ def _rgb_to_gray(rgb: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
         raise _fail(path, f"RGB pixel type {c.dtype} is not supported (expected 8- or 16-bit unsigned)")
     warnings.warn(
         one_line(f"{path}: colour image converted to grayscale with BT.709 luma (0.2125 R + 0.7154 G + 0.0721 B)"),
+        CathodeflowWarning,
         stacklevel=3,
     )
     y = c[..., 0] * LUMA_709[0] + c[..., 1] * LUMA_709[1] + c[..., 2] * LUMA_709[2]
@@ -329,15 +336,91 @@ def _to_gray(arr: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, str]:
     raise _fail(path, f"pixel array of shape {arr.shape} (axes {axes or '?'}) is not a single 2-D grayscale or RGB image")
 
 
-def _check_dtype(gray: np.ndarray, path: Path) -> np.ndarray:
-    if gray.dtype == np.bool_:
-        return gray.astype(np.uint8) * np.uint8(255)
-    if gray.dtype in (np.uint8, np.uint16):
-        return gray
-    raise _fail(
-        path,
-        f"pixel type {gray.dtype} is not supported (expected 8- or 16-bit unsigned integer grayscale)",
-    )
+#: Pixel types stored as they are.
+STORED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+
+
+def check_grey_dtype(path: Path | str, dtype) -> np.dtype:
+    """``dtype`` if grey values of it can be stored (booleans, integers, reals), else an
+    InputError naming ``path``."""
+    dt = np.dtype(dtype)
+    if dt != np.bool_ and dt.kind not in "iuf":
+        raise _fail(path, f"pixel type {dt} is not supported (expected integer or real grayscale values)")
+    return dt
+
+
+@dataclass(frozen=True)
+class GreyConversion:
+    """How an image's grey values become the 8- or 16-bit unsigned integers stored
+    (:func:`grey_conversion`): ``(value - offset) * scale``, rounded, as ``dtype``."""
+
+    dtype: np.dtype
+    offset: float = 0.0
+    scale: float = 1.0
+    note: str | None = None  # None: the values are kept as they are
+
+    def apply(self, block: np.ndarray) -> np.ndarray:
+        """The converted values of ``block`` (any part of the image)."""
+        block = np.asarray(block)
+        if block.dtype == np.bool_:
+            return block.astype(np.uint8) * np.uint8(255)
+        if self.note is None:
+            return block
+        if self.scale == 1.0 and block.dtype.kind in "iu":  # exact in integers
+            return (block.astype(np.int64) - int(self.offset)).astype(self.dtype)
+        return np.rint((block.astype(np.float64) - self.offset) * self.scale).astype(self.dtype)
+
+
+def grey_conversion(path: Path | str, dtype, lo, hi, *, integral: bool, nonfinite: int,
+                    stacklevel: int = 2) -> GreyConversion:
+    """The conversion of grey values of type ``dtype`` whose minimum is ``lo`` and maximum
+    ``hi`` (None for an image without pixels) into 8- or 16-bit unsigned integers.
+
+    * uint8 and uint16 are kept; booleans become 0 / 255.
+    * Other integer types (signed 16-bit, 32-bit, …) and floats whose values are all
+      integers (``integral``) in 0–65535 are kept as uint16 (e.g. a 12-bit detector stored
+      as int16, or a 16-bit image that Fiji converted to 32-bit float); integers whose range
+      spans at most 65536 levels are shifted by their minimum. Both lose nothing.
+    * Any other real values (floats with fractions, integers of a wider range) are mapped
+      linearly from [lo, hi] onto 0–65535 and rounded, with a warning: the phase stages
+      normalise intensities with percentiles, so only the levels' order and spacing matter.
+    * ``nonfinite`` NaN or infinite values, complex numbers and other types are refused
+      (InputError naming ``path``).
+
+    ``stacklevel`` is that of the warning, counted from the caller.
+    """
+    dt = check_grey_dtype(path, dtype)
+    if dt == np.bool_:
+        return GreyConversion(np.dtype(np.uint8))
+    if dt in STORED_DTYPES:
+        return GreyConversion(dt)
+    if nonfinite:
+        raise _fail(path, f"NaN or infinite values in {nonfinite} pixels (expected finite grey values)")
+    u16 = np.dtype(np.uint16)
+    if lo is None:
+        return GreyConversion(u16, note=f"{dt} pixels stored as uint16")
+    if (integral or dt.kind in "iu") and lo >= 0 and hi <= 65535:
+        return GreyConversion(u16, note=f"{dt} pixels (integers {lo:g} to {hi:g}) stored as uint16 unchanged")
+    if dt.kind in "iu" and int(hi) - int(lo) <= 65535:
+        return GreyConversion(u16, offset=int(lo), note=f"{dt} pixels ({int(lo)} to {int(hi)}) shifted by {-int(lo):+d} to uint16")
+    span = float(hi) - float(lo)
+    note = f"{dt} pixels mapped linearly from [{float(lo):.6g}, {float(hi):.6g}] to 0-65535 (uint16)"
+    warnings.warn(one_line(f"{path}: {note}"), CathodeflowWarning, stacklevel=stacklevel + 1)
+    return GreyConversion(u16, offset=float(lo), scale=65535.0 / span if span > 0 else 0.0, note=note)
+
+
+def _to_unsigned(gray: np.ndarray, path: Path) -> tuple[np.ndarray, str | None]:
+    """``gray`` as stored (:func:`grey_conversion` from its own range), and the note saying
+    how it was converted (None when kept as it is)."""
+    if gray.dtype in STORED_DTYPES or gray.dtype == np.bool_:
+        conv = grey_conversion(path, gray.dtype, None, None, integral=True, nonfinite=0)
+    else:
+        finite = np.isfinite(gray) if gray.dtype.kind == "f" else None
+        nonfinite = 0 if finite is None else int(gray.size - np.count_nonzero(finite))
+        lo, hi = (gray.min(), gray.max()) if gray.size and not nonfinite else (None, None)
+        integral = gray.dtype.kind in "iu" or bool(np.all(gray == np.floor(gray)))
+        conv = grey_conversion(path, gray.dtype, lo, hi, integral=integral, nonfinite=nonfinite, stacklevel=3)
+    return conv.apply(gray), conv.note
 
 
 # --------------------------------------------------------------------------- format readers
@@ -604,12 +687,8 @@ def _read_pil(path: Path, fmt: str) -> tuple[SemMeta, np.ndarray]:
             arr = np.asarray(im)
     except Exception as e:
         raise _fail(path, f"unreadable {fmt.upper()} ({type(e).__name__}: {e})") from None
-    if mode.startswith("I;16"):
-        arr = arr.astype(np.uint16)
-    elif mode == "I":
-        if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            raise _fail(path, f"32-bit integer pixels with range [{arr.min()}, {arr.max()}] do not fit 16 bits")
-        arr = arr.astype(np.uint16)
+    if mode.startswith("I;16") or (mode == "I" and arr.size and arr.min() >= 0 and arr.max() <= 65535):
+        arr = arr.astype(np.uint16)  # Pillow reads 16-bit PNGs as 32-bit "I"
     info = SemMeta(format=fmt, shape=tuple(int(n) for n in arr.shape), axes="YXS"[: arr.ndim], dtype=arr.dtype)
     if dpi:
         try:
@@ -754,6 +833,7 @@ def decide_pixel_size(
                     f"{p}: pixel_size_um={user_ps:g} µm given, but the file's metadata ({meta_src}) "
                     f"says {meta_ps:g} µm; using {user_ps:g} µm"
                 ),
+                CathodeflowWarning,
                 stacklevel=stacklevel + 1,
             )
         return user_ps, "user"
@@ -880,7 +960,7 @@ def read_sem(
         gray, color = _palette_to_gray(raw, meta.colormap, p)
     else:
         gray, color = _to_gray(raw, meta.axes, p)
-    gray = _check_dtype(gray, p)
+    check_grey_dtype(p, gray.dtype)
     if gray.shape[0] < 1 or gray.shape[1] < 1:
         raise _fail(p, f"image has no pixels (shape {gray.shape})")
 
@@ -889,11 +969,15 @@ def read_sem(
         meta, path=p, databar_rows=databar_rows, crop_databar=crop_databar, pixels=gray
     )
     data = np.ascontiguousarray(gray[: h - rows]) if rows else gray
+    data, converted = _to_unsigned(data, p)  # the grey scale of the image, not of the data bar
+    if converted:
+        meta.notes.append(converted)
     if color == "palette-with-colour":
         # colour overlay entries (e.g. Zeiss annotation colours) left after the crop
         _, used_colour = _palette_to_gray(raw[: h - rows], meta.colormap, p)
         if used_colour == "palette-with-colour":
-            warnings.warn(one_line(f"{p}: colour palette entries in the image converted to BT.709 luma"), stacklevel=2)
+            warnings.warn(one_line(f"{p}: colour palette entries in the image converted to BT.709 luma"),
+                          CathodeflowWarning, stacklevel=2)
     ps, ps_source = decide_pixel_size(meta, path=p, pixel_size_um=pixel_size_um, stacklevel=2)
 
     return SemImage(
