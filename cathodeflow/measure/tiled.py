@@ -11,7 +11,7 @@ whole-image tables exactly (tested).
 
 Memory is bounded by the chunks in flight, not by the image: the intermediate arrays (phase
 map, per-chunk and global component labels, crack and particle labels, crops of
-multi-particle components) are kept in a temporary on-disk Zarr store
+multi-particle components) are kept in a temporary directory on disk
 (:class:`~cathodeflow.tiling.scratch.Scratch`) unless ``scratch=False``.
 """
 
@@ -88,7 +88,7 @@ def describe_phase_dask(
 
     Intermediate arrays (the phase map, the per-chunk and global component labels, the
     crack and particle labels) are persisted so that no upstream work is recomputed
-    (PERFORMANCE.md, "Dask traps"): by default in a temporary on-disk Zarr store
+    (PERFORMANCE.md, "Dask traps"): by default in a temporary directory on disk
     (:class:`~cathodeflow.tiling.scratch.Scratch`, deleted before returning), so memory is
     bounded by the chunks in flight rather than growing with the image; with
     ``scratch=False`` in memory (on the cluster when ``client`` is given).

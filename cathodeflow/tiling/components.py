@@ -171,7 +171,7 @@ def _block_meta(res, need: tuple[bool, bool, bool, bool]):
 
 
 def _label_block_to_store(block, connectivity: int, y_off: int, x_off: int, width: int, need, store):
-    """:func:`_label_block` writing the local labels into ``store`` (a Zarr array) at the
+    """:func:`_label_block` writing the local labels into ``store`` (a scratch array) at the
     block's place; returns only :func:`_block_meta`."""
     res = _label_block(block, connectivity, y_off, x_off, width)
     lab = res[0]
@@ -246,7 +246,7 @@ def label_components(mask, *, connectivity: int = 1, scratch: Scratch | None = N
         mask = mask.rechunk(tuple(tuple(c for c in cs if c) for cs in mask.chunks))
     out_chunks = mask.chunks
     if scratch is not None and not regular_chunks(mask.chunks):  # store blocks must not share
-        mask = mask.rechunk(tuple(max(c) for c in mask.chunks))  # a Zarr chunk
+        mask = mask.rechunk(tuple(max(c) for c in mask.chunks))  # a stored block
     ychunks, xchunks = mask.chunks
     ystarts = np.concatenate([[0], np.cumsum(ychunks)[:-1]]).astype(int)
     xstarts = np.concatenate([[0], np.cumsum(xchunks)[:-1]]).astype(int)
@@ -261,7 +261,7 @@ def label_components(mask, *, connectivity: int = 1, scratch: Scratch | None = N
             for i, j in product(range(nby), range(nbx))
         ]
         (metas,) = dask.compute(metas_d)
-        stage1 = da.from_zarr(store, chunks=mask.chunks).to_delayed(optimize_graph=False)
+        stage1 = store.to_dask(chunks=mask.chunks).to_delayed(optimize_graph=False)
     else:
         label_block = dask.delayed(_label_block, pure=True)
         stage1 = np.empty((nby, nbx), dtype=object)
