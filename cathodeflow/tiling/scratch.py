@@ -137,9 +137,10 @@ class BlockArray:
             os.replace(tmp, final)
 
     def to_dask(self, chunks=None) -> da.Array:
-        """The array as a Dask array of ``chunks`` (default: its blocks), read lazily."""
+        """The array as a Dask array of ``chunks`` (default: its blocks), read lazily by one
+        task per chunk (this small object is inlined in each, not a task of its own)."""
         return da.from_array(self, chunks=chunks or self.chunks, lock=False, asarray=False, fancy=False,
-                             meta=np.empty((0,) * self.ndim, self.dtype))
+                             inline_array=True, meta=np.empty((0,) * self.ndim, self.dtype))
 
 
 def _codec():
