@@ -925,13 +925,14 @@ def read_sem(
     Returns
     -------
     SemImage
-        ``data`` of shape (H - databar_rows, W), uint8 or uint16.
+        ``data`` of shape (H - databar_rows, W), uint8 or uint16 (other grey values
+        converted by :func:`grey_conversion`; the note is in ``metadata["notes"]``).
 
     Raises
     ------
     InputError
         One line naming the file: missing, unreadable or truncated, unsupported pixel type
-        or layout, no pixel size anywhere, invalid arguments.
+        or layout, NaN or infinite pixels, no pixel size anywhere, invalid arguments.
     """
     p = Path(path)
     if not p.exists():
