@@ -412,14 +412,12 @@ def grey_conversion(path: Path | str, dtype, lo, hi, *, integral: bool, nonfinit
 def _to_unsigned(gray: np.ndarray, path: Path) -> tuple[np.ndarray, str | None]:
     """``gray`` as stored (:func:`grey_conversion` from its own range), and the note saying
     how it was converted (None when kept as it is)."""
-    if gray.dtype in STORED_DTYPES or gray.dtype == np.bool_:
-        conv = grey_conversion(path, gray.dtype, None, None, integral=True, nonfinite=0)
-    else:
-        finite = np.isfinite(gray) if gray.dtype.kind == "f" else None
-        nonfinite = 0 if finite is None else int(gray.size - np.count_nonzero(finite))
-        lo, hi = (gray.min(), gray.max()) if gray.size and not nonfinite else (None, None)
-        integral = gray.dtype.kind in "iu" or bool(np.all(gray == np.floor(gray)))
-        conv = grey_conversion(path, gray.dtype, lo, hi, integral=integral, nonfinite=nonfinite, stacklevel=3)
+    if gray.dtype in STORED_DTYPES:
+        return gray, None
+    nonfinite = int(gray.size - np.count_nonzero(np.isfinite(gray))) if gray.dtype.kind == "f" else 0
+    lo, hi = (gray.min(), gray.max()) if gray.size and not nonfinite else (None, None)
+    integral = gray.dtype.kind in "iub" or bool(np.all(gray == np.floor(gray)))
+    conv = grey_conversion(path, gray.dtype, lo, hi, integral=integral, nonfinite=nonfinite, stacklevel=3)
     return conv.apply(gray), conv.note
 
 
