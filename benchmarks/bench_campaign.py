@@ -19,8 +19,11 @@ Measured, in one run:
 - ``cathodeflow.describe(files, scheduler=client)`` on a ``LocalCluster`` of 1 and of 2
   single-threaded worker processes (:func:`cathodeflow.study.cluster.local_cluster`; start-up
   and one warm-up call per path apart), on the whole-image path (one task per image, which
-  reads its file), the tiled path (``chunk_px``, ``whole_image_px=0``: every map tiled) and,
-  with ``--paths …,auto``, what ``describe(files, chunk_px=…)`` does by default (maps up to
+  reads its file), the tiled path (``chunk_px``, ``whole_image_px=0``: every map tiled; with
+  ``tiled_images='auto'``, so a campaign of at least 2 maps per worker thread runs one task
+  per map, which processes it chunk by chunk), with ``--paths …,spread`` the tiled path
+  with each map's chunks spread over the workers (``tiled_images='spread'``) and, with
+  ``--paths …,auto``, what ``describe(files, chunk_px=…)`` does by default (maps up to
   ``whole_image_px`` = 2²⁵ px described whole, so 2048² maps take the whole-image path).
 
 Per variant: wall time, images per hour, the tables compared row by row with the serial
@@ -64,10 +67,16 @@ import numpy as np
 from .common import RESULTS_DIR, compare_tables, describe_comparison, load_now, machine_info, versions, write_json
 
 PIXEL_SIZE_UM = 0.0143
-#: ``whole_image_px`` of each path (None: ``describe``'s default): ``whole`` gives no
-#: ``chunk_px``; ``tiled`` forces the tiled graph on every map of several chunks; ``auto``
-#: is what ``describe(..., chunk_px=C)`` does by default (maps up to 2²⁵ px whole).
-PATH_WHOLE_IMAGE_PX = {"whole": None, "tiled": 0, "auto": None}
+#: The parameters each path changes (others: ``describe``'s defaults): ``whole`` gives no
+#: ``chunk_px``; ``tiled`` tiles every map of several chunks (``tiled_images`` as
+#: ``describe`` chooses: here one task per map); ``spread`` tiles them with each map's
+#: chunks spread over the workers; ``auto`` is what ``describe(..., chunk_px=C)`` does by
+#: default (maps up to 2²⁵ px whole).
+PATH_PARAMS = {"whole": {}, "tiled": {"whole_image_px": 0},
+               "spread": {"whole_image_px": 0, "tiled_images": "spread"}, "auto": {}}
+#: Paths that tile the maps: their scheduling overhead is also measured against a serial
+#: loop of the tiled kernels (``serial-tiled``).
+TILED_PATHS = ("tiled", "spread")
 CONDITIONS = ("A", "B")
 #: Aim of the issue: 2 workers ≥ 1.8 × the one-core serial loop, per path.
 GOAL_2_WORKERS = 1.8
@@ -167,14 +176,20 @@ def one_core():
         os.sched_setaffinity(0, old)
 
 
-def serial_loop(paths, conditions, *, params=None, pixel_size_um: float = PIXEL_SIZE_UM):
+def serial_loop(paths, conditions, *, params=None, pixel_size_um: float = PIXEL_SIZE_UM, chunk_px=None):
     """The plain serial loop: per file ``numpy.load`` then ``describe_phase``; then the
-    reduce step. Returns (tables, times) with times ``wall_s``, ``cpu_s`` (CPU time of this
-    process), ``read_s``, ``kernel_s`` (in ``describe_phase``), ``reduce_s``."""
+    reduce step. With ``chunk_px``, the tiled kernels instead: per file its lazy array of
+    ``chunk_px`` chunks (``phase_file_array``, read chunk by chunk inside) and
+    ``describe_phase_dask`` in this thread (``in_this_thread``: Dask's synchronous
+    scheduler, scratch on disk), what one in-task tiled image runs. Returns (tables, times)
+    with times ``wall_s``, ``cpu_s`` (CPU time of this process), ``read_s``, ``kernel_s``
+    (in ``describe_phase`` / ``describe_phase_dask``), ``reduce_s``."""
     from cathodeflow.config import Params
-    from cathodeflow.io.phasefile import image_id_from_path
+    from cathodeflow.io.phasefile import image_id_from_path, phase_file_array, validate_phase
     from cathodeflow.measure.describe import dcenter_tables, reduce_descriptions
     from cathodeflow.measure.image import describe_phase
+    from cathodeflow.measure.tiled import describe_phase_dask
+    from cathodeflow.tiling.scheduler import in_this_thread
 
     params = params or Params()
     dcenter = dcenter_tables(params)
@@ -183,10 +198,17 @@ def serial_loop(paths, conditions, *, params=None, pixel_size_um: float = PIXEL_
     t0, p0 = time.perf_counter(), time.process_time()
     for path, cond in zip(paths, conditions):
         ta = time.perf_counter()
-        phase = np.load(path)
-        tb = time.perf_counter()
-        descs.append(describe_phase(phase, image_id=image_id_from_path(path), condition=cond,
-                                    pixel_size_um=pixel_size_um, params=params, dcenter=dcenter))
+        kw = dict(image_id=image_id_from_path(path), condition=cond, pixel_size_um=pixel_size_um, params=params,
+                  dcenter=dcenter)
+        if chunk_px is None:
+            phase = np.load(path)
+            tb = time.perf_counter()
+            descs.append(describe_phase(phase, **kw))
+        else:
+            phase = validate_phase(phase_file_array(path, chunk_px=chunk_px), name=str(path))
+            tb = time.perf_counter()
+            with in_this_thread():
+                descs.append(describe_phase_dask(phase, **kw))
         read += tb - ta
         kernel += time.perf_counter() - tb
     tc = time.perf_counter()
@@ -236,18 +258,17 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def with_whole_image_px(params, whole_image_px):
-    """``params`` (None: the defaults) with ``whole_image_px`` set unless it is None."""
+def path_params(params, path: str):
+    """``params`` (None: the defaults) with what ``path`` changes (:data:`PATH_PARAMS`)."""
     from cathodeflow.config import Params
 
-    params = params or Params()
-    return params if whole_image_px is None else params.replace(whole_image_px=whole_image_px)
+    return (params or Params()).replace(**PATH_PARAMS[path])
 
 
-def dask_run(client, paths, conditions, *, chunk_px, whole_image_px=None, params=None,
+def dask_run(client, paths, conditions, *, chunk_px, path: str, params=None,
              pixel_size_um: float = PIXEL_SIZE_UM):
     """``cathodeflow.describe(paths, scheduler=client, chunk_px=chunk_px)`` with ``params``
-    whose ``whole_image_px`` is ``whole_image_px`` (None: the default), timed, with what
+    changed as ``path`` says (:func:`path_params`), timed, with what
     the scheduler saw. Returns (tables, stats): ``wall_s``; ``graphs`` and ``tasks``
     submitted; ``compute_s`` (sum of the tasks' compute time on the workers) and its
     ``by_prefix`` breakdown (largest first); ``transfer_s``; ``lead_s`` (call → first task
@@ -259,7 +280,7 @@ def dask_run(client, paths, conditions, *, chunk_px, whole_image_px=None, params
 
     from cathodeflow.study.describe import describe
 
-    params = with_whole_image_px(params, whole_image_px)
+    params = path_params(params, path)
     submitted(client)  # reset the counts
     cpu_w0 = sum(client.run(_cpu_seconds).values())
     with get_task_stream(client=client) as ts:
@@ -371,6 +392,19 @@ def run_campaign(*, images: int, shape=(2048, 2048), chunk_px: int = 1024, worke
                        read_s=round(stats["read_s"], 3), reduce_s=round(stats["reduce_s"], 3))
             runs.append(row)
             log(f"  serial (core {core}): {row['wall_s']:.2f} s, load {row['load1_after']}")
+            if any(p in TILED_PATHS for p in paths):
+                with one_core() as core:
+                    if rep == 0:
+                        serial_loop(files[:1], conds[:1], chunk_px=chunk_px)
+                    load = load_now()["load1"]
+                    tables, stats = serial_loop(files, conds, chunk_px=chunk_px)
+                cmp = compare_tables(ref, tables)
+                row = summarise("serial-tiled", stats, n_images=images, workers=None)
+                row.update(repeat=rep, core=core, chunk_px=chunk_px, load1_before=load,
+                           load1_after=load_now()["load1"], tables_identical=cmp["all_identical"])
+                runs.append(row)
+                log(f"  serial tiled (core {core}): {row['wall_s']:.2f} s, "
+                    f"tables {'identical' if row['tables_identical'] else 'DIFFER'}, load {row['load1_after']}")
             if ceiling:
                 n = max(workers)
                 load = load_now()["load1"]
@@ -390,12 +424,11 @@ def run_campaign(*, images: int, shape=(2048, 2048), chunk_px: int = 1024, worke
                     trim = sorted({str(v) for v in client.run(_malloc_trim_env).values()})
                     for path in paths:
                         chunk = None if path == "whole" else chunk_px
-                        whole_px = PATH_WHOLE_IMAGE_PX[path]
                         warm = files[: 2 * w]
                         describe([str(p) for p in warm], pixel_size_um=PIXEL_SIZE_UM, condition=conds[: len(warm)],
-                                 params=with_whole_image_px(None, whole_px), scheduler=client, chunk_px=chunk)
+                                 params=path_params(None, path), scheduler=client, chunk_px=chunk)
                         load = load_now()["load1"]
-                        tables, stats = dask_run(client, files, conds, chunk_px=chunk, whole_image_px=whole_px)
+                        tables, stats = dask_run(client, files, conds, chunk_px=chunk, path=path)
                         cmp = compare_tables(ref, tables)
                         row = summarise(path, stats, n_images=images, workers=w)
                         row.update(repeat=rep, chunk_px=chunk, cluster_startup_s=round(startup, 2),
@@ -423,10 +456,12 @@ def _round(x, nd=3):
 
 def medians_and_ratios(runs: list[dict]):
     """Per variant (path, workers) the medians of its rows' numbers; ``serial / variant``
-    of the median walls; the goal (:data:`GOAL_2_WORKERS`) for the 2-worker variants."""
+    of the median walls, and ``serial-tiled / variant`` for the tiled paths (the same
+    kernels: what the scheduling costs); the goal (:data:`GOAL_2_WORKERS`) for the 2-worker
+    variants."""
     groups: dict[str, list[dict]] = {}
     for r in runs:
-        label = "serial" if r["workers"] is None else f"{r['variant']} {r['workers']}w"
+        label = r["variant"] if r["workers"] is None else f"{r['variant']} {r['workers']}w"
         groups.setdefault(label, []).append(r)
     keys = ("wall_s", "images_per_hour", "tasks_per_image", "graphs_per_image", "kernel_s", "busy",
             "overhead_s", "lead_s", "tail_s", "cpu_s", "cpu_client_s")
@@ -438,8 +473,11 @@ def medians_and_ratios(runs: list[dict]):
     serial = med.get("serial", {}).get("wall_s")
     ratios = {f"serial / {label}": round(serial / m["wall_s"], 3)
               for label, m in med.items() if label != "serial" and serial}
+    tiled = med.get("serial-tiled", {}).get("wall_s")
+    ratios |= {f"serial-tiled / {label}": round(tiled / m["wall_s"], 3)
+               for label, m in med.items() if label.split()[0] in TILED_PATHS and tiled}
     goals = {k: {"min": GOAL_2_WORKERS, "value": v, "met": v >= GOAL_2_WORKERS}
-             for k, v in ratios.items() if k.endswith(" 2w") and not k.startswith("serial / ceiling")}
+             for k, v in ratios.items() if k.endswith(" 2w") and not k.endswith("/ ceiling 2w")}
     return med, ratios, goals
 
 
@@ -482,8 +520,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--chunk", type=int, default=1024, help="chunk edge of the tiled path, px (default 1024)")
     ap.add_argument("--workers", type=_ints, default=(1, 2), help="LocalCluster sizes (default 1,2)")
     ap.add_argument("--paths", default="whole,tiled",
-                    help="comma-separated: whole (no chunks), tiled (chunks, every map tiled), auto (chunks, "
-                         "describe's default whole_image_px) (default whole,tiled)")
+                    help="comma-separated: whole (no chunks), tiled (chunks, every map tiled), spread (tiled, "
+                         "each map's chunks spread over the workers), auto (chunks, describe's default "
+                         "whole_image_px) (default whole,tiled)")
     ap.add_argument("--distinct", type=int, default=4, help="distinct maps, reused under other ids (default 4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--radius-px", type=_radius, default=None, help="particle radius range LO,HI (default 250,330)")
@@ -498,8 +537,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-json", action="store_true")
     args = ap.parse_args(argv)
     chosen = tuple(p.strip() for p in args.paths.split(",") if p.strip())
-    if not chosen or any(p not in PATH_WHOLE_IMAGE_PX for p in chosen):
-        ap.error(f"--paths: expected a comma-separated choice of {', '.join(PATH_WHOLE_IMAGE_PX)}, got {args.paths!r}")
+    if not chosen or any(p not in PATH_PARAMS for p in chosen):
+        ap.error(f"--paths: expected a comma-separated choice of {', '.join(PATH_PARAMS)}, got {args.paths!r}")
     if args.images < 1 or args.distinct < 1 or args.repeat < 1 or not args.workers or min(args.workers) < 1:
         ap.error("--images, --distinct, --repeat and --workers must be positive")
     payload = run_campaign(images=args.images, shape=args.shape, chunk_px=args.chunk, workers=args.workers,

@@ -133,7 +133,8 @@ def tables_equal(a: dict, b: dict) -> dict[str, bool]:
     return {name: bool(a[name].reset_index(drop=True).equals(b[name].reset_index(drop=True))) for name in a}
 
 
-def run_size(megapixels: float, tiles, *, chunk_px: int, client, workdir: Path, check_whole: bool = False) -> dict:
+def run_size(megapixels: float, tiles, *, chunk_px: int, client, workdir: Path, check_whole: bool = False,
+             tiled_images: str = "auto") -> dict:
     """Build the mosaic, describe it tiled, return the measurements of one size (with
     ``check_whole``, then also compare the tables with a whole-image run, not timed)."""
     import dask.array as da
@@ -152,7 +153,8 @@ def run_size(megapixels: float, tiles, *, chunk_px: int, client, workdir: Path, 
         t0 = time.perf_counter()
         tables = cathodeflow.describe(phase, pixel_size_um=PIXEL_SIZE_UM, condition="bench",
                                       chunk_px=chunk_px, scheduler=client or "threads",
-                                      params=Params(whole_image_px=0))  # the tiled path, whatever the size
+                                      params=Params(whole_image_px=0,  # the tiled path, whatever the size
+                                                    tiled_images=tiled_images))
         wall = time.perf_counter() - t0
     mp = shape[0] * shape[1] / 1e6
     mib = 1 << 20
@@ -198,6 +200,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--check-whole", type=float, default=30.0,
                     help="compare the tables of maps up to this many MP with a whole-image run "
                          "(after the timed run; default 30; 0: never)")
+    ap.add_argument("--tiled-images", choices=("auto", "in-task", "spread"), default="auto",
+                    help="Params.tiled_images: in-task describes the mosaic in one task, chunk by chunk "
+                         "(auto: spread, for one image)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     args = ap.parse_args(argv)
     sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
@@ -209,7 +214,8 @@ def main(argv=None) -> dict:
         "versions": versions(),
         "load_start": load_now(),
         "options": {"sizes_mp": sizes, "chunk_px": args.chunk_px, "tile_px": args.tile_px, "mode": args.mode,
-                    "warmup_mp": args.warmup, "scratch": args.scratch, "scheduler": args.scheduler, "workers": args.workers if args.scheduler == "local" else None},
+                    "warmup_mp": args.warmup, "scratch": args.scratch,
+                    "tiled_images": args.tiled_images, "scheduler": args.scheduler, "workers": args.workers if args.scheduler == "local" else None},
         "runs": [],
     }
     if args.scratch == "memory":  # cathodeflow.describe looks the function up at each call
@@ -229,10 +235,11 @@ def main(argv=None) -> dict:
             client.wait_for_workers(args.workers)
         try:
             if args.warmup:  # imports, numba caches, worker start-up: not in the measured runs
-                run_size(args.warmup, tiles, chunk_px=args.chunk_px, client=client, workdir=Path(tmp))
+                run_size(args.warmup, tiles, chunk_px=args.chunk_px, client=client, workdir=Path(tmp),
+                         tiled_images=args.tiled_images)
             for mp in sizes:
                 r = run_size(mp, tiles, chunk_px=args.chunk_px, client=client, workdir=Path(tmp),
-                             check_whole=mp <= args.check_whole)
+                             check_whole=mp <= args.check_whole, tiled_images=args.tiled_images)
                 payload["runs"].append(r)
                 eq = r["tables_equal_whole_image"]
                 print(f"{r['megapixels']:8.1f} MP  {r['describe_s']:7.1f} s  {r['mp_per_s']:6.2f} MP/s  "

@@ -97,6 +97,7 @@ def _params(args):
         stereology_models=models,
         chunk_px=getattr(args, "chunk_px", None),
         whole_image_px=getattr(args, "whole_image_px", None),
+        tiled_images=getattr(args, "tiled_images", None),
     )
 
 
@@ -249,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-values", default="0,1,2", metavar="B,S,C",
                    help="the stored values of background, solid, crack (default 0,1,2; ilastik: 1,2,3); "
                         "any other value is refused")
+    p.add_argument("--tiled-images", choices=("auto", "in-task", "spread"),
+                   help="how images processed tiled (larger than --whole-image-px) run: in-task (each image "
+                        "one task, its tiles one after another; the images side by side on the cluster), "
+                        "spread (each image's tiles spread over the workers or threads) or auto (default: "
+                        "in-task on a cluster with at least 2 such images per worker thread); the result "
+                        "is the same")
     _common_params(p)
 
     p = sub.add_parser("report", help="Table 1, figures and HTML from a study store or a describe output")

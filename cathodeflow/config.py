@@ -41,6 +41,13 @@ DEFAULT_PROB_SIGMA_UM = 0.0143
 DEFAULT_MIN_CRACK_AREA_UM2 = 0.0
 #: Super-resolution factor of the paper (s2/s1 = 38.5 nm / 14.3 nm).
 SR_NUM, SR_DEN = 35, 13
+#: How a cluster runs images processed tiled (``Params.tiled_images``).
+TILED_IMAGES = ("auto", "in-task", "spread")
+#: ``tiled_images = 'auto'`` runs tiled images one per task when there are at least this
+#: many of them per thread of the cluster: each thread then has an image to work on until
+#: the last ones, which a thread works through alone (spread, the same images would keep
+#: the threads about 40 % busy on 2048² maps, waiting on blocking rounds).
+IN_TASK_IMAGES_PER_THREAD = 2
 #: Pixel sizes outside this range (µm: 0.1 nm to 10 µm) are refused as a unit slip.
 PIXEL_SIZE_RANGE_UM = (1e-4, 10.0)
 #: A marker radius r (eq. 10) outside this range of pixels gets a :class:`PixelSizeWarning`.
@@ -107,6 +114,15 @@ class Params:
         image's whole work. Default 2²⁵ (33.6 MP, above the paper's 4478 × 5972 maps; a
         33.6 MP map peaked at 0.84 GB in its process, a 4096² map at 0.6 GB); 0 tiles
         every image of several chunks. The result is the same either way.
+    tiled_images : how a cluster runs the images that are processed tiled (larger than
+        ``whole_image_px``, of several chunks): ``'spread'``: each image's chunks are tasks of
+        their own spread over the workers, a few images at a time (the blocking rounds of
+        one image then cost the client and scheduler about 0.3 s of CPU per 2048² map);
+        ``'in-task'``: each image is one task that processes it chunk by chunk in its own
+        thread, the images side by side (memory still bounded by a few chunks; no task
+        holds the image); ``'auto'`` (default): in-task when there are at least
+        :data:`IN_TASK_IMAGES_PER_THREAD` such images per thread of the cluster, else
+        spread. The result is the same either way.
     phase_method : ``'classical'`` (default for now: threshold + morphology baseline, no
         learning) or ``'unet'`` (the paper's U-net, §2.3.2, with the shipped or given weights).
         The classical method stays the default until shipped U-net weights measure closer to
@@ -138,6 +154,7 @@ class Params:
     chunk_px: int = 2048
     unet_tile_px: int = 1024
     whole_image_px: int = 2**25
+    tiled_images: str = "auto"
     phase_method: str = "classical"
     unet_weights: str | None = None
     sr_method: str = "auto"
@@ -205,6 +222,9 @@ class Params:
                 or self.whole_image_px < 0:
             raise InputError(f"whole_image_px (--whole-image-px) must be an integer >= 0 (pixels), "
                              f"got {self.whole_image_px!r}")
+        if self.tiled_images not in TILED_IMAGES:
+            raise InputError(f"tiled_images (--tiled-images) must be one of {TILED_IMAGES}, "
+                             f"got {self.tiled_images!r}")
 
     def for_image(self, raw_pixel_size_um: float) -> "Params":
         """These parameters with ``sr_method = 'auto'`` chosen for an image of raw pixel size
@@ -258,7 +278,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
 OMITTED_WHEN_UNSET = ("marker_h_um",)
 #: Fields that only change how the work is cut into tiles, not its result (tiled == whole,
 #: DESIGN §5); they are in no stage's set, so changing them recomputes nothing.
-LAYOUT_PARAMS = ("chunk_px", "unet_tile_px", "whole_image_px")
+LAYOUT_PARAMS = ("chunk_px", "unet_tile_px", "whole_image_px", "tiled_images")
 
 #: Parameters replaced when lengths became µm (DESIGN §4.3): old name -> (new name, conversion).
 RENAMED = {

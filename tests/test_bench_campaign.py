@@ -96,10 +96,10 @@ def test_submitted_counts_the_graphs_and_tasks_a_client_sends(client):
     assert bc.submitted(client) == {"graphs": 0, "tasks": 0}
 
 
-@pytest.mark.parametrize("chunk", [None, 256])
-def test_dask_runs_give_the_serial_tables_and_count_every_task_once(client, campaign, serial, chunk):
+@pytest.mark.parametrize("path, chunk", [("whole", None), ("spread", 256), ("tiled", 256)])
+def test_dask_runs_give_the_serial_tables_and_count_every_task_once(client, campaign, serial, path, chunk):
     files, conds = campaign
-    tables, stats = bc.dask_run(client, files, conds, chunk_px=chunk, whole_image_px=bc.PATH_WHOLE_IMAGE_PX["tiled"])
+    tables, stats = bc.dask_run(client, files, conds, chunk_px=chunk, path=path)
     assert_tables_equal(serial[0], tables)
     # the scheduler's count of submitted tasks equals the workers' record of tasks run
     assert stats["tasks"] == stats["tasks_run"] > 0
@@ -107,19 +107,22 @@ def test_dask_runs_give_the_serial_tables_and_count_every_task_once(client, camp
     # estimate of each worker's clock offset (from heartbeat round trips): on a loaded
     # machine that estimate can be off by a heartbeat's latency (-0.15 s seen), not seconds
     assert 0 < stats["compute_s"] and stats["lead_s"] >= -0.5 and stats["tail_s"] >= -0.5
-    if chunk is None:
+    by = stats["by_prefix_s"]
+    if path == "whole":
         # whole-image path: one graph; per image the read-and-check of its one chunk, Dask's
         # finalize of that array, and describe_phase
         assert (stats["graphs"], stats["tasks"]) == (1, 3 * N)
-        by = stats["by_prefix_s"]  # describe_phase's tasks hold most of the compute time
-        assert max(by, key=by.get) == "describe_whole"
-    else:  # 2 × 2 tiles per image: several rounds per image
+        assert max(by, key=by.get) == "describe_whole"  # holds most of the compute time
+    elif path == "spread":  # 2 × 2 tiles per image: several rounds per image
         assert stats["graphs"] >= 2 * N and stats["tasks"] > 4 * 3 * N
+    else:  # N >= 2 maps per worker thread: one task per map, which reads its own tiles
+        assert (stats["graphs"], stats["tasks"]) == (1, N)
+        assert set(by) == {"describe_tiled"}
 
 
 def test_one_tile_per_image_runs_as_the_whole_image_task(client, campaign, serial):
     files, conds = campaign
-    tables, stats = bc.dask_run(client, files, conds, chunk_px=SHAPE[0])
+    tables, stats = bc.dask_run(client, files, conds, chunk_px=SHAPE[0], path="tiled")
     assert_tables_equal(serial[0], tables)
     assert (stats["graphs"], stats["tasks"]) == (1, 3 * N)
 

@@ -105,6 +105,37 @@ def test_parameter_options_and_config_file_reach_describe(files, tiled_describe_
     assert o1["cracks"].adjusted.tolist() == o1["cracks"].kept.tolist()  # λ_pristine = 0
 
 
+def test_tiled_images_option_decides_where_the_tiles_of_an_image_run(files, tiled_describe_calls, monkeypatch):
+    """``--tiled-images in-task``: the per-chunk tasks of the tiled map run in the calling
+    thread; ``spread``: on the threaded scheduler's pool. The tables are the same."""
+    import threading
+
+    import cathodeflow.measure.tiled as tiled_mod
+
+    tmp, paths, _ = files
+    where = []
+    real = tiled_mod._block_counts
+
+    def spy(*args):
+        where.append(threading.get_ident())
+        return real(*args)
+
+    monkeypatch.setattr(tiled_mod, "_block_counts", spy)
+    threads = {}
+    for mode in ("in-task", "spread"):
+        where.clear()
+        assert main(["describe", str(paths[0]), "--pixel-size-um", "0.0143", "--out", str(tmp / mode),
+                     "--chunk-size", "64", "--whole-image-px", "0", "--tiled-images", mode,
+                     "--scheduler", "threads"]) == 0
+        threads[mode] = set(where)
+    assert threads["in-task"] == {threading.get_ident()}
+    assert threads["spread"] and threading.get_ident() not in threads["spread"]
+    assert tiled_describe_calls == [1, 1]
+    a, b = read_out(tmp / "in-task"), read_out(tmp / "spread")
+    for name in TABLES:
+        pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+
+
 # ------------------------------------------------------------------ bad input: exit 2, one line
 def test_missing_file_exits_2_naming_the_file(files):
     tmp, paths, _ = files

@@ -215,16 +215,84 @@ def test_tiled_and_whole_images_on_a_multiprocess_local_cluster_equal_whole_tabl
     from cathodeflow.study.cluster import local_cluster
 
     other = synthetic_map(seed=3)[:200, :260].copy()
-    ref = describe({"p": phase, "o": other}, pixel_size_um=ETA, params=PARAMS, scheduler="sync",
-                   condition="c")
+    maps = {"p": phase, "o": other}
+    ref = describe(maps, pixel_size_um=ETA, params=PARAMS, scheduler="sync", condition="c")
     with local_cluster(2) as client:
         assert len(client.scheduler_info()["workers"]) == 2
-        tiled = describe({"p": phase, "o": other}, pixel_size_um=ETA, params=always_tiled(PARAMS),
-                         scheduler=client, condition="c", chunk_px=53)
-        whole_on_cluster = describe({"p": phase, "o": other}, pixel_size_um=ETA, params=PARAMS,
-                                    scheduler=client, condition="c")
-    assert_tables_equal(ref, tiled)
-    assert_tables_equal(ref, whole_on_cluster)
+        # each image's chunks spread over the workers, and each image tiled inside one task
+        # (numpy maps: shipped to the cluster; Dask arrays: their graph travels in the task)
+        runs = {mode: describe(maps, pixel_size_um=ETA, params=always_tiled(PARAMS).replace(tiled_images=mode),
+                               scheduler=client, condition="c", chunk_px=53)
+                for mode in ("spread", "in-task")}
+        lazy = describe({k: da.from_array(v, chunks=(53, 37)) for k, v in maps.items()}, pixel_size_um=ETA,
+                        params=always_tiled(PARAMS).replace(tiled_images="in-task"), scheduler=client,
+                        condition="c")
+        whole_on_cluster = describe(maps, pixel_size_um=ETA, params=PARAMS, scheduler=client, condition="c")
+    for out in (*runs.values(), lazy, whole_on_cluster):
+        assert_tables_equal(ref, out)
+
+
+def test_in_task_tiling_runs_each_image_chunk_by_chunk_in_one_task(phase, whole, tiled_describe_calls, monkeypatch):
+    """On a cluster: one task per image, in which every round of the tiled graph runs on
+    Dask's synchronous scheduler (no task submits tasks); locally: each image in this thread."""
+    import threading
+
+    from distributed import get_task_stream
+
+    import cathodeflow.measure.tiled as tiled_mod
+
+    from cathodeflow.study.cluster import local_cluster
+
+    params = always_tiled(PARAMS).replace(tiled_images="in-task")
+    maps = {"a": phase, "b": phase[::-1].copy()}
+    with local_cluster(1) as client:
+        with get_task_stream(client=client) as ts:
+            out = describe(maps, pixel_size_um=ETA, params=params, scheduler=client, condition="c", chunk_px=53)
+    keys = [str(r["key"]) for r in ts.data]
+    assert len(keys) == 2 and all("describe_tiled" in k for k in keys), keys
+    assert_tables_equal(describe(maps, pixel_size_um=ETA, params=PARAMS, scheduler="sync", condition="c"), out)
+
+    # local threads: the image's chunk tasks run in this thread (Dask's synchronous scheduler)
+    seen = []
+    real = tiled_mod._block_counts
+
+    def spy(*args):
+        seen.append(threading.get_ident())
+        return real(*args)
+
+    monkeypatch.setattr(tiled_mod, "_block_counts", spy)
+    out = describe(phase, pixel_size_um=ETA, params=params, scheduler="threads", condition="c", chunk_px=53)
+    assert len(seen) == 5 * 6 and set(seen) == {threading.get_ident()}  # one per chunk of 240 × 310 px
+    assert tiled_describe_calls == [1]
+    assert_tables_equal(whole, out)
+
+
+def test_in_this_thread_is_private_to_the_thread_that_enters_it():
+    import threading
+
+    from cathodeflow.tiling.scheduler import _SCHEDULER, in_this_thread
+
+    other = []
+    with in_this_thread():
+        assert _SCHEDULER.get() == "sync"
+        th = threading.Thread(target=lambda: other.append(_SCHEDULER.get()))
+        th.start()
+        th.join()
+    assert other == [None] and _SCHEDULER.get() is None
+
+
+def test_tiled_images_auto_goes_in_task_from_two_images_per_cluster_thread():
+    from cathodeflow.study.cluster import local_cluster, tiled_in_task
+
+    auto = Params()
+    assert not tiled_in_task(100, None, auto)  # local scheduler: its threads share each image's chunks
+    assert tiled_in_task(1, None, auto.replace(tiled_images="in-task"))
+    with local_cluster(2) as client:  # 2 single-threaded workers
+        assert [tiled_in_task(n, client, auto) for n in (1, 3, 4, 50)] == [False, False, True, True]
+        assert not tiled_in_task(50, client, auto.replace(tiled_images="spread"))
+    for bad in ("tasks", None, 1):
+        with pytest.raises(InputError, match="tiled_images"):
+            Params(tiled_images=bad)
 
 
 def test_maps_up_to_whole_image_px_run_as_one_task_whatever_their_chunks(phase, whole, tiled_describe_calls):

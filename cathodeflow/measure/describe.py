@@ -99,6 +99,63 @@ def _describe_whole(arr, kw) -> ImageDescription:
     return describe_phase(np.asarray(arr), **kw)
 
 
+def tiled_image_task(arr, *, chunks, **kwargs):
+    """One Dask task describing a phase map tile by tile, in the task's own thread.
+
+    The task runs :func:`~cathodeflow.measure.tiled.describe_phase_dask` with its rounds on
+    Dask's synchronous scheduler (:func:`~cathodeflow.tiling.scheduler.in_this_thread`) and
+    its intermediate arrays in a scratch directory of the worker's system temp dir: the
+    task's memory is bounded by a few chunks, like the tiled graph's tasks, and it submits
+    no tasks of its own. A cluster runs many such images side by side, one per thread
+    (a campaign of large images), instead of spreading each image's chunks over it.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray, a future of one, or dask.array.Array, shape (H, W)
+        A validated phase map. A Dask array travels as its graph (its chunks are read inside
+        the task, one at a time), never as computed pixels.
+    chunks : int or tuple
+        Chunks of the tiled processing of a numpy array (a Dask array keeps its own).
+    **kwargs
+        Keyword arguments of :func:`~cathodeflow.measure.tiled.describe_phase_dask`.
+
+    Returns
+    -------
+    dask.delayed.Delayed
+        Computes to an :class:`~cathodeflow.measure.image.ImageDescription` (without label
+        arrays).
+    """
+    import dask
+    import dask.array as da
+
+    if isinstance(arr, da.Array):
+        arr = _Graph(arr)
+    return dask.delayed(_describe_tiled)(arr, chunks, kwargs)
+
+
+class _Graph:
+    """A Dask array carried into a task as its graph (``dask.delayed`` would compute it)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array):
+        self.array = array
+
+    def __dask_tokenize__(self):
+        return ("cathodeflow-graph", self.array.name)
+
+
+def _describe_tiled(arr, chunks, kw) -> ImageDescription:
+    import dask.array as da
+
+    from ..tiling.scheduler import in_this_thread
+    from .tiled import describe_phase_dask
+
+    arr = arr.array if isinstance(arr, _Graph) else da.from_array(np.asarray(arr), chunks=chunks)
+    with in_this_thread():
+        return describe_phase_dask(arr, **kw)
+
+
 def reduce_descriptions(descs: Sequence[ImageDescription], *, params: Params) -> dict[str, pd.DataFrame]:
     """Pool per-image results into the tables of :data:`TABLE_NAMES` (the Dask "reduce" step)."""
     def cat(name, parts):

@@ -27,6 +27,7 @@ from ..config import Params
 from ..stages.cracks import crack_labels_dask
 from ..stages.particles import particle_labels_dask
 from ..tiling.components import label_components, map_object_crops, object_boxes
+from ..tiling.scheduler import compute
 from ..tiling.scratch import Scratch, persist
 from .descriptors import majority_pairs
 from .image import ImageDescription, assemble_image, encloses_background, phase_counts
@@ -53,7 +54,8 @@ def _unmarked(phase: da.Array, plab: da.Array, *, client=None, scratch: Scratch 
     if scratch is None:  # else phase and plab are stored: free is cheap to read twice
         (free,) = persist(free, client=client)
     n = label_components(free, connectivity=1, scratch=scratch)[1]
-    return int(n), int(free.sum().compute())
+    (total,) = compute(free.sum())
+    return int(n), int(total)
 
 
 def _pair_counts(clab: np.ndarray, plab: np.ndarray) -> np.ndarray:
@@ -159,8 +161,8 @@ def _describe(phase, *, image_id, condition, pixel_size_um, params, dcenter, cli
     # kind: per chunk (phase, crack and particle labels read once) and per particle batch.
     block_task = dask.delayed(_block_counts, pure=True)
     blocks = [a.rechunk(phase.chunks).to_delayed(optimize_graph=False).ravel() for a in (phase, clab, plab)]
-    (per_block,) = dask.compute([block_task(*b) for b in zip(*blocks)])
-    (results,) = dask.compute([b.result for b in batches])
+    (per_block,) = compute([block_task(*b) for b in zip(*blocks)])
+    (results,) = compute([b.result for b in batches])
     counts = np.sum([c for c, _ in per_block], axis=0)
     pairs = [p for _, p in per_block]
 

@@ -982,6 +982,7 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
     import dask
     import dask.array as da
 
+    from ..tiling.scheduler import compute
     from ..tiling.scratch import keep
 
     if not isinstance(phase, da.Array):
@@ -1055,7 +1056,7 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
         for cell in todo:
             w = window_of(cell, halo[cell])
             plan[cell] = (w, *inputs(w))
-        results = dask.compute(*[count_task(blocks[c], origin[c], plan[c][0], shape, n, plan[c][1], *plan[c][2])
+        results = compute(*[count_task(blocks[c], origin[c], plan[c][0], shape, n, plan[c][1], *plan[c][2])
                                  for c in todo])
         again = []
         for cell, (present, stats, ok) in zip(todo, results):
@@ -1075,6 +1076,6 @@ def crack_labels_dask(phase, *, batch_px: int = 1 << 22, return_skeleton: bool =
     labels = da.block(rows_of_blocks)
     out = (labels, table)
     if return_skeleton:
-        (pieces,) = dask.compute([dask.delayed(_piece_of, pure=True)(v) for v in values])
+        (pieces,) = compute([dask.delayed(_piece_of, pure=True)(v) for v in values])
         out += (_skeleton_of(pieces, luts, shape[1]),)
     return out

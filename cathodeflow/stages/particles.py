@@ -73,6 +73,7 @@ from ..tiling.components import (
     paste_crops,
     relabel,
 )
+from ..tiling.scheduler import compute
 from ..tiling.scratch import Scratch, keep, persist
 from ..tiling.threads import kernel_threads
 
@@ -852,7 +853,7 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
     shape = phase.shape
     if phase.size == 0:
         return da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)
-    lo, hi = dask.compute(phase.min(), phase.max())
+    lo, hi = compute(phase.min(), phase.max())
     check_phase_range(int(lo), int(hi), "phase")
     b = phase > 0
     if thr <= 1 and hq is None:
@@ -864,7 +865,7 @@ def particle_labels_dask(phase, *, marker_radius_px: float = 50.0, scratch: Scra
     if ncomp == 0:
         return da.zeros(shape, dtype=np.uint32, chunks=phase.chunks)
     if scratch is None:  # from scratch, comp is a stored block through a lookup table: cheap
-        (comp,) = dask.persist(comp)
+        (comp,) = persist(comp)
     if max_component_px is None:
         max_component_px = max(4 * max(comp.chunks[0]) * max(comp.chunks[1]), _WHOLE_COMPONENT_PX)
     boxes = object_boxes(comp)

@@ -517,6 +517,18 @@ def parallel_images(client) -> int:
     return n_local_workers()
 
 
+def tiled_in_task(n_images: int, client, params) -> bool:
+    """Whether ``n_images`` images processed tiled run one per task, chunk by chunk inside
+    it (``params.tiled_images``, :class:`~cathodeflow.config.Params`): ``'in-task'``, or
+    ``'auto'`` on a cluster (``client``) with at least
+    :data:`~cathodeflow.config.IN_TASK_IMAGES_PER_THREAD` of them per thread."""
+    from ..config import IN_TASK_IMAGES_PER_THREAD
+
+    if params.tiled_images != "auto":
+        return params.tiled_images == "in-task"
+    return client is not None and n_images >= IN_TASK_IMAGES_PER_THREAD * parallel_images(client)
+
+
 def each_on_threads(func, items, n_threads: int) -> None:
     """``func(item)`` for every item, ``n_threads`` at a time; the first error in the order of
     ``items`` is raised. The threads are daemon threads: on an interrupt or an error no new

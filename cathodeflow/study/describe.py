@@ -21,6 +21,7 @@ workers (when it has two).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import sys
@@ -39,7 +40,14 @@ from ..io.phasefile import (
     phase_file_array,
     validate_phase,
 )
-from ..measure.describe import dcenter_tables, fits_one_task, reduce_descriptions, tiled_array, whole_image_task
+from ..measure.describe import (
+    dcenter_tables,
+    fits_one_task,
+    reduce_descriptions,
+    tiled_array,
+    tiled_image_task,
+    whole_image_task,
+)
 
 #: Replicas of an array given in memory on a cluster: one worker's death does not lose it.
 _REPLICAS = 2
@@ -170,7 +178,8 @@ def describe(
 
 def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress):
     from ..measure.tiled import describe_phase_dask
-    from .cluster import each_on_threads, parallel_images, scheduler_context
+    from ..tiling.scheduler import in_this_thread
+    from .cluster import each_on_threads, parallel_images, scheduler_context, tiled_in_task
 
     work = []
     for arr, (iid, _), s, c in zip(arrays, items, sizes, conds):
@@ -185,22 +194,27 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
     announce = (lambda line: print(line, file=sys.stderr)) if progress else None
     with scheduler_context(scheduler, n_tasks=len(work), announce=announce) as client:
         out = []
-        whole = [(i, arr, kw) for i, (tiled, arr, kw) in enumerate(work) if tiled is None]
-        if whole:
-            arrays = [arr for _, arr, _ in whole]
+        tiled = [(i, t, kw) for i, (t, _, kw) in enumerate(work) if t is not None]
+        in_task = tiled_in_task(len(tiled), client, params)
+        # one task per image on the scheduler: each whole one, and on a cluster each tiled
+        # one too when in_task (processed chunk by chunk inside its task)
+        single = [(i, arr, kw) for i, (t, arr, kw) in enumerate(work) if t is None or (in_task and client is not None)]
+        if single:
+            arrays = [arr for _, arr, _ in single]
             if client is not None:
                 arrays = _to_cluster(arrays, client)
-            tasks = [whole_image_task(a, **kw) for a, (_, _, kw) in zip(arrays, whole)]
+            tasks = [_image_task(work[i][0], a, kw) for a, (i, _, kw) in zip(arrays, single)]
             results = _compute(tasks, client, progress)
-            out.extend(zip([i for i, _, _ in whole], results))
-        tiled = [(i, t, kw) for i, (t, _, kw) in enumerate(work) if t is not None]
+            out.extend(zip([i for i, _, _ in single], results))
+            tiled = [item for item in tiled if item[0] not in {i for i, _, _ in single}]
 
         def one(item):
             i, t, kw = item
-            out.append((i, describe_phase_dask(t, client=client, **kw)))
+            with in_this_thread() if in_task else contextlib.nullcontext():
+                out.append((i, describe_phase_dask(t, client=client, **kw)))
 
-        # Each tiled image computes in several blocking rounds, some of one task: on a
-        # cluster, images run side by side so that the workers stay busy between rounds.
+        # Spread, each tiled image computes in several blocking rounds, some of one task: on
+        # a cluster, images run side by side so that the workers stay busy between rounds.
         n_parallel = min(len(tiled), parallel_images(client)) if client is not None else 1
         if n_parallel > 1:
             each_on_threads(one, tiled, n_parallel)
@@ -208,6 +222,18 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
             for item in tiled:
                 one(item)
     return [d for _, d in sorted(out, key=lambda t: t[0])]
+
+
+def _image_task(tiled, arr, kw):
+    """The one task that describes an image: whole (``tiled`` None), else chunk by chunk
+    inside the task, from ``arr`` when it is held in memory (a numpy array or its future on
+    the cluster), else from the lazy chunks of ``tiled``."""
+    import dask.array as da
+
+    if tiled is None:
+        return whole_image_task(arr, **kw)
+    held = not isinstance(arr, da.Array)
+    return tiled_image_task(arr if held else tiled, chunks=tiled.chunks, **kw)
 
 
 def _to_cluster(arrays: list, client) -> list:

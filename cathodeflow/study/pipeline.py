@@ -440,6 +440,9 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     from .cluster import each_on_threads, parallel_images, scheduler_context
 
     params = params or Params()
+    if params.tiled_images == "in-task":
+        raise InputError("tiled_images = 'in-task' applies to `describe` only: run's labels stage spreads "
+                         "the chunks of each tiled image over the cluster; use 'auto' or 'spread' here")
     st = open_store(store)
     stages = _stage_range(from_stage, to_stage)
     ids = st.image_ids()

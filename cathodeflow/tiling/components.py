@@ -42,6 +42,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..errors import InputError
+from .scheduler import compute, persist
 from .scratch import Scratch, regular_chunks
 
 __all__ = [
@@ -260,20 +261,20 @@ def label_components(mask, *, connectivity: int = 1, scratch: Scratch | None = N
             task(blocks[i, j], connectivity, int(ystarts[i]), int(xstarts[j]), width, need[i, j], store)
             for i, j in product(range(nby), range(nbx))
         ]
-        (metas,) = dask.compute(metas_d)
+        (metas,) = compute(metas_d)
         stage1 = store.to_dask(chunks=mask.chunks).to_delayed(optimize_graph=False)
     else:
         label_block = dask.delayed(_label_block, pure=True)
         stage1 = np.empty((nby, nbx), dtype=object)
         for i, j in product(range(nby), range(nbx)):
             stage1[i, j] = label_block(blocks[i, j], connectivity, int(ystarts[i]), int(xstarts[j]), width)
-        (persisted,) = dask.persist(stage1.ravel().tolist())
+        (persisted,) = persist(stage1.ravel().tolist())
         stage1 = np.empty((nby, nbx), dtype=object)
         for k, d in enumerate(persisted):
             stage1[k // nbx, k % nbx] = d
         meta_task = dask.delayed(_block_meta, pure=True)
         metas_d = [meta_task(stage1[i, j], need[i, j]) for i, j in product(range(nby), range(nbx))]
-        (metas,) = dask.compute(metas_d)
+        (metas,) = compute(metas_d)
     counts = np.array([m[0] for m in metas], dtype=np.int64).reshape(nby, nbx)
     offsets = np.concatenate([[0], np.cumsum(counts.ravel())]).astype(np.int64)
     total = int(offsets[-1])
@@ -359,7 +360,7 @@ def object_boxes(labels) -> dict[int, tuple[slice, slice]]:
         task(blocks[i, j], int(ystarts[i]), int(xstarts[j]))
         for i, j in product(range(len(ychunks)), range(len(xchunks)))
     ]
-    (parts,) = dask.compute(parts_d)
+    (parts,) = compute(parts_d)
     ids = np.concatenate([p[0] for p in parts])
     if ids.size == 0:
         return {}

@@ -32,6 +32,8 @@ import dask.array as da
 import numpy as np
 
 from ..errors import InputError
+from .scheduler import compute
+from .scheduler import persist as _persist
 
 __all__ = ["BlockArray", "Scratch", "keep", "persist", "regular_chunks"]
 
@@ -192,7 +194,7 @@ class Scratch:
             sources.append(src)
         if sources:
             done = da.store(sources, targets, lock=False, compute=False)
-            dask.compute(done, **({} if client is None else {"scheduler": client}))
+            compute(done, scheduler=client)
         return [t.to_dask(chunks=x.chunks) for t, x in zip(targets, arrays)]
 
     def spill(self, values: Sequence, summarize: Callable[[Any], Any], *, client=None) -> tuple[list, list]:
@@ -217,7 +219,7 @@ class Scratch:
         paths = [str(self.path / f"v{next(self._names)}.pkl") for _ in values]
         task = dask.delayed(_spill_value, pure=True)
         jobs = [task(v, p, summarize) for v, p in zip(values, paths)]
-        (summaries,) = dask.compute(jobs, **({} if client is None else {"scheduler": client}))
+        (summaries,) = compute(jobs, scheduler=client)
         load = dask.delayed(_load_value, pure=True)
         return list(summaries), [load(p) for p in paths]
 
@@ -254,7 +256,7 @@ def persist(*arrays: da.Array, scratch: Scratch | None = None, client=None) -> l
         out = client.persist(list(arrays))
         wait(out)
         return out
-    return list(dask.persist(*arrays))
+    return list(_persist(*arrays))
 
 
 def keep(values: Sequence, summarize: Callable[[Any], Any], *, scratch: Scratch | None = None) -> tuple[list, list]:
@@ -266,7 +268,7 @@ def keep(values: Sequence, summarize: Callable[[Any], Any], *, scratch: Scratch 
     """
     if scratch is not None:
         return scratch.spill(values, summarize)
-    (kept,) = dask.persist(list(values))
+    (kept,) = _persist(list(values))
     task = dask.delayed(summarize, pure=True)
-    (summaries,) = dask.compute([task(v) for v in kept])
+    (summaries,) = compute([task(v) for v in kept])
     return list(summaries), list(kept)
