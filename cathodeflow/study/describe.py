@@ -6,10 +6,14 @@ arguments, opens the scheduler (:func:`~cathodeflow.study.cluster.scheduler_cont
 computes there the work that :mod:`cathodeflow.measure.describe` builds: one task per whole
 image (an image of one chunk, or of at most ``params.whole_image_px`` pixels, included), the tiled
 graph of :func:`~cathodeflow.measure.tiled.describe_phase_dask` per larger image of several
-chunks (on a cluster, as many such images at once as it has threads: each computes in
-several blocking rounds), then the reduce step. Both give the same tables; the tiled graph
-bounds a task's memory by a few chunks, at the price of about ten blocking rounds and a few
-dozen tasks per chunk, which for a small image cost more than the image's whole work
+chunks, then the reduce step. All give the same tables; the tiled graph bounds a task's
+memory by a few chunks, at the price of about ten blocking rounds and a few dozen tasks per
+chunk. Where a tiled image's tasks run is ``params.tiled_images``: spread over the cluster
+(as many such images at once as it has threads, so that the workers stay busy between one
+image's rounds), or, for campaigns of many tiled images (``'auto'``: at least two per
+thread), one task per image that runs its rounds in its own thread
+(:func:`~cathodeflow.measure.describe.tiled_image_task`): one task per image instead of
+about 220 for a 2048² map in 1024-px chunks, and no blocking round on the client
 (``benchmarks/README.md``, campaign throughput).
 
 Files are not read here: only their headers (shape, dtype), and the tasks read the pixels
