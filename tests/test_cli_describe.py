@@ -105,22 +105,14 @@ def test_parameter_options_and_config_file_reach_describe(files, tiled_describe_
     assert o1["cracks"].adjusted.tolist() == o1["cracks"].kept.tolist()  # λ_pristine = 0
 
 
-def test_tiled_images_option_decides_where_the_tiles_of_an_image_run(files, tiled_describe_calls, monkeypatch):
+def test_tiled_images_option_decides_where_the_tiles_of_an_image_run(files, tiled_describe_calls,
+                                                                     chunk_task_threads):
     """``--tiled-images in-task``: the per-chunk tasks of the tiled map run in the calling
     thread; ``spread``: on the threaded scheduler's pool. The tables are the same."""
     import threading
 
-    import cathodeflow.measure.tiled as tiled_mod
-
     tmp, paths, _ = files
-    where = []
-    real = tiled_mod._block_counts
-
-    def spy(*args):
-        where.append(threading.get_ident())
-        return real(*args)
-
-    monkeypatch.setattr(tiled_mod, "_block_counts", spy)
+    where = chunk_task_threads
     threads = {}
     for mode in ("in-task", "spread"):
         where.clear()

@@ -232,14 +232,13 @@ def test_tiled_and_whole_images_on_a_multiprocess_local_cluster_equal_whole_tabl
         assert_tables_equal(ref, out)
 
 
-def test_in_task_tiling_runs_each_image_chunk_by_chunk_in_one_task(phase, whole, tiled_describe_calls, monkeypatch):
+def test_in_task_tiling_runs_each_image_chunk_by_chunk_in_one_task(phase, whole, tiled_describe_calls,
+                                                                   chunk_task_threads):
     """On a cluster: one task per image, in which every round of the tiled graph runs on
     Dask's synchronous scheduler (no task submits tasks); locally: each image in this thread."""
     import threading
 
     from distributed import get_task_stream
-
-    import cathodeflow.measure.tiled as tiled_mod
 
     from cathodeflow.study.cluster import local_cluster
 
@@ -253,14 +252,7 @@ def test_in_task_tiling_runs_each_image_chunk_by_chunk_in_one_task(phase, whole,
     assert_tables_equal(describe(maps, pixel_size_um=ETA, params=PARAMS, scheduler="sync", condition="c"), out)
 
     # local threads: the image's chunk tasks run in this thread (Dask's synchronous scheduler)
-    seen = []
-    real = tiled_mod._block_counts
-
-    def spy(*args):
-        seen.append(threading.get_ident())
-        return real(*args)
-
-    monkeypatch.setattr(tiled_mod, "_block_counts", spy)
+    seen = chunk_task_threads
     out = describe(phase, pixel_size_um=ETA, params=params, scheduler="threads", condition="c", chunk_px=53)
     assert len(seen) == 5 * 6 and set(seen) == {threading.get_ident()}  # one per chunk of 240 × 310 px
     assert tiled_describe_calls == [1]

@@ -55,7 +55,6 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 
-import dask
 import dask.array as da
 import numba
 import numpy as np

@@ -202,7 +202,8 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
         in_task = tiled_in_task(len(tiled), client, params)
         # one task per image on the scheduler: each whole one, and on a cluster each tiled
         # one too when in_task (processed chunk by chunk inside its task)
-        single = [(i, arr, kw) for i, (t, arr, kw) in enumerate(work) if t is None or (in_task and client is not None)]
+        one_task = in_task and client is not None
+        single = [(i, arr, kw) for i, (t, arr, kw) in enumerate(work) if t is None or one_task]
         if single:
             arrays = [arr for _, arr, _ in single]
             if client is not None:
