@@ -111,7 +111,12 @@ def read_out(folder: Path) -> dict:
     return {n: read_table(folder / f"{n}.parquet", n) for n in TABLES}
 
 
-def test_describe_on_a_cluster_whose_worker_is_killed_mid_task_gives_the_tables_of_a_local_run(tmp_path, clusters):
+@pytest.mark.parametrize("task, options", [
+    ("describe_whole", []),  # each map one whole-image task
+    ("describe_tiled", ["--chunk-size", 300, "--whole-image-px", 0, "--tiled-images", "in-task"]),  # 9 tiles
+], ids=["whole", "tiled-in-task"])
+def test_describe_on_a_cluster_whose_worker_is_killed_mid_task_gives_the_tables_of_a_local_run(
+        tmp_path, clusters, task, options):
     paths = []
     for k in range(3):
         paths.append(tmp_path / f"m{k}.tif")
@@ -122,10 +127,10 @@ def test_describe_on_a_cluster_whose_worker_is_killed_mid_task_gives_the_tables_
     assert sorted(pids.values()) == sorted(w.pid for w in cluster.workers)
 
     proc = cli("describe", *paths, "--pixel-size-um", ETA, "--marker-radius-um", 0.143, "--out",
-               tmp_path / "out", "--scheduler", cluster.address)
+               tmp_path / "out", "--scheduler", cluster.address, *options)
     victim, deadline = None, time.monotonic() + 600
     while victim is None and proc.poll() is None and time.monotonic() < deadline:
-        busy = [w for w, keys in client.processing().items() if any("describe_whole" in str(k) for k in keys)]
+        busy = [w for w, keys in client.processing().items() if any(task in str(k) for k in keys)]
         if busy:
             victim = busy[0]
             time.sleep(0.3)  # well into the task
