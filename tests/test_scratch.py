@@ -68,3 +68,34 @@ def test_to_dask_reads_lazily_with_the_requested_chunks(tmp_path):
     x = arr.to_dask(chunks=((5, 15), (30,)))
     assert isinstance(x, da.Array) and x.chunks == ((5, 15), (30,)) and x.dtype == np.int32
     np.testing.assert_array_equal(x.compute(), values)
+
+
+def test_a_rewritten_block_is_read_anew_and_blocks_are_cached_read_only():
+    with Scratch() as scratch:
+        arr = scratch.array((4, 6), (4, 3), np.int32)
+        arr[:, :3] = 1
+        first = arr._read_block((0, 0))
+        assert arr._read_block((0, 0)) is first  # decoded once
+        assert not first.flags.writeable  # callers cannot change what others read
+        whole_block = arr[0:4, 0:3]  # one whole block: the cached one itself, read-only
+        assert whole_block is first and not whole_block.flags.writeable
+        part = arr[1:3, 1:5]  # anything else: a new array
+        assert part.flags.writeable and part.tolist() == [[1, 1, 0, 0]] * 2
+        arr[:, :3] = 7
+        np.testing.assert_array_equal(arr[:, :], np.repeat([[7] * 3 + [0] * 3], 4, axis=0))
+
+
+def test_the_block_cache_keeps_at_most_its_bytes_and_drops_the_least_recently_used():
+    from cathodeflow.tiling.scratch import _BlockCache
+
+    cache = _BlockCache(max_bytes=3 * 80)
+    blocks = {k: np.full(10, n, np.int64) for n, k in enumerate("abcd")}  # 80 bytes each
+    for k in "abc":
+        cache.put((k,), blocks[k])
+    assert cache.get(("a",)) is blocks["a"]  # a is now the most recent: b goes first
+    cache.put(("d",), blocks["d"])
+    assert cache.get(("b",)) is None and all(cache.get((k,)) is blocks[k] for k in "acd")
+    cache.put(("big",), np.zeros(31, np.int64))  # larger than the cache: not kept
+    assert cache.get(("big",)) is None and cache.get(("a",)) is blocks["a"]
+    cache.drop("a")
+    assert cache.get(("a",)) is None and cache.get(("c",)) is blocks["c"]

@@ -19,6 +19,7 @@ Scratch is private to a run, so it needs no format others read.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import pickle
@@ -102,18 +103,32 @@ class BlockArray:
         return itertools.product(*ranges)
 
     def _read_block(self, index) -> np.ndarray:
+        """The block ``index``, read-only (shared with :data:`_BLOCK_CACHE`)."""
         shape = tuple(b - a for a, b in self._block_region(index))
+        path = self._file(index)
         try:
-            with open(self._file(index), "rb") as f:
+            with open(path, "rb") as f:
+                stat = os.fstat(f.fileno())
+                key = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns)  # a rewritten block is another key
+                block = _BLOCK_CACHE.get(key)
+                if block is not None:
+                    return block
                 raw = f.read()
         except FileNotFoundError:
             return np.full(shape, self.fill_value, self.dtype)
-        return np.frombuffer(_codec().decode(raw), self.dtype).reshape(shape)
+        block = np.frombuffer(_codec().decode(raw), self.dtype).reshape(shape)
+        _BLOCK_CACHE.put(key, block)
+        return block
 
     def __getitem__(self, key) -> np.ndarray:
+        """The values of ``key``'s region; a region that is one whole block comes back as
+        the cached block itself, read-only."""
         region = _region(key, self.shape)
+        blocks = list(self._blocks(region))
+        if len(blocks) == 1 and self._block_region(blocks[0]) == region:
+            return self._read_block(blocks[0])
         out = np.empty(tuple(b - a for a, b in region), self.dtype)
-        for index in self._blocks(region):
+        for index in blocks:
             block_region = self._block_region(index)
             inter = [(max(a, ba), min(b, bb)) for (a, b), (ba, bb) in zip(region, block_region)]
             src = tuple(slice(a - ba, b - ba) for (a, b), (ba, _) in zip(inter, block_region))
@@ -143,6 +158,47 @@ class BlockArray:
         task per chunk (this small object is inlined in each, not a task of its own)."""
         return da.from_array(self, chunks=chunks or self.chunks, lock=False, asarray=False, fancy=False,
                              inline_array=True, meta=np.empty((0,) * self.ndim, self.dtype))
+
+
+class _BlockCache:
+    """The blocks this process read last, decoded, up to ``max_bytes`` (least recently used
+    first out): the tasks of a tiled run read the same few blocks many times (each object
+    crop its blocks of the phase map and of the labels), and decoding is most of a read."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: collections.OrderedDict = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            block = self._items.get(key)
+            if block is not None:
+                self._items.move_to_end(key)
+            return block
+
+    def put(self, key, block: np.ndarray) -> None:
+        if block.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = block
+            self._bytes += block.nbytes
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+    def drop(self, prefix: str) -> None:
+        """Forget the blocks of the files whose path starts with ``prefix``."""
+        with self._lock:
+            for key in [k for k in self._items if k[0].startswith(prefix)]:
+                self._bytes -= self._items.pop(key).nbytes
+
+
+#: Decoded blocks kept per process: 64 MiB, four 2048² int32 blocks or sixteen 1024² ones.
+_BLOCK_CACHE = _BlockCache(64 << 20)
 
 
 def _codec():
@@ -225,6 +281,7 @@ class Scratch:
 
     def close(self) -> None:
         """Delete the directory and everything in it."""
+        _BLOCK_CACHE.drop(str(self.path) + os.sep)
         self._tmp.cleanup()
 
     def __enter__(self) -> "Scratch":
