@@ -109,9 +109,8 @@ def test_dask_runs_give_the_serial_tables_and_count_every_task_once(client, camp
     assert 0 < stats["compute_s"] and stats["lead_s"] >= -0.5 and stats["tail_s"] >= -0.5
     by = stats["by_prefix_s"]
     if path == "whole":
-        # whole-image path: one graph; per image the read-and-check of its one chunk, Dask's
-        # finalize of that array, and describe_phase
-        assert (stats["graphs"], stats["tasks"]) == (1, 3 * N)
+        # whole-image path: one graph, one task per image, which reads its file itself
+        assert (stats["graphs"], stats["tasks"]) == (1, N)
         assert max(by, key=by.get) == "describe_whole"  # holds most of the compute time
     elif path == "spread":  # 2 × 2 tiles per image: several rounds per image
         assert stats["graphs"] >= 2 * N and stats["tasks"] > 4 * 3 * N
@@ -124,7 +123,7 @@ def test_one_tile_per_image_runs_as_the_whole_image_task(client, campaign, seria
     files, conds = campaign
     tables, stats = bc.dask_run(client, files, conds, chunk_px=SHAPE[0], path="tiled")
     assert_tables_equal(serial[0], tables)
-    assert (stats["graphs"], stats["tasks"]) == (1, 3 * N)
+    assert (stats["graphs"], stats["tasks"]) == (1, N)
 
 
 def test_rows_medians_ratios_and_goals_from_hand_numbers():
@@ -152,7 +151,7 @@ def test_main_prints_the_table_and_writes_the_json(tmp_path, capsys):
     assert saved["options"]["images"] == 2 and saved["machine"]["cores_logical"] >= 1
     assert {r["variant"] for r in saved["runs"]} == {"serial", "whole"}
     assert all(r["load1_before"] is not None for r in saved["runs"])
-    assert saved["medians"]["whole 1w"]["tasks_per_image"] == 3.0
+    assert saved["medians"]["whole 1w"]["tasks_per_image"] == 1.0  # the task reads its file itself
     assert "serial / whole 1w" in saved["ratios"] and saved["goals"] == {}
     assert payload["path"] == str(path)
 

@@ -224,11 +224,13 @@ def test_tiled_and_whole_images_on_a_multiprocess_local_cluster_equal_whole_tabl
         runs = {mode: describe(maps, pixel_size_um=ETA, params=always_tiled(PARAMS).replace(tiled_images=mode),
                                scheduler=client, condition="c", chunk_px=53)
                 for mode in ("spread", "in-task")}
-        lazy = describe({k: da.from_array(v, chunks=(53, 37)) for k, v in maps.items()}, pixel_size_um=ETA,
-                        params=always_tiled(PARAMS).replace(tiled_images="in-task"), scheduler=client,
-                        condition="c")
+        lazy = {k: da.from_array(v, chunks=(53, 37)) for k, v in maps.items()}
+        held = dict(zip(lazy, client.persist(list(lazy.values()))))  # chunks in workers: futures in the graph
+        given = [describe(arrays, pixel_size_um=ETA, params=params, scheduler=client, condition="c")
+                 for arrays in (lazy, held)
+                 for params in (always_tiled(PARAMS).replace(tiled_images="in-task"), PARAMS)]
         whole_on_cluster = describe(maps, pixel_size_um=ETA, params=PARAMS, scheduler=client, condition="c")
-    for out in (*runs.values(), lazy, whole_on_cluster):
+    for out in (*runs.values(), *given, whole_on_cluster):
         assert_tables_equal(ref, out)
 
 

@@ -80,8 +80,9 @@ def whole_image_task(arr, **kwargs):
     Parameters
     ----------
     arr : numpy.ndarray, dask.array.Array, or a future of either, shape (H, W)
-        A validated phase map (a Dask array's chunks are computed by their own tasks and
-        joined in this one).
+        A validated phase map. A lazy Dask array (chunks read from files or a store) travels
+        as its graph and is computed inside the task, so the image is one task; one persisted
+        on a cluster is joined in the task from its chunks where they are.
     **kwargs
         Keyword arguments of :func:`~cathodeflow.measure.image.describe_phase`.
 
@@ -92,10 +93,12 @@ def whole_image_task(arr, **kwargs):
     """
     import dask
 
-    return dask.delayed(_describe_whole)(arr, kwargs)
+    return dask.delayed(_describe_whole)(_as_graph(arr), kwargs)
 
 
 def _describe_whole(arr, kw) -> ImageDescription:
+    if isinstance(arr, _Graph):
+        arr = arr.array.compute(scheduler="sync")
     return describe_phase(np.asarray(arr), **kw)
 
 
@@ -112,8 +115,9 @@ def tiled_image_task(arr, *, chunks, **kwargs):
     Parameters
     ----------
     arr : numpy.ndarray, a future of one, or dask.array.Array, shape (H, W)
-        A validated phase map. A Dask array travels as its graph (its chunks are read inside
-        the task, one at a time), never as computed pixels.
+        A validated phase map. A lazy Dask array (chunks read from files or a store)
+        travels as its graph: its chunks are read inside the task, one at a time. One
+        persisted on a cluster (its chunks already in the workers' memory) comes in whole.
     chunks : int or tuple
         Chunks of the tiled processing of a numpy array (a Dask array keeps its own).
     **kwargs
@@ -126,11 +130,9 @@ def tiled_image_task(arr, *, chunks, **kwargs):
         arrays).
     """
     import dask
-    import dask.array as da
 
-    if isinstance(arr, da.Array):
-        arr = _Graph(arr)
-    return dask.delayed(_describe_tiled)(arr, chunks, kwargs)
+    chunks = getattr(arr, "chunks", chunks)  # a persisted Dask array comes in whole: its chunks
+    return dask.delayed(_describe_tiled)(_as_graph(arr), chunks, kwargs)
 
 
 class _Graph:
@@ -143,6 +145,19 @@ class _Graph:
 
     def __dask_tokenize__(self):
         return ("cathodeflow-graph", self.array.name)
+
+
+def _as_graph(arr):
+    """``arr`` wrapped to travel into a task as its graph when it is a Dask array whose
+    graph holds no futures (those are ``distributed``'s handles on data in workers' memory,
+    which only the scheduler can resolve), else ``arr`` as it is."""
+    import dask.array as da
+
+    if not isinstance(arr, da.Array):
+        return arr
+    held = any(type(getattr(v, "value", v)).__module__.startswith("distributed")
+               for v in arr.__dask_graph__().values())
+    return arr if held else _Graph(arr)
 
 
 def _describe_tiled(arr, chunks, kw) -> ImageDescription:

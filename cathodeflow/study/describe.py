@@ -190,8 +190,8 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
         kw = dict(image_id=iid, condition=c, pixel_size_um=float(s), params=params, dcenter=tables)
         tiled = tiled_array(arr, chunk_px=chunk_px)
         if tiled is not None and (tiled.npartitions == 1 or fits_one_task(tiled.shape, params)):
-            # one tile, or small enough: the whole-image task (a Dask array's chunks are read
-            # by tasks of their own and joined in it)
+            # one tile, or small enough: the whole-image task (a lazy Dask array's chunks are
+            # read inside it)
             arr, tiled = (arr if isinstance(arr, np.ndarray) else tiled), None
         work.append((tiled, arr, kw))
 
