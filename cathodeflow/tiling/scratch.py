@@ -14,7 +14,10 @@ block (zarr-python 3 runs each read and write through its asyncio loop in anothe
 about 42 ms against 13 ms to write and read back a 2048² int32 array in four blocks here;
 a 2048² map described tiled in one thread, 1024-px chunks, three interleaved pairs of runs:
 medians 1.49, 1.80, 1.59 s with Zarr scratch against 1.33, 1.31, 1.47 s with these).
-Scratch is private to a run, so it needs no format others read.
+Scratch is private to a run, so it needs no format others read. Each process keeps the
+blocks it decoded last (64 MiB, :data:`_BLOCK_CACHE`): the tasks of one image read the same
+few blocks many times (a 2048² map tiled in 1024-px chunks, one thread: 0.54 s against
+0.58 s without).
 """
 
 from __future__ import annotations
