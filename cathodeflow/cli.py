@@ -63,6 +63,12 @@ def _common_params(p: argparse.ArgumentParser) -> None:
                    help="labels and measurements of an image of at most N px run in one task, whatever "
                         "its chunks (default 33554432 = 2^25: more than a paper-size map; such a task "
                         "peaks near 0.85 GB; the result is the same); 0 tiles every image of several chunks")
+    g.add_argument("--tiled-images", choices=("auto", "in-task", "spread"),
+                   help="how the labels and measurements of images processed tiled (larger than "
+                        "--whole-image-px) run: in-task (each image one task, its tiles one after another; "
+                        "the images side by side on the cluster), spread (each image's tiles spread over "
+                        "the workers or threads) or auto (default: in-task on a cluster with at least 2 "
+                        "such images per worker thread); the result is the same")
     g.add_argument("--scheduler", help=_scheduler_help())
 
 
@@ -250,12 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-values", default="0,1,2", metavar="B,S,C",
                    help="the stored values of background, solid, crack (default 0,1,2; ilastik: 1,2,3); "
                         "any other value is refused")
-    p.add_argument("--tiled-images", choices=("auto", "in-task", "spread"),
-                   help="how images processed tiled (larger than --whole-image-px) run: in-task (each image "
-                        "one task, its tiles one after another; the images side by side on the cluster), "
-                        "spread (each image's tiles spread over the workers or threads) or auto (default: "
-                        "in-task on a cluster with at least 2 such images per worker thread); the result "
-                        "is the same")
     _common_params(p)
 
     p = sub.add_parser("report", help="Table 1, figures and HTML from a study store or a describe output")

@@ -114,8 +114,9 @@ class Params:
         image's whole work. Default 2²⁵ (33.6 MP, above the paper's 4478 × 5972 maps; a
         33.6 MP map peaked at 0.84 GB in its process, a 4096² map at 0.6 GB); 0 tiles
         every image of several chunks. The result is the same either way.
-    tiled_images : how a cluster runs the images that are processed tiled (larger than
-        ``whole_image_px``, of several chunks): ``'spread'``: each image's chunks are tasks of
+    tiled_images : how a cluster runs the images whose labels and measurements are
+        processed tiled (larger than ``whole_image_px``, of several chunks; ``describe``
+        and ``run``'s labels stage): ``'spread'``: each image's chunks are tasks of
         their own spread over the workers, a few images at a time (the blocking rounds of
         one image then cost the client and scheduler about 0.3 s of CPU per 2048² map);
         ``'in-task'``: each image is one task that processes it chunk by chunk in its own

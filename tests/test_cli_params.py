@@ -132,21 +132,6 @@ def test_from_tables_with_changed_label_parameters_is_refused_and_writes_nothing
     assert _snapshot(store) == before
 
 
-def test_run_refuses_tiled_images_in_task_in_one_line_and_writes_nothing(store, tmp_path, capsys):
-    """``tiled_images = 'in-task'`` is a describe setting: run's labels stage has no in-task
-    path, so a config that asks for it is refused rather than ignored."""
-    cfg = tmp_path / "p.toml"
-    cfg.write_text('[params]\nmarker_radius_um = 0.143\ntiled_images = "in-task"\n')
-    before = _snapshot(store)
-    code, _, err = _cli(capsys, "run", "--store", store, "--config", cfg)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and "tiled_images" in lines[0] and "describe" in lines[0], err
-    assert _snapshot(store) == before
-    with pytest.raises(SystemExit) as exc:  # not an option of run: argparse refuses it
-        _cli(capsys, "run", "--store", store, "--tiled-images", "spread")
-    assert exc.value.code == 2 and "--tiled-images" in capsys.readouterr().err
-
-
 # ------------------------------------------------------------------ --chunk-size
 def test_chunk_size_sets_the_chunks_of_every_stage_run_writes_and_not_the_result(ingested, done, tmp_path, capsys):
     store = tmp_path / "s.zarr"

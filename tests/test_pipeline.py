@@ -96,6 +96,35 @@ def test_pipeline_tables_equal_describe_on_the_stored_phase_maps(study, params, 
     assert index.exists() and (index.parent / "table1.csv").exists()
 
 
+def test_run_labels_in_task_on_a_cluster_writes_what_the_threaded_run_writes(study):
+    """``tiled_images='in-task'``: each image's tiled labels stage is one task, in which a
+    worker reads the phase map, labels and measures it tile by tile and writes the labels and
+    the image's rows to the store itself; tables and labels equal the threaded (spread) run's."""
+    from distributed import get_task_stream
+
+    from cathodeflow.study.cluster import local_cluster
+
+    store, truth = study
+    params = PARAMS.replace(chunk_px=128, whole_image_px=0)
+    ref = run_study(store, params=params, scheduler="threads")
+    st = open_store(store, mode="r")
+    ref_labels = {(i, a): st.read_stage(i, a).compute() for i in truth for a in ("labels/cracks", "labels/particles")}
+    ends = {i: st.stage_info(i, "labels/particles")["end_utc"] for i in truth}
+    with local_cluster(2) as client:
+        with get_task_stream(client=client) as ts:
+            got = run_study(store, params=params.replace(tiled_images="in-task"), scheduler=client,
+                            from_stage="labels")
+    keys = [str(r["key"]) for r in ts.data]
+    assert sum("_label_image_here" in k for k in keys) == len(truth) == len(keys), keys
+    st = open_store(store, mode="r")
+    assert all(st.stage_info(i, "labels/particles")["end_utc"] > ends[i] for i in truth)  # rewritten
+    for (i, a), lab in ref_labels.items():
+        assert st.is_complete(i, a)
+        np.testing.assert_array_equal(st.read_stage(i, a).compute(), lab)
+    for name in ref:
+        pd.testing.assert_frame_equal(got[name], ref[name], check_exact=True)
+
+
 def test_interrupted_stage_is_recomputed_and_complete_stages_are_kept(study):
     store, truth = study
     run_study(store, params=PARAMS, scheduler="threads")

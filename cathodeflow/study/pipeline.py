@@ -437,12 +437,10 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     from ..config import SR_DEN, SR_NUM
     from ..stages.srgan import srgan_stage_dask
     from ..stages.superres import superres_any_size_dask
-    from .cluster import each_on_threads, parallel_images, scheduler_context
+    from ..measure.describe import fits_one_task
+    from .cluster import each_on_threads, parallel_images, scheduler_context, tiled_in_task
 
     params = params or Params()
-    if params.tiled_images == "in-task":
-        raise InputError("tiled_images = 'in-task' applies to `describe` only: run's labels stage spreads "
-                         "the chunks of each tiled image over the cluster; use 'auto' or 'spread' here")
     st = open_store(store)
     stages = _stage_range(from_stage, to_stage)
     ids = st.image_ids()
@@ -507,11 +505,19 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
                 _phase_image(st, iid, params, compute_kw, force_pixel_size)
                 say(f"{iid}: phase done")
             if "labels" in stages and todo(iid, "labels"):
-                _label_image(st, iid, params, client, dcenter)
+                if client is not None and labels_in_task and not fits_one_task(st.read_stage(iid, "phase").shape, params):
+                    _label_in_task(st, iid, params, client, dcenter)
+                else:
+                    _label_image(st, iid, params, client, dcenter)
                 say(f"{iid}: labels and measurements done")
             if bar is not None:
                 bar.update(1)
 
+        # tiled labels stages one per task (tiled_images, as describe does): counted over
+        # the images whose labels stage runs, whole or tiled (phase maps not made yet have
+        # no size to tell)
+        labels_in_task = tiled_in_task(sum(todo(i, "labels") for i in ids), client, params) if "labels" in stages \
+            else False
         # Images are independent: run a few at once so that small images still fill the
         # workers (each image's own tasks are few). Errors surface in image order.
         n_parallel = min(len(ids), parallel_images(client))
@@ -714,6 +720,28 @@ def _load_partial(st, image_id):
     return ImageDescription(image=parts["images"], cracks=parts["cracks"], particles=parts["particles"], local=local)
 
 
+def _label_in_task(st, iid, params, client, dcenter) -> None:
+    """:func:`_label_image` of a tiled image as one task on the cluster: the worker reads the
+    phase map from the store chunk by chunk, labels and measures it in its own thread
+    (scratch in its temp dir) and writes the label arrays and the image's rows to the store
+    itself (each image's own groups: images in parallel do not share a record). The marker
+    radius warning is given here, where the run prints it."""
+    from ..config import warn_marker_radius
+
+    warn_marker_radius(params, st.pixel_size_um(iid, "phase"))
+    client.submit(_label_image_here, st, iid, params, dcenter, pure=False).result()
+
+
+def _label_image_here(st, iid, params, dcenter) -> None:
+    import warnings
+
+    from ..tiling.scheduler import in_this_thread
+
+    with in_this_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # given on the client (_label_in_task)
+        _label_image(st, iid, params, None, dcenter)
+
+
 def _label_image(st, iid, params, client, dcenter):
     """Crack and particle labels (eq. 2, 8–10) and the image's rows: in one task for an image
     of at most ``params.whole_image_px`` pixels, else tiled on the store's chunks (the same
@@ -723,14 +751,15 @@ def _label_image(st, iid, params, client, dcenter):
     under 5 or over 500 px gets a :class:`~cathodeflow.errors.PixelSizeWarning`); both label
     arrays record the parameters of the labels stage and their hash.
     """
-    import dask
 
     from ..config import params_record, warn_marker_radius
     from ..measure.describe import fits_one_task, whole_image_task
     from ..measure.tiled import describe_phase_dask
+    from ..tiling.scheduler import compute_kw as tiled_compute_kw
+    from ..tiling.scheduler import compute as tiled_compute
     from ..tiling.scratch import Scratch
 
-    compute_kw = {"scheduler": client} if client is not None else {}
+    compute_kw = tiled_compute_kw(client)  # in _label_in_task's task: this thread
     phase = st.read_stage(iid, "phase")
     eta = st.pixel_size_um(iid, "phase")
     warn_marker_radius(params, eta)
@@ -744,7 +773,7 @@ def _label_image(st, iid, params, client, dcenter):
         if whole and client is not None:
             desc = stack.enter_context(_whole_on_cluster(whole_image_task(phase, **kw), phase.shape, client))
         elif whole:
-            (desc,) = dask.compute(whole_image_task(phase, **kw))
+            (desc,) = tiled_compute(whole_image_task(phase, **kw), **compute_kw)
         else:
             scratch = stack.enter_context(Scratch())
             desc = describe_phase_dask(phase, client=client, scratch=scratch, **kw)

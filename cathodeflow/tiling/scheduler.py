@@ -20,7 +20,7 @@ from contextvars import ContextVar
 
 import dask
 
-__all__ = ["compute", "in_this_thread", "persist"]
+__all__ = ["compute", "compute_kw", "in_this_thread", "persist"]
 
 _SCHEDULER: ContextVar[str | None] = ContextVar("cathodeflow_tiled_scheduler", default=None)
 
@@ -36,17 +36,19 @@ def in_this_thread():
         _SCHEDULER.reset(token)
 
 
-def _scheduler(scheduler) -> dict:
+def compute_kw(scheduler=None) -> dict:
+    """Keyword arguments for ``dask.compute`` and the like: ``scheduler`` when given (a
+    Client or a name), else this thread's scheduler inside :func:`in_this_thread`, else none
+    (Dask's current scheduler)."""
     scheduler = scheduler if scheduler is not None else _SCHEDULER.get()
     return {} if scheduler is None else {"scheduler": scheduler}
 
 
 def compute(*args, scheduler=None):
-    """``dask.compute(*args)`` on ``scheduler`` (a Client or a name), else where
-    :func:`in_this_thread` says, else on Dask's current scheduler."""
-    return dask.compute(*args, **_scheduler(scheduler))
+    """``dask.compute(*args)`` on the scheduler :func:`compute_kw` names."""
+    return dask.compute(*args, **compute_kw(scheduler))
 
 
 def persist(*args, scheduler=None):
     """``dask.persist(*args)``, on the scheduler :func:`compute` would use."""
-    return dask.persist(*args, **_scheduler(scheduler))
+    return dask.persist(*args, **compute_kw(scheduler))
