@@ -224,3 +224,51 @@ def test_run_whose_scheduler_is_killed_ends_with_one_line_and_resumes_only_unfin
     got = read_out(st.tables_dir)
     for name in TABLES:
         pd.testing.assert_frame_equal(got[name], expected[name], obj=name)
+
+
+@pytest.mark.slow  # 35 s: the sr and phase stages of four images first
+def test_run_labels_in_task_whose_worker_is_killed_mid_task_writes_the_labels_of_a_local_run(tmp_path, clusters):
+    """``run --tiled-images in-task``: a worker killed while it labels an image and writes
+    the image's labels to the store costs that task; the scheduler runs it again elsewhere,
+    and the labels and tables equal a threaded run's."""
+    files = []
+    for k in range(4):
+        im = generate_image("20C", seed=k, image_id=f"t{k}", shape_lr=(208, 312), r10_um=0.6, r50_um=0.8,
+                            r90_um=1.0, crack_intensity_per_um2=1.5)
+        files.append(tmp_path / f"t{k}.tif")
+        write_tiff(files[-1], im.lr, pixel_size_um=im.pixel_size_lr_um)
+    store = tmp_path / "study.zarr"
+    ingest(files, store=store, condition="20C")
+    params = PARAMS.replace(chunk_px=128, whole_image_px=0)
+    expected = run_study(store, params=params, scheduler="threads")  # every stage, labels spread
+    st = open_store(store, mode="r")
+    ids = st.image_ids()
+    labels = {(i, a): st.read_stage(i, a).compute() for i in ids for a in ("labels/cracks", "labels/particles")}
+
+    cluster = clusters()
+    client = cluster.client()
+    pids = client.run(os.getpid)
+    proc = cli("run", "--store", store, "--from", "labels", "--marker-radius-um", 0.143, "--chunk-size", 128,
+               "--whole-image-px", 0, "--tiled-images", "in-task", "--scheduler", cluster.address)
+    victim, deadline = None, time.monotonic() + 600
+    while victim is None and proc.poll() is None and time.monotonic() < deadline:
+        busy = [w for w, keys in client.processing().items() if any("_label_image_here" in str(k) for k in keys)]
+        if busy:
+            victim = busy[0]
+            time.sleep(0.2)  # into the task: reading, labelling or writing
+            still_running = proc.poll() is None
+            os.kill(pids[victim], signal.SIGKILL)
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=600)
+    assert victim is not None and still_running, f"no labels task was seen running: nothing was killed; {err}"
+    assert proc.returncode == 0, err
+    assert list(client.nthreads()) == [w for w in pids if w != victim]
+    client.close()
+
+    st = open_store(store, mode="r")
+    for (i, a), lab in labels.items():
+        assert st.is_complete(i, a), (i, a)
+        np.testing.assert_array_equal(st.read_stage(i, a).compute(), lab)
+    got = read_out(st.tables_dir)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(got[name], expected[name], obj=name)
