@@ -107,6 +107,27 @@ def cli(*args, **kw):
                             text=True, **kw)
 
 
+def _kill_worker_in(task: str, client, pids: dict, proc, *, after_s: float) -> None:
+    """Kill (SIGKILL, by PID) the first worker seen running a task whose key holds ``task``,
+    ``after_s`` into it, while ``proc`` (a cathodeflow command on the cluster) runs; then
+    check that the command still succeeds and that the killed worker is gone. Closes
+    ``client``."""
+    victim, deadline = None, time.monotonic() + 600
+    while victim is None and proc.poll() is None and time.monotonic() < deadline:
+        busy = [w for w, keys in client.processing().items() if any(task in str(k) for k in keys)]
+        if busy:
+            victim = busy[0]
+            time.sleep(after_s)
+            still_running = proc.poll() is None
+            os.kill(pids[victim], signal.SIGKILL)
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=600)
+    assert victim is not None and still_running, f"no {task} task was seen running: nothing was killed; {err}"
+    assert proc.returncode == 0, err
+    assert list(client.nthreads()) == [w for w in pids if w != victim]  # the killed worker is gone
+    client.close()
+
+
 def read_out(folder: Path) -> dict:
     return {n: read_table(folder / f"{n}.parquet", n) for n in TABLES}
 
@@ -128,20 +149,7 @@ def test_describe_on_a_cluster_whose_worker_is_killed_mid_task_gives_the_tables_
 
     proc = cli("describe", *paths, "--pixel-size-um", ETA, "--marker-radius-um", 0.143, "--out",
                tmp_path / "out", "--scheduler", cluster.address, *options)
-    victim, deadline = None, time.monotonic() + 600
-    while victim is None and proc.poll() is None and time.monotonic() < deadline:
-        busy = [w for w, keys in client.processing().items() if any(task in str(k) for k in keys)]
-        if busy:
-            victim = busy[0]
-            time.sleep(0.3)  # well into the task
-            still_running = proc.poll() is None
-            os.kill(pids[victim], signal.SIGKILL)
-        time.sleep(0.02)
-    out, err = proc.communicate(timeout=600)
-    assert victim is not None and still_running, f"no describe task was seen running: nothing was killed; {err}"
-    assert proc.returncode == 0, err
-    assert list(client.nthreads()) == [w for w in pids if w != victim]  # the killed worker is gone
-    client.close()
+    _kill_worker_in(task, client, pids, proc, after_s=0.3)
 
     got = read_out(tmp_path / "out")
     local = describe([str(p) for p in paths], pixel_size_um=ETA, params=PARAMS, scheduler="sync")
@@ -250,20 +258,7 @@ def test_run_labels_in_task_whose_worker_is_killed_mid_task_writes_the_labels_of
     pids = client.run(os.getpid)
     proc = cli("run", "--store", store, "--from", "labels", "--marker-radius-um", 0.143, "--chunk-size", 128,
                "--whole-image-px", 0, "--tiled-images", "in-task", "--scheduler", cluster.address)
-    victim, deadline = None, time.monotonic() + 600
-    while victim is None and proc.poll() is None and time.monotonic() < deadline:
-        busy = [w for w, keys in client.processing().items() if any("_label_image_here" in str(k) for k in keys)]
-        if busy:
-            victim = busy[0]
-            time.sleep(0.2)  # into the task: reading, labelling or writing
-            still_running = proc.poll() is None
-            os.kill(pids[victim], signal.SIGKILL)
-        time.sleep(0.02)
-    out, err = proc.communicate(timeout=600)
-    assert victim is not None and still_running, f"no labels task was seen running: nothing was killed; {err}"
-    assert proc.returncode == 0, err
-    assert list(client.nthreads()) == [w for w in pids if w != victim]
-    client.close()
+    _kill_worker_in("_label_image_here", client, pids, proc, after_s=0.2)  # reading, labelling or writing
 
     st = open_store(store, mode="r")
     for (i, a), lab in labels.items():
