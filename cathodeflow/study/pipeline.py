@@ -483,6 +483,14 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
         compute_kw = {"scheduler": client} if client is not None else {}
         dcenter = dcenter_tables(params) if "labels" in stages else None
 
+        # tiled labels stages one per task (tiled_images, as describe does), counted over the
+        # images whose labels stage runs, whole or tiled (a phase map not made yet has no size)
+        labels_in_task = "labels" in stages and tiled_in_task(sum(todo(i, "labels") for i in ids), client, params)
+
+        def labels_task_of(iid) -> bool:
+            return client is not None and labels_in_task and not fits_one_task(st.read_stage(iid, "phase").shape,
+                                                                               params)
+
         def process(iid):
             """sr → phase → labels of one image (each stage tiled on the store's chunks)."""
             params = per[iid]
@@ -505,7 +513,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
                 _phase_image(st, iid, params, compute_kw, force_pixel_size)
                 say(f"{iid}: phase done")
             if "labels" in stages and todo(iid, "labels"):
-                if client is not None and labels_in_task and not fits_one_task(st.read_stage(iid, "phase").shape, params):
+                if labels_task_of(iid):
                     _label_in_task(st, iid, params, client, dcenter)
                 else:
                     _label_image(st, iid, params, client, dcenter)
@@ -513,11 +521,6 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
             if bar is not None:
                 bar.update(1)
 
-        # tiled labels stages one per task (tiled_images, as describe does): counted over
-        # the images whose labels stage runs, whole or tiled (phase maps not made yet have
-        # no size to tell)
-        labels_in_task = tiled_in_task(sum(todo(i, "labels") for i in ids), client, params) if "labels" in stages \
-            else False
         # Images are independent: run a few at once so that small images still fill the
         # workers (each image's own tasks are few). Errors surface in image order.
         n_parallel = min(len(ids), parallel_images(client))

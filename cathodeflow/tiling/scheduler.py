@@ -6,7 +6,8 @@ threaded one, or a ``distributed`` client, so that one large image's chunks spre
 cluster. Inside :func:`in_this_thread` they run in the calling thread instead (Dask's
 synchronous scheduler): that is how one task of a cluster processes a whole image tile by
 tile, its memory bounded by a few chunks, while the cluster's other threads process other
-images (``describe`` on campaigns of many large images; no task submits work from a task).
+images (campaigns of many large images: ``describe``, and ``run``'s labels stage; no task
+submits work from a task).
 
 The choice is held in a :class:`contextvars.ContextVar`, so it is private to the thread (a
 worker's other threads, running other tasks, keep the default), unlike ``dask.config.set``,
