@@ -211,7 +211,8 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
             tasks = [_image_task(work[i][0], a, kw) for a, (i, _, kw) in zip(arrays, single)]
             results = _compute(tasks, client, progress)
             out.extend(zip([i for i, _, _ in single], results))
-            tiled = [item for item in tiled if item[0] not in {i for i, _, _ in single}]
+        if one_task:  # the tiled images were among them
+            tiled = []
 
         def one(item):
             i, t, kw = item
