@@ -69,6 +69,11 @@ def _common_params(p: argparse.ArgumentParser) -> None:
                         "the images side by side on the cluster), spread (each image's tiles spread over "
                         "the workers or threads) or auto (default: in-task on a cluster with at least 2 "
                         "such images per worker thread); the result is the same")
+    g.add_argument("--scratch-dir", metavar="DIR",
+                   help="existing directory for the intermediate arrays of images processed tiled (default: "
+                        "the system temp dir, or each worker's own directory for in-task images); to spread "
+                        "an image's tiles over a cluster of several machines, a directory every worker mounts "
+                        "at the same path (checked before the tiles are spread)")
     g.add_argument("--scheduler", help=_scheduler_help())
 
 
@@ -104,6 +109,7 @@ def _params(args):
         chunk_px=getattr(args, "chunk_px", None),
         whole_image_px=getattr(args, "whole_image_px", None),
         tiled_images=getattr(args, "tiled_images", None),
+        scratch_dir=getattr(args, "scratch_dir", None),
     )
 
 

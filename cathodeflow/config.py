@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import tomllib
 import warnings
 from dataclasses import dataclass
@@ -124,6 +125,12 @@ class Params:
         holds the image); ``'auto'`` (default): in-task when there are at least
         :data:`IN_TASK_IMAGES_PER_THREAD` such images per thread of the cluster, else
         spread. The result is the same either way.
+    scratch_dir : an existing directory for the intermediate arrays of images processed
+        tiled (a fresh folder inside it per image, deleted when the image is done). None
+        (default): the system temp dir, or a worker's local directory for an image that
+        runs in one task. Images spread over a cluster of several machines need a
+        directory that every worker mounts at the same path; before spreading, the run
+        checks that every worker sees it. The result is the same wherever it is.
     phase_method : ``'classical'`` (default for now: threshold + morphology baseline, no
         learning) or ``'unet'`` (the paper's U-net, §2.3.2, with the shipped or given weights).
         The classical method stays the default until shipped U-net weights measure closer to
@@ -156,6 +163,7 @@ class Params:
     unet_tile_px: int = 1024
     whole_image_px: int = 2**25
     tiled_images: str = "auto"
+    scratch_dir: str | None = None
     phase_method: str = "classical"
     unet_weights: str | None = None
     sr_method: str = "auto"
@@ -226,6 +234,13 @@ class Params:
         if self.tiled_images not in TILED_IMAGES:
             raise InputError(f"tiled_images (--tiled-images) must be one of {TILED_IMAGES}, "
                              f"got {self.tiled_images!r}")
+        if self.scratch_dir is not None:
+            if not isinstance(self.scratch_dir, (str, os.PathLike)):
+                raise InputError(f"scratch_dir (--scratch-dir) must be a directory's path, got {self.scratch_dir!r}")
+            object.__setattr__(self, "scratch_dir", os.fspath(self.scratch_dir))
+            if not os.path.isdir(self.scratch_dir):
+                raise InputError(f"scratch_dir (--scratch-dir) {self.scratch_dir!r} is not an existing directory; "
+                                 "expected one that every Dask worker mounts at the same path")
 
     def for_image(self, raw_pixel_size_um: float) -> "Params":
         """These parameters with ``sr_method = 'auto'`` chosen for an image of raw pixel size
@@ -279,7 +294,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
 OMITTED_WHEN_UNSET = ("marker_h_um",)
 #: Fields that only change how the work is cut into tiles, not its result (tiled == whole,
 #: DESIGN §5); they are in no stage's set, so changing them recomputes nothing.
-LAYOUT_PARAMS = ("chunk_px", "unet_tile_px", "whole_image_px", "tiled_images")
+LAYOUT_PARAMS = ("chunk_px", "unet_tile_px", "whole_image_px", "tiled_images", "scratch_dir")
 
 #: Parameters replaced when lengths became µm (DESIGN §4.3): old name -> (new name, conversion).
 RENAMED = {

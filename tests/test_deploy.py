@@ -318,7 +318,7 @@ def test_scheduler_listens_with_tls_where_workers_and_client_connect():
     assert expected in README.read_text()
 
 
-def test_workers_and_client_mount_the_shared_volume_where_the_store_lives():
+def test_workers_and_client_mount_the_shared_volume_where_the_store_and_scratch_live():
     pvcs = {d["metadata"]["name"]: d for _, d in _manifests() if d["kind"] == "PersistentVolumeClaim"}
     (claim,) = pvcs
     assert pvcs[claim]["spec"]["accessModes"] == ["ReadWriteMany"]
@@ -331,8 +331,10 @@ def test_workers_and_client_mount_the_shared_volume_where_the_store_lives():
             data_mounts |= mounted
         if role == "client":
             store = c["args"][c["args"].index("--store") + 1]
+            scratch = c["args"][c["args"].index("--scratch-dir") + 1]
     (data,) = data_mounts
     assert Path(data) in Path(store).parents
+    assert Path(scratch) == Path(data) or Path(data) in Path(scratch).parents  # spread tiles share it
     assert f"--store {store}" in README.read_text()
 
 

@@ -1,6 +1,6 @@
 """The scratch arrays of tiled runs (:class:`cathodeflow.tiling.scratch.BlockArray`): what is
-written is read back, from any region, in any process; unwritten blocks read as 0; a write
-that does not cover whole blocks is refused. The reference is a numpy array written alongside.
+written is read back, from any region, in any process; a region touching an unwritten block
+raises MissingBlock (never zeros); a write that does not cover whole blocks is refused. The reference is a numpy array written alongside.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cathodeflow.tiling.scratch import BlockArray, Scratch
+from cathodeflow.tiling.scratch import BlockArray, MissingBlock, Scratch
 
 
 @settings(max_examples=40, deadline=None)
@@ -30,17 +30,27 @@ def test_blocks_written_in_any_order_read_back_from_any_region(shape, chunks, dt
         arr = scratch.array(shape, chunks, dtype)
         nby, nbx = -(-shape[0] // chunks[0]), -(-shape[1] // chunks[1])
         order = data.draw(st.permutations([(i, j) for i in range(nby) for j in range(nbx)]))
+        written = np.zeros(shape, bool)
         for i, j in order[: max(1, len(order) * 2 // 3)]:  # a third of the blocks stay unwritten
             region = np.s_[i * chunks[0]:(i + 1) * chunks[0], j * chunks[1]:(j + 1) * chunks[1]]
             block = (rng.integers(1, 100, size=ref[region].shape)).astype(dtype)
             arr[region] = block
             ref[region] = block
+            written[region] = True
         y0, y1 = sorted(data.draw(st.tuples(st.integers(0, shape[0]), st.integers(0, shape[0]))))
         x0, x1 = sorted(data.draw(st.tuples(st.integers(0, shape[1]), st.integers(0, shape[1]))))
-        got = arr[y0:y1, x0:x1]
-        assert got.dtype == np.dtype(dtype)
-        np.testing.assert_array_equal(got, ref[y0:y1, x0:x1])
-        np.testing.assert_array_equal(arr[...], ref)
+        if written[y0:y1, x0:x1].all():
+            got = arr[y0:y1, x0:x1]
+            assert got.dtype == np.dtype(dtype)
+            np.testing.assert_array_equal(got, ref[y0:y1, x0:x1])
+        else:
+            with pytest.raises(MissingBlock, match="scratch block .* is missing"):
+                arr[y0:y1, x0:x1]
+        if written.all():
+            np.testing.assert_array_equal(arr[...], ref)
+        else:
+            with pytest.raises(MissingBlock):
+                arr[...]
 
 
 def test_a_write_of_part_of_a_block_is_refused_and_writes_nothing(tmp_path):
@@ -51,7 +61,7 @@ def test_a_write_of_part_of_a_block_is_refused_and_writes_nothing(tmp_path):
         arr[0:4, 0:6] = 7
     assert not (tmp_path / "a").exists()
     arr[8:10, 8:10] = 5  # the partial block at the array's end is a whole block
-    np.testing.assert_array_equal(arr[7:10, 7:10], [[0, 0, 0], [0, 5, 5], [0, 5, 5]])
+    np.testing.assert_array_equal(arr[8:10, 8:10], [[5, 5], [5, 5]])
 
 
 def test_an_array_pickled_to_another_process_reads_what_was_written(tmp_path):
@@ -74,6 +84,7 @@ def test_a_rewritten_block_is_read_anew_and_blocks_are_cached_read_only():
     with Scratch() as scratch:
         arr = scratch.array((4, 6), (4, 3), np.int32)
         arr[:, :3] = 1
+        arr[:, 3:] = 0
         first = arr._read_block((0, 0))
         assert arr._read_block((0, 0)) is first  # decoded once
         assert not first.flags.writeable  # callers cannot change what others read
@@ -99,3 +110,31 @@ def test_the_block_cache_keeps_at_most_its_bytes_and_drops_the_least_recently_us
     assert cache.get(("big",)) is None and cache.get(("a",)) is blocks["a"]
     cache.drop("a")
     assert cache.get(("a",)) is None and cache.get(("c",)) is blocks["c"]
+
+
+def _scratch_place():
+    from distributed import get_worker
+
+    with Scratch() as scratch:
+        return str(scratch.path.parent), get_worker().local_directory
+
+
+def test_scratch_made_in_a_worker_task_lies_in_the_workers_directory_else_in_the_temp_dir():
+    import tempfile
+
+    from cathodeflow.study.cluster import local_cluster
+
+    with Scratch() as scratch:  # not in a worker
+        assert str(scratch.path.parent) == tempfile.gettempdir()
+    with local_cluster(1) as client:
+        parent, local = client.submit(_scratch_place, pure=False).result()
+    assert parent == local and local != tempfile.gettempdir()
+
+
+def test_a_scratch_directory_that_does_not_exist_is_refused_in_one_line(tmp_path):
+    from cathodeflow.config import Params
+    from cathodeflow.errors import InputError
+
+    with pytest.raises(InputError, match=r"scratch_dir \(--scratch-dir\) '.*nowhere' is not an existing directory"):
+        Params(scratch_dir=str(tmp_path / "nowhere"))
+    assert Params(scratch_dir=tmp_path).scratch_dir == str(tmp_path)

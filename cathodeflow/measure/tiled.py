@@ -116,10 +116,11 @@ def describe_phase_dask(
         scratch store made here; on a cluster they then live on its workers only, so that
         a worker's death loses them: callers on a cluster pass a Scratch).
     scratch : bool, str, os.PathLike or Scratch
-        True: intermediate arrays in a temporary directory under the system temp dir; a
-        path: in a temporary directory inside that (existing) directory, which every worker
-        must see; a Scratch: in it (the caller closes it); False: in memory (for clusters
-        without a shared file system).
+        True: intermediate arrays in a temporary directory inside ``params.scratch_dir``
+        when set, else the local directory of the Dask worker running this call (an in-task
+        image), else the system temp dir; a path: in a temporary directory inside that
+        (existing) directory; a Scratch: in it (the caller closes it); False: in memory.
+        Every worker that computes the tiles must see the directory.
     """
     if isinstance(scratch, Scratch):
         return _describe(phase, image_id=image_id, condition=condition, pixel_size_um=pixel_size_um,
@@ -127,7 +128,7 @@ def describe_phase_dask(
                          scratch=scratch, own_scratch=False)
     store = None
     if scratch is not False:
-        store = Scratch(directory=None if scratch is True else scratch)
+        store = Scratch(directory=params.scratch_dir if scratch is True else scratch)
     try:
         return _describe(phase, image_id=image_id, condition=condition, pixel_size_um=pixel_size_um,
                          params=params, dcenter=dcenter, client=client, keep_labels=keep_labels,

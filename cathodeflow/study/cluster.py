@@ -40,10 +40,12 @@ import contextlib
 import logging
 import os
 import signal
+import tempfile
 import threading
+import uuid
 import warnings
 
-from ..errors import CathodeflowError, InputError, one_line
+from ..errors import CathodeflowError, CathodeflowWarning, InputError, one_line
 
 LOCAL_SCHEDULERS = ("sync", "synchronous", "threads")
 
@@ -521,12 +523,124 @@ def tiled_in_task(n_images: int, client, params) -> bool:
     """Whether ``n_images`` images processed tiled run one per task, chunk by chunk inside
     it (``params.tiled_images``, :class:`~cathodeflow.config.Params`): ``'in-task'``, or
     ``'auto'`` on a cluster (``client``) with at least
-    :data:`~cathodeflow.config.IN_TASK_IMAGES_PER_THREAD` of them per thread."""
+    :data:`~cathodeflow.config.IN_TASK_IMAGES_PER_THREAD` of them per thread.
+
+    Spread over a cluster, an image's tiles write and read each other's intermediate arrays
+    in one scratch directory (``params.scratch_dir``, else this machine's temp dir), so
+    every worker must see it: :func:`workers_not_seeing` checks. Where some do not (workers
+    on other machines), ``'auto'`` runs the images in-task, with a
+    :class:`~cathodeflow.errors.CathodeflowWarning`, and ``'spread'`` is refused with an
+    :class:`~cathodeflow.errors.InputError`.
+    """
     from ..config import IN_TASK_IMAGES_PER_THREAD
 
-    if params.tiled_images != "auto":
-        return params.tiled_images == "in-task"
-    return client is not None and n_images >= IN_TASK_IMAGES_PER_THREAD * parallel_images(client)
+    mode = params.tiled_images
+    if mode == "in-task":
+        return True
+    if client is None or n_images == 0:
+        return False
+    if mode == "auto" and n_images >= IN_TASK_IMAGES_PER_THREAD * parallel_images(client):
+        return True
+    directory = params.scratch_dir or tempfile.gettempdir()
+    blind = workers_not_seeing(client, directory)
+    if not blind:
+        return False
+    where = blind_workers(client, f"the scratch directory {directory}", len(blind), blind[0])
+    if mode == "spread":
+        raise InputError(f"--tiled-images spread: {where}; give --scratch-dir a directory every worker mounts "
+                         "at the same path, or use --tiled-images in-task")
+    warnings.warn(f"{where}: each image processed tiled runs in one task, its tiles one after another; give "
+                  "--scratch-dir a directory every worker mounts to spread them over the cluster",
+                  CathodeflowWarning, stacklevel=2)
+    return True
+
+
+def workers_not_seeing(client, directory: str) -> list[str]:
+    """The addresses of ``client``'s workers that do not see ``directory`` as this process
+    does: a file of random name and content is written there and each worker reads it
+    (``Client.run``); a worker that cannot is on a disk of its own."""
+    token = uuid.uuid4().hex
+    path = os.path.join(directory, f".cathodeflow-shared-{token}")
+    try:
+        with open(path, "w") as f:
+            f.write(token)
+    except OSError as e:
+        raise InputError(f"{directory}: cannot write a file there to check that the workers see it "
+                         f"({e.strerror})") from None
+    try:
+        seen = client.run(_reads, path, token, on_error="return")
+    finally:
+        os.remove(path)
+    return sorted(w for w, ok in seen.items() if ok is not True)
+
+
+def _reads(path: str, token: str) -> bool:
+    try:
+        with open(path) as f:
+            return f.read() == token
+    except OSError:
+        return False
+
+
+def blind_workers(client, what: str, n_blind: int, example: str) -> str:
+    """``"<what> is not seen by N of the cluster's M workers (e.g. W: on another machine)"``."""
+    return (f"{what} is not seen by {n_blind} of the cluster's {len(client.nthreads())} workers "
+            f"(e.g. {example}: on another machine)")
+
+
+def check_store_shared(client, path) -> None:
+    """Refuse (:class:`~cathodeflow.errors.InputError`) a store in a local folder that some of
+    ``client``'s workers do not see: they would write its chunks to their own disks, and the
+    store would read them as zeros. A store at a URL (``s3://…``) is seen by all."""
+    from pathlib import Path
+
+    if client is None or not isinstance(path, Path):
+        return
+    blind = workers_not_seeing(client, str(path))
+    if blind:
+        raise InputError(f"--store {path}: " + blind_workers(client, "the store", len(blind), blind[0])
+                         + "; give a store folder every worker mounts at the same path, or an s3:// URL")
+
+
+def check_files_shared(client, paths) -> None:
+    """Refuse (:class:`~cathodeflow.errors.InputError`) input files that some of ``client``'s
+    workers, which read them, do not see as this process does: each worker compares each
+    file's size and first 4 KiB (a Zarr folder: its ``zarr.json`` or ``.zarray``) with
+    this process's."""
+    paths = [str(p) for p in paths]
+    if client is None or not paths:
+        return
+    mine = [_fingerprint(p) for p in paths]
+    seen = client.run(_fingerprints, paths, on_error="return")
+    for worker in sorted(seen):
+        theirs = seen[worker]
+        if not isinstance(theirs, list):
+            continue  # the worker failed to answer: its tasks will fail with the reason
+        for p, a, b in zip(paths, mine, theirs):
+            if a != b:
+                n = sum(1 for w in seen if isinstance(seen[w], list) and seen[w][paths.index(p)] != a)
+                raise InputError(f"{p}: " + blind_workers(client, "this input", n, worker)
+                                 + "; on a cluster, inputs must be at a path every worker mounts")
+
+
+def _fingerprint(path: str):
+    import hashlib
+
+    try:
+        if os.path.isdir(path):
+            names = [n for n in ("zarr.json", ".zarray", ".zgroup") if os.path.exists(os.path.join(path, n))]
+            if not names:
+                return "dir"
+            path = os.path.join(path, names[0])
+        with open(path, "rb") as f:
+            head = f.read(4096)
+            return f"{os.fstat(f.fileno()).st_size}:{hashlib.sha256(head).hexdigest()}"
+    except OSError:
+        return None
+
+
+def _fingerprints(paths: list[str]) -> list:
+    return [_fingerprint(p) for p in paths]
 
 
 def each_on_threads(func, items, n_threads: int) -> None:

@@ -183,7 +183,7 @@ def describe(
 def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress):
     from ..measure.tiled import describe_phase_dask
     from ..tiling.scheduler import in_this_thread
-    from .cluster import each_on_threads, parallel_images, scheduler_context, tiled_in_task
+    from .cluster import check_files_shared, each_on_threads, parallel_images, scheduler_context, tiled_in_task
 
     work = []
     for arr, (iid, _), s, c in zip(arrays, items, sizes, conds):
@@ -197,6 +197,9 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
 
     announce = (lambda line: print(line, file=sys.stderr)) if progress else None
     with scheduler_context(scheduler, n_tasks=len(work), announce=announce) as client:
+        # files read inside the tasks (lazy arrays), which a worker on another machine may not see
+        check_files_shared(client, [p for (_, p), a in zip(items, arrays)
+                                    if isinstance(p, (str, Path)) and not isinstance(a, np.ndarray)])
         out = []
         tiled = [(i, t, kw) for i, (t, _, kw) in enumerate(work) if t is not None]
         in_task = tiled_in_task(len(tiled), client, params)

@@ -438,7 +438,7 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     from ..stages.srgan import srgan_stage_dask
     from ..stages.superres import superres_any_size_dask
     from ..measure.describe import fits_one_task
-    from .cluster import each_on_threads, parallel_images, scheduler_context, tiled_in_task
+    from .cluster import check_store_shared, each_on_threads, parallel_images, scheduler_context, tiled_in_task
 
     params = params or Params()
     st = open_store(store)
@@ -477,15 +477,17 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     with scheduler_context(scheduler, n_tasks=len(ids), announce=say if progress else None) as client:
         for note in notes:
             say(note)
+        check_store_shared(client, st.path)  # before the first write, as the scratch below
+        # tiled labels stages one per task (tiled_images, as describe does), counted over the
+        # images whose labels stage runs, whole or tiled (a phase map not made yet has no size);
+        # decided before the first write: spread on workers that do not share the scratch
+        # directory is refused
+        labels_in_task = "labels" in stages and tiled_in_task(sum(todo(i, "labels") for i in ids), client, params)
         for iid in ids:  # the first write of this run (the scheduler is up)
             if plan[iid]:
                 _invalidate(st, iid, plan[iid][0], resume=iid in resume)
         compute_kw = {"scheduler": client} if client is not None else {}
         dcenter = dcenter_tables(params) if "labels" in stages else None
-
-        # tiled labels stages one per task (tiled_images, as describe does), counted over the
-        # images whose labels stage runs, whole or tiled (a phase map not made yet has no size)
-        labels_in_task = "labels" in stages and tiled_in_task(sum(todo(i, "labels") for i in ids), client, params)
 
         def labels_task_of(iid) -> bool:
             return client is not None and labels_in_task and not fits_one_task(st.read_stage(iid, "phase").shape,
@@ -726,7 +728,7 @@ def _load_partial(st, image_id):
 def _label_in_task(st, iid, params, client, dcenter) -> None:
     """:func:`_label_image` of a tiled image as one task on the cluster: the worker reads the
     phase map from the store chunk by chunk, labels and measures it in its own thread
-    (scratch in its temp dir) and writes the label arrays and the image's rows to the store
+    (scratch in the worker's local directory, or ``params.scratch_dir``) and writes the label arrays and the image's rows to the store
     itself (each image's own groups: images in parallel do not share a record). The marker
     radius warning is given here, where the run prints it."""
     from ..config import warn_marker_radius
@@ -778,7 +780,7 @@ def _label_image(st, iid, params, client, dcenter):
         elif whole:
             (desc,) = tiled_compute(whole_image_task(phase, **kw), **compute_kw)
         else:
-            scratch = stack.enter_context(Scratch())
+            scratch = stack.enter_context(Scratch(directory=params.scratch_dir))
             desc = describe_phase_dask(phase, client=client, scratch=scratch, **kw)
         # measured on the raw image at ingest (stores ingested before that: not known)
         frame = ((st.stage_info(iid, "raw") or {}).get("params") or {}).get("frame_fraction")

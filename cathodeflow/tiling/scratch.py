@@ -6,7 +6,11 @@ per pixel of the whole image at once; written to a :class:`Scratch` directory in
 memory of a run is bounded by the chunks in flight, not by the image. The directory is a
 fresh temporary one, deleted by :meth:`Scratch.close` (or on leaving the ``with`` block).
 Every worker must see it: the default, a directory under the system temp dir, suits the
-threaded scheduler and a ``LocalCluster``; a cluster across machines needs a shared path.
+threaded scheduler and a ``LocalCluster``; a cluster across machines needs a shared path
+(``Params.scratch_dir``; ``cathodeflow.study.cluster.workers_not_seeing`` checks). Every
+block of a scratch array is written before any is read, so a block file that is not there
+is an error (:class:`MissingBlock`), never a block of zeros: a directory that some worker
+does not share cannot pass silently as empty labels.
 
 The arrays are :class:`BlockArray`: one LZ4-compressed file per block, written and read with
 plain file calls. A Zarr array served the same purpose at about four times the cost per
@@ -35,11 +39,31 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ..errors import InputError
+from ..errors import CathodeflowError, InputError
 from .scheduler import compute
 from .scheduler import persist as _persist
 
-__all__ = ["BlockArray", "Scratch", "keep", "persist", "regular_chunks"]
+__all__ = ["BlockArray", "MissingBlock", "Scratch", "keep", "persist", "regular_chunks", "worker_directory"]
+
+
+class MissingBlock(CathodeflowError):
+    """A scratch block was read before it was written, or where its writer's directory is
+    not seen: a scratch directory on a disk that not every Dask worker shares. ``exit_code``
+    1: a failure of the run's setup, not of its input."""
+
+    exit_code = 1
+
+
+def worker_directory() -> str | None:
+    """The local directory of the Dask worker running the calling task (where the worker
+    keeps its files; a worker started later on that machine deletes the directories of
+    workers that died), else None."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().local_directory
+    except (ImportError, ValueError):
+        return None
 
 
 def regular_chunks(chunks: tuple[tuple[int, ...], ...]) -> bool:
@@ -68,8 +92,9 @@ def _region(key, shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
 
 
 class BlockArray:
-    """A chunked array on local disk: one LZ4-compressed file per block of ``chunks``
-    (absent file: every value ``fill_value``), made by :meth:`Scratch.array`.
+    """A chunked array on local disk: one LZ4-compressed file per block of ``chunks``, made
+    by :meth:`Scratch.array`. Reading a block that was not written raises
+    :class:`MissingBlock`.
 
     Reads take any region of slices (the blocks it overlaps are read); writes take regions
     made of whole blocks (a block at the array's end may be partial), each block written to a
@@ -77,13 +102,11 @@ class BlockArray:
     (a path, a shape, a dtype): tasks on other processes of the machine read and write it.
     """
 
-    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], chunks: tuple[int, ...], dtype,
-                 fill_value=0):
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], chunks: tuple[int, ...], dtype):
         self.path = str(path)
         self.shape = tuple(int(s) for s in shape)
         self.chunks = tuple(max(1, int(c)) for c in chunks)
         self.dtype = np.dtype(dtype)
-        self.fill_value = fill_value
         if len(self.chunks) != len(self.shape):
             raise ValueError(f"chunks {self.chunks} do not match shape {self.shape}")
 
@@ -118,7 +141,10 @@ class BlockArray:
                     return block
                 raw = f.read()
         except FileNotFoundError:
-            return np.full(shape, self.fill_value, self.dtype)
+            raise MissingBlock(
+                f"scratch block {path} is missing: it was not written, or was written where this "
+                f"process cannot see it (a scratch directory on a disk that not every Dask worker shares; "
+                f"give one that all workers mount with --scratch-dir, or use --tiled-images in-task)") from None
         block = np.frombuffer(_codec().decode(raw), self.dtype).reshape(shape)
         _BLOCK_CACHE.put(key, block)
         return block
@@ -216,11 +242,16 @@ class Scratch:
     Parameters
     ----------
     directory : str or os.PathLike, optional
-        Where the temporary directory is made (default: the system temp dir); it must exist.
+        Where the temporary directory is made; it must exist. Default: in a Dask worker's
+        task, the worker's local directory (:func:`worker_directory`: a task whose worker is
+        killed leaves its scratch where the next worker on that machine deletes it), else
+        the system temp dir.
     """
 
     def __init__(self, *, directory: str | os.PathLike | None = None):
-        if directory is not None and not Path(directory).is_dir():
+        if directory is None:
+            directory = worker_directory()
+        elif not Path(directory).is_dir():
             raise InputError(f"scratch directory {str(directory)!r} does not exist; expected an existing directory")
         self._tmp = tempfile.TemporaryDirectory(prefix="cathodeflow-scratch-", dir=directory)
         self.path = Path(self._tmp.name)

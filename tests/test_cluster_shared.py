@@ -1,0 +1,173 @@
+"""A cluster whose workers do not see one of this machine's folders (each worker in a mount
+namespace of its own, with an empty tmpfs over the folder the command uses as its temp dir:
+as on other machines), and what the commands do about it:
+
+- images spread tile by tile exchange scratch blocks through a directory: ``spread`` is
+  refused, ``auto`` runs such images in-task with a warning, ``--scratch-dir`` on a shared
+  folder works (before the check, the blocks written on one worker were read as zeros on
+  another);
+- a store in a folder the workers do not see, or inputs they cannot read: refused in one
+  line before anything is written (the workers would have written the store's chunks to
+  their own disks).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from _cluster import Cluster, private_dir_prefix
+
+from cathodeflow.config import Params
+from cathodeflow.io.store import open_store
+from cathodeflow.io.tables import read_table
+from cathodeflow.study.describe import describe
+from cathodeflow.study.pipeline import write_synthetic_mosaic
+
+ETA = 0.0143
+TABLES = ("images", "cracks", "particles", "local_porosity", "local_porosity_images", "conditions")
+TILED = ["--chunk-size", "300", "--whole-image-px", "0", "--pixel-size-um", str(ETA), "--marker-radius-um", "0.143"]
+
+
+def phase_map(seed: int, n: int = 10, spacing: int = 90, radius: int = 40) -> np.ndarray:
+    """An n × n grid of discs of S = 1 (radius − 0…7 px), each with one horizontal crack."""
+    rng = np.random.default_rng(seed)
+    ph = np.zeros((n * spacing, n * spacing), np.uint8)
+    yy, xx = np.mgrid[:spacing, :spacing]
+    c = spacing // 2
+    for i in range(n):
+        for j in range(n):
+            r = radius - int(rng.integers(0, 8))
+            cell = ph[i * spacing : (i + 1) * spacing, j * spacing : (j + 1) * spacing]
+            cell[(yy - c) ** 2 + (xx - c) ** 2 <= r * r] = 1
+            y, x0 = c + int(rng.integers(-15, 15)), c - int(rng.integers(5, 25))
+            cell[y, x0 : x0 + int(rng.integers(10, 40))] = 2
+    return ph
+
+
+@pytest.fixture(scope="module")
+def apart(tmp_path_factory):
+    """(cluster, the command's temp dir, a folder all share): two workers that each see an
+    empty directory of their own where the command has its temp dir."""
+    tmp = tmp_path_factory.mktemp("apart")
+    client_tmp = tmp / "client-tmp"
+    client_tmp.mkdir()
+    prefix = private_dir_prefix(client_tmp)
+    if prefix is None:
+        pytest.skip("this machine cannot start a process in a mount namespace of its own (unshare, mount)")
+    cluster = Cluster(tmp / "cluster", worker_prefix=prefix)
+    cluster.client().close()  # both workers are up
+    yield cluster, client_tmp, tmp
+    cluster.stop()
+
+
+def cli(args, client_tmp):
+    env = {**os.environ, "TMPDIR": str(client_tmp)}
+    return subprocess.run([sys.executable, "-m", "cathodeflow.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def local_tables(path):
+    return describe([str(path)], pixel_size_um=ETA, params=Params(marker_radius_um=0.143), scheduler="sync")
+
+
+def test_workers_on_other_disks_do_not_see_the_temp_dir_and_see_a_shared_one(apart):
+    from cathodeflow.study.cluster import workers_not_seeing
+
+    cluster, client_tmp, shared = apart
+    client = cluster.client()
+    try:
+        assert workers_not_seeing(client, str(client_tmp)) == sorted(client.nthreads())
+        assert workers_not_seeing(client, str(shared)) == []
+        assert not [p for p in shared.iterdir() if p.name.startswith(".cathodeflow-shared-")]  # removed
+    finally:
+        client.close()
+
+
+def test_describe_spread_is_refused_when_the_workers_do_not_see_the_scratch_directory(apart, tmp_path):
+    cluster, client_tmp, _ = apart
+    tifffile.imwrite(tmp_path / "m.tif", phase_map(0))
+    res = cli(["describe", tmp_path / "m.tif", *TILED, "--tiled-images", "spread", "--scheduler", cluster.address,
+               "--out", tmp_path / "out"], client_tmp)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cathodeflow: error: --tiled-images spread: the scratch "
+                                                   f"directory {client_tmp} is not seen by 2 of the cluster's 2 workers")
+    assert "--scratch-dir" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_describe_auto_runs_a_lone_tiled_image_in_one_task_there_and_warns(apart, tmp_path):
+    cluster, client_tmp, _ = apart
+    tifffile.imwrite(tmp_path / "m.tif", phase_map(1))
+    res = cli(["describe", tmp_path / "m.tif", *TILED, "--scheduler", cluster.address, "--out", tmp_path / "out"],
+              client_tmp)
+    assert res.returncode == 0, res.stderr
+    warned = [line for line in res.stderr.splitlines() if line.startswith("cathodeflow: warning:")]
+    assert len(warned) == 1 and "runs in one task" in warned[0] and "--scratch-dir" in warned[0], res.stderr
+    expected = local_tables(tmp_path / "m.tif")
+    assert len(expected["particles"]) == 100
+    for name in TABLES:
+        pd.testing.assert_frame_equal(read_table(tmp_path / "out" / f"{name}.parquet", name), expected[name],
+                                      obj=name)
+
+
+def test_describe_spread_with_a_shared_scratch_dir_gives_the_tables_of_a_local_run(apart, tmp_path):
+    cluster, client_tmp, _ = apart
+    tifffile.imwrite(tmp_path / "m.tif", phase_map(2))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    res = cli(["describe", tmp_path / "m.tif", *TILED, "--tiled-images", "spread", "--scratch-dir", scratch,
+               "--scheduler", cluster.address, "--out", tmp_path / "out"], client_tmp)
+    assert res.returncode == 0, res.stderr
+    assert "warning" not in res.stderr
+    expected = local_tables(tmp_path / "m.tif")
+    for name in TABLES:
+        pd.testing.assert_frame_equal(read_table(tmp_path / "out" / f"{name}.parquet", name), expected[name],
+                                      obj=name)
+    assert list(scratch.iterdir()) == []  # the image's scratch folder is gone
+
+
+def test_run_spread_is_refused_before_anything_is_written(apart, tmp_path):
+    cluster, client_tmp, _ = apart
+    store = tmp_path / "study.zarr"
+    write_synthetic_mosaic(store, megapixels=0.6, tile_lr_px=130, chunk_px=256)  # a phase map of 3 × 3 chunks
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    assert open_store(store, mode="r").image_ids()
+    res = cli(["run", "--store", store, "--marker-radius-um", 0.143, "--chunk-size", 256, "--whole-image-px", 0,
+               "--tiled-images", "spread", "--scheduler", cluster.address], client_tmp)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("cathodeflow: error: --tiled-images spread: ")
+    after = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_run_on_a_store_the_workers_do_not_see_is_refused_and_leaves_it_unchanged(apart):
+    cluster, client_tmp, _ = apart
+    store = client_tmp / "study.zarr"  # only this machine sees it
+    write_synthetic_mosaic(store, megapixels=0.3, tile_lr_px=130, chunk_px=256)
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    res = cli(["run", "--store", store, "--marker-radius-um", 0.143, "--scheduler", cluster.address], client_tmp)
+    assert res.returncode == 2, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"cathodeflow: error: --store {store}: the store is not seen by 2 of the cluster's 2 "
+                           "workers"), res.stderr
+    assert "s3://" in last
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+
+
+def test_describe_of_inputs_the_workers_do_not_see_is_refused_in_one_line(apart, tmp_path):
+    cluster, client_tmp, _ = apart
+    hidden = client_tmp / "m.tif"  # only this machine sees it
+    tifffile.imwrite(hidden, phase_map(4))
+    res = cli(["describe", hidden, *TILED, "--scheduler", cluster.address, "--out", tmp_path / "out"], client_tmp)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"cathodeflow: error: {hidden}: this input is not seen by 2 of "
+                                                   "the cluster's 2 workers"), res.stderr
+    assert not (tmp_path / "out").exists()
