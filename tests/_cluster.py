@@ -28,9 +28,11 @@ def private_dir_prefix(directory: Path) -> list[str] | None:
 
 class Cluster:
     """A scheduler and ``n_workers`` single-threaded workers; ``worker_prefix`` (e.g.
-    :func:`private_dir_prefix`) is put before each worker's command."""
+    :func:`private_dir_prefix`) is put before each worker's command, which runs in
+    ``worker_cwd`` (default: this process's)."""
 
-    def __init__(self, tmp: Path, n_workers: int = 2, worker_prefix: list[str] | None = None):
+    def __init__(self, tmp: Path, n_workers: int = 2, worker_prefix: list[str] | None = None,
+                 worker_cwd: Path | None = None):
         tmp.mkdir(parents=True, exist_ok=True)
         sched_file = tmp / "scheduler.json"
         self.log = open(tmp / "cluster.log", "w")
@@ -47,7 +49,7 @@ class Cluster:
         self.workers = [subprocess.Popen(
             [*(worker_prefix or []), sys.executable, "-m", "distributed.cli.dask_worker", self.address,
              "--nthreads", "1", "--no-nanny", "--no-dashboard", "--local-directory", str(tmp / f"worker{k}")],
-            stdout=self.log, stderr=subprocess.STDOUT) for k in range(n_workers)]
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=worker_cwd) for k in range(n_workers)]
 
     def client(self):
         from distributed import Client

@@ -156,3 +156,37 @@ def test_a_tls_scheduler_is_probed_with_the_clients_tls_settings(tmp_path):
         assert c.scheduler_address.startswith("tls://")
         with dask.config.set(conf), scheduler_context(c.scheduler_address) as client:
             assert int(da.arange(10, chunks=3).sum().compute(scheduler=client)) == 45
+
+
+def test_a_cluster_whose_workers_have_another_cathodeflow_version_is_refused_in_one_line(tmp_path):
+    """A worker whose environment has another cathodeflow installed (here: version 9.9.9's
+    metadata first on its path) would compute with other code: refused before any work."""
+    import numpy as np
+    import tifffile
+    from _cluster import Cluster
+
+    site = tmp_path / "other-site"
+    (site / "cathodeflow-9.9.9.dist-info").mkdir(parents=True)
+    (site / "cathodeflow-9.9.9.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: cathodeflow\nVersion: 9.9.9\n")
+    tifffile.imwrite(tmp_path / "m.tif", np.zeros((64, 64), np.uint8))
+    # (run from tmp_path: the folder a process starts in comes first on its path, and a
+    # source checkout there holds cathodeflow's own metadata)
+    made = Cluster(tmp_path / "cluster", n_workers=1, worker_prefix=["env", f"PYTHONPATH={site}"],
+                   worker_cwd=tmp_path)
+    try:
+        made.client().close()
+        res = subprocess.run(CLI + ["describe", str(tmp_path / "m.tif"), "--pixel-size-um", "0.0143", "--scheduler",
+                                    made.address, "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                             timeout=300)
+    finally:
+        made.stop()
+    from importlib.metadata import version
+
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"cathodeflow: error: --scheduler {made.address}: 1 of the cluster's 1 workers have "
+                               f"cathodeflow 9.9.9 (e.g. tcp://127.0.0.1:")
+    assert f"this command cathodeflow {version('cathodeflow')}" in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -109,7 +110,7 @@ def test_describe_auto_runs_a_lone_tiled_image_in_one_task_there_and_warns(apart
               client_tmp)
     assert res.returncode == 0, res.stderr
     warned = [line for line in res.stderr.splitlines() if line.startswith("cathodeflow: warning:")]
-    assert len(warned) == 1 and "runs in one task" in warned[0] and "--scratch-dir" in warned[0], res.stderr
+    assert len(warned) == 1 and "run in one task each" in warned[0] and "--scratch-dir" in warned[0], res.stderr
     expected = local_tables(tmp_path / "m.tif")
     assert len(expected["particles"]) == 100
     for name in TABLES:
@@ -171,3 +172,31 @@ def test_describe_of_inputs_the_workers_do_not_see_is_refused_in_one_line(apart,
     assert len(lines) == 1 and lines[0].startswith(f"cathodeflow: error: {hidden}: this input is not seen by 2 of "
                                                    "the cluster's 2 workers"), res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_unet_weights_that_differ_on_the_workers_are_refused_in_one_line(apart, tmp_path):
+    """The weights path names other weights on the workers' disks (another file there, as on
+    machines with another version): their tasks refuse to load them instead of computing
+    with them."""
+    import dask.array as da
+    from _unet import tiny_weights
+
+    from cathodeflow.errors import InputError
+    from cathodeflow.stages.unet import unet_stage_dask
+
+    cluster, client_tmp, _ = apart
+    mine = Path(tiny_weights(client_tmp, name="w", seed=3))
+    theirs = Path(tiny_weights(tmp_path, name="w", seed=4))
+    client = cluster.client()
+    try:
+        for name in ("w.weights.h5", "w.json"):  # on the workers' own disks, at the same path
+            client.run(Path.write_bytes, mine.with_name(name), (theirs.parent / name).read_bytes())
+        image = da.from_array(np.random.default_rng(0).integers(0, 255, (96, 96)).astype(np.uint8), chunks=48)
+        prob, _, prov = unet_stage_dask(image, pixel_size_um=ETA, weights=str(mine), tile_px=48)
+        with pytest.raises(InputError) as e:
+            prob.compute(scheduler=client)
+    finally:
+        client.close()
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"weights {str(mine)!r}: sha256 ")
+    assert f"{prov['weights_sha256']} where the run started" in msg and "Dask worker tcp://127.0.0.1:" in msg

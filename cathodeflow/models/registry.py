@@ -316,7 +316,7 @@ def resolve_weights(name_or_path: str | Path) -> WeightsRecord:
     return WeightsRecord.from_dict(d, folder=sidecar.parent, source=sidecar)
 
 
-def load_unet(name_or_path: str | Path, *, verify: bool = True, cache: bool = True):
+def load_unet(name_or_path: str | Path, *, verify: bool = True, cache: bool = True, sha256: str | None = None):
     """The U-net of a weights record, built from its config with the weights loaded.
 
     Parameters
@@ -328,6 +328,10 @@ def load_unet(name_or_path: str | Path, *, verify: bool = True, cache: bool = Tr
     cache : bool
         Share one model per (path, sha256) in this process (default True). Pass False for
         a private model to train or fine-tune.
+    sha256 : str, optional
+        The sha256 the record must have: that of the weights a run started with, checked
+        where its tasks load them (a Dask worker with another cathodeflow version, or
+        another file at the same path, is refused instead of computing with other weights).
 
     Returns
     -------
@@ -351,10 +355,11 @@ def load_unet(name_or_path: str | Path, *, verify: bool = True, cache: bool = Tr
     this once per tile build and load the network once; the record is re-read every time.
     The cached model is shared: do not train it (use ``cache=False``).
     """
-    return _load_kind(name_or_path, "unet", verify=verify, cache=cache)
+    return _load_kind(name_or_path, "unet", verify=verify, cache=cache, sha256=sha256)
 
 
-def load_srgan_generator(name_or_path: str | Path, *, verify: bool = True, cache: bool = True):
+def load_srgan_generator(name_or_path: str | Path, *, verify: bool = True, cache: bool = True,
+                         sha256: str | None = None):
     """The SRGAN generator of a weights record (``architecture.kind == "srgan"``), built from
     its :class:`~cathodeflow.models.srgan.SRGANConfig` with the weights loaded.
 
@@ -366,12 +371,16 @@ def load_srgan_generator(name_or_path: str | Path, *, verify: bool = True, cache
         :func:`~cathodeflow.models.srgan.build_generator`'s network.
     record : WeightsRecord
     """
-    return _load_kind(name_or_path, "srgan", verify=verify, cache=cache)
+    return _load_kind(name_or_path, "srgan", verify=verify, cache=cache, sha256=sha256)
 
 
-def _load_kind(name_or_path, kind: str, *, verify: bool, cache: bool):
+def _load_kind(name_or_path, kind: str, *, verify: bool, cache: bool, sha256: str | None = None):
     record = resolve_weights(name_or_path)
     path = record.path
+    if sha256 is not None and record.sha256 != sha256:
+        raise InputError(f"weights {str(name_or_path)!r}: sha256 {record.sha256} in this process "
+                         f"({_process_name()}), {sha256} where the run started: other weights under that "
+                         "name or path here (another cathodeflow version, or another file)")
     if not path.is_file():
         raise InputError(f"{path}: weights file not found (named by {record.source})")
     if verify:
@@ -397,6 +406,16 @@ def _load_kind(name_or_path, kind: str, *, verify: bool, cache: bool):
         if model is None:
             model = _MODEL_CACHE[key] = _build_and_load(config, path, build, what)
     return model, record
+
+
+def _process_name() -> str:
+    """``"Dask worker tcp://…"`` in a Dask worker's task, else ``"pid N"``."""
+    try:
+        from distributed import get_worker
+
+        return f"Dask worker {get_worker().address}"
+    except (ImportError, ValueError):
+        return f"pid {os.getpid()}"
 
 
 def _build_and_load(config, path: Path, build, what: str):

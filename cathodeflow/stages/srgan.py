@@ -146,7 +146,7 @@ def _model(setup: SRGANSetup):
     from ..models.registry import load_srgan_generator
     from ..models.unet import compile_for_inference
 
-    model, _ = load_srgan_generator(setup.weights)
+    model, _ = load_srgan_generator(setup.weights, sha256=setup.sha256)  # the weights the run started with
     return compile_for_inference(model)
 
 

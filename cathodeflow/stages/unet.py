@@ -146,7 +146,7 @@ def _model(setup: UNetSetup):
     from ..models.registry import load_unet
     from ..models.unet import compile_for_inference
 
-    model, _ = load_unet(setup.weights)
+    model, _ = load_unet(setup.weights, sha256=setup.sha256)  # the weights the run started with
     return compile_for_inference(model)
 
 

@@ -351,7 +351,8 @@ def connect_scheduler(address: str, *, timeout_s: float | None = None):
     Raises
     ------
     InputError
-        ``--scheduler ADDRESS: no Dask scheduler answered within T s (why)``.
+        ``--scheduler ADDRESS: no Dask scheduler answered within T s (why)``, or its
+        workers have another cathodeflow version (:func:`check_worker_versions`).
     SchedulerLost
         Leaving the block by an exception after the connection was lost (the client is no
         longer connected, or the exception says so): ``lost the Dask scheduler at ADDRESS
@@ -377,6 +378,11 @@ def connect_scheduler(address: str, *, timeout_s: float | None = None):
             why = _reason(e)
     if why is not None:
         raise InputError(f"--scheduler {address}: no Dask scheduler answered within {t:g} s ({why})")
+    try:
+        check_worker_versions(client, address)
+    except BaseException:
+        client.close(timeout=CLOSE_TIMEOUT_S)
+        raise
     with _dropped_logs(when=lambda: client.status != "running") as keep_dropping:
         try:
             yield client
@@ -400,6 +406,24 @@ def connect_scheduler(address: str, *, timeout_s: float | None = None):
                 client.close(timeout=CLOSE_TIMEOUT_S)
             raise
         client.close(timeout=CLOSE_TIMEOUT_S)
+
+
+def check_worker_versions(client, address: str) -> None:
+    """Refuse (:class:`~cathodeflow.errors.InputError`) a cluster whose workers have another
+    cathodeflow version installed than this process, or none: their tasks would compute
+    with other code (and other shipped weights). Asked of every worker connected now
+    (``importlib.metadata``, without importing cathodeflow there)."""
+    from importlib.metadata import version
+
+    mine = version("cathodeflow")
+    theirs = client.run(version, "cathodeflow", on_error="return")
+    other = {w: v for w, v in sorted(theirs.items()) if v != mine}
+    if other:
+        w, v = next(iter(other.items()))
+        found = f"cathodeflow {v}" if isinstance(v, str) else "no cathodeflow"
+        raise InputError(f"--scheduler {address}: {len(other)} of the cluster's {len(theirs)} workers have "
+                         f"{found} (e.g. {w}), this command cathodeflow {mine}: install one version on "
+                         "the workers and the client (deploy/constraints.txt)")
 
 
 def _ignore_unawaited() -> None:
@@ -549,8 +573,9 @@ def tiled_in_task(n_images: int, client, params) -> bool:
     if mode == "spread":
         raise InputError(f"--tiled-images spread: {where}; give --scratch-dir a directory every worker mounts "
                          "at the same path, or use --tiled-images in-task")
-    warnings.warn(f"{where}: each image processed tiled runs in one task, its tiles one after another; give "
-                  "--scratch-dir a directory every worker mounts to spread them over the cluster",
+    warnings.warn(f"{where}: images larger than --whole-image-px (processed tiled) run in one task each, their "
+                  "tiles one after another; give --scratch-dir a directory every worker mounts to spread their "
+                  "tiles over the cluster",
                   CathodeflowWarning, stacklevel=2)
     return True
 
