@@ -19,7 +19,7 @@ import tifffile
 from scipy import ndimage as ndi
 
 from cathodeflow.cli import main
-from cathodeflow.errors import InputError
+from cathodeflow.errors import CathodeflowWarning, InputError
 from cathodeflow.io import mosaic
 from cathodeflow.io.sem import read_sem, write_tiff
 from cathodeflow.io.store import open_store
@@ -225,12 +225,59 @@ def test_grid_of_mixed_dtypes_is_refused(tmp_path, image):
         mosaic.read_tile_grid(grid)
 
 
-def test_grid_of_float_tiles_is_refused_since_each_tile_would_get_its_own_grey_scale(tmp_path, image):
+def _typed_grid(tmp_path: Path, image: np.ndarray, convert) -> Path:
+    """:func:`_grid`'s 2 × 3 tiles and CSV, each tile rewritten as ``convert(tile)``."""
     grid = _grid(tmp_path, image)
-    tifffile.imwrite(tmp_path / "t00.tif", image[:500, :700].astype(np.float32) / 255,
-                     description=json.dumps({"cathodeflow": {"pixel_size_um": PS, "databar_rows": 0}}))
-    with pytest.raises(InputError, match=r"t00\.tif: pixel type float32 is not supported in a tile grid"):
-        mosaic.read_tile_grid(grid)
+    meta = json.dumps({"cathodeflow": {"pixel_size_um": PS, "databar_rows": 0}})
+    for i in range(2):
+        for j in range(3):
+            tile = image[YS[i]:YS[i + 1], XS[j]:XS[j + 1]]
+            tifffile.imwrite(tmp_path / f"t{i}{j}.tif", convert(tile), description=meta)
+    return grid
+
+
+def test_grid_of_float_tiles_gets_one_grey_scale_from_the_whole_mosaics_range(tmp_path, image):
+    """Float tiles of fractional values (a Fiji export), each tile's range unlike the others':
+    one linear map from the mosaic's min-max, by hand, whatever tile a pixel is in."""
+    def convert(tile):
+        return tile.astype(np.float32) / 255 * 3.5 - 1.25
+
+    grid = _typed_grid(tmp_path, image, convert)
+    with pytest.warns(CathodeflowWarning, match=r"grid\.csv: float32 pixels mapped linearly from \[-1\.2"):
+        im = mosaic.read_tile_grid(grid, chunk_px=512)
+    full = convert(image).astype(np.float64)
+    lo, hi = full.min(), full.max()
+    expected = np.rint((full - lo) * (65535.0 / (hi - lo))).astype(np.uint16)
+    got = im.data.compute()
+    assert got.dtype == np.uint16 and np.array_equal(got, expected)
+    assert im.metadata["file_dtype"] == "float32" and "mapped linearly" in im.metadata["notes"][0]
+
+
+def test_grid_of_signed_16_bit_tiles_is_shifted_by_the_mosaics_minimum_exactly(tmp_path, image):
+    grid = _typed_grid(tmp_path, image, lambda tile: tile.astype(np.int16) - 300)
+    im = mosaic.read_tile_grid(grid)
+    lo = int(image.min()) - 300
+    assert np.array_equal(im.data.compute(), (image.astype(np.int64) - 300 - lo).astype(np.uint16))
+    assert "shifted by" in im.metadata["notes"][0]
+
+
+def test_grid_of_float_tiles_with_a_nan_is_refused_and_the_store_unchanged(tmp_path, image, capsys):
+    def convert(tile):
+        out = tile.astype(np.float32)
+        if tile.shape == (500, 500):  # t01
+            out[7, 9] = np.nan
+        return out
+
+    grid = _typed_grid(tmp_path, image, convert)
+    store = tmp_path / "s.zarr"
+    write_tiff(tmp_path / "first.tif", image[:100, :100], pixel_size_um=PS)
+    ingest([tmp_path / "first.tif"], store=store, condition="20C")
+    before = _store_hash(store)
+    rc = main(["ingest", "--store", str(store), "--condition", "20C", "--mosaic-grid", str(grid)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert re.search(r"grid\.csv: NaN or infinite values in 1 pixels", err), err
+    assert _store_hash(store) == before
 
 
 # --------------------------------------------------------------------------- synthetic mosaics

@@ -31,8 +31,12 @@ pixels (stitched mosaics carry none).
     origin, the smallest becomes 0).
 
 Tiles are placed whole (no data-bar crop) and may differ in size, but must have one dtype
-(uint8 or uint16) and one pixel size (within :data:`GRID_PIXEL_SIZE_RTOL`), and must abut
-exactly: an overlap, or a gap between two tiles or inside the bounding box, is refused with
+and one pixel size (within :data:`GRID_PIXEL_SIZE_RTOL`), and must abut exactly. Tiles of
+8- or 16-bit unsigned integers are stored as they are; TIFF tiles of other grey types
+(32-bit float exports, signed integers) are converted together, after one pass over every
+tile for the whole mosaic's range, by :func:`~cathodeflow.io.sem.grey_conversion`'s rules,
+so that all tiles share one grey scale (converted one by one, each tile would get its own).
+Otherwise: an overlap, or a gap between two tiles or inside the bounding box, is refused with
 one line naming the two tiles (rows of the CSV) and the overlap or gap in px. Each tile is one task of the Dask graph
 (read whole, then cut into the mosaic's chunks); a tile grid with ``rows × cols`` positions
 needs only each tile's header to be checked (TIFF) or read once (other formats).
@@ -101,20 +105,13 @@ def _is_grid(path: Path) -> bool:
 # --------------------------------------------------------------------------- TIFF header
 
 
-def _grid_dtype_error(path, dtype) -> InputError:
-    return _fail(path, f"pixel type {dtype} is not supported in a tile grid (expected 8- or 16-bit unsigned "
-                       "integers: tiles converted one by one would not share one grey scale)")
-
-
-def _tiff_header(path: Path, *, stored_only: bool = False) -> SemMeta:
+def _tiff_header(path: Path) -> SemMeta:
     """:func:`~cathodeflow.io.sem.read_tiff_metadata`; InputError for anything but one 2-D
-    grayscale image of integer or real values (``stored_only``: of uint8 or uint16)."""
+    grayscale image of integer or real values."""
     meta = read_tiff_metadata(path)
     if meta.axes != "YX" or meta.photometric not in ("MINISWHITE", "MINISBLACK"):
         raise _fail(path, f"pixel array of shape {meta.shape} (axes {meta.axes}, photometric "
                           f"{meta.photometric}); a large TIFF read lazily must be one 2-D grayscale image")
-    if stored_only and meta.dtype not in STORED_DTYPES:
-        raise _grid_dtype_error(path, meta.dtype)
     check_grey_dtype(path, meta.dtype)
     return meta
 
@@ -303,20 +300,28 @@ def _tile_header(where: str, file: Path, pixel_size_um):
     """(shape, dtype, pixel size µm, pixel-size source) of one tile."""
     try:
         if _is_tiff(file):
-            meta = _tiff_header(file, stored_only=True)
+            meta = _tiff_header(file)
             ps, src = decide_pixel_size(meta, path=file, pixel_size_um=pixel_size_um)
             return meta.shape, meta.dtype, ps, src
         im = read_sem(file, pixel_size_um=pixel_size_um, crop_databar=False)
-        if np.dtype(im.metadata["file_dtype"]) not in STORED_DTYPES:
-            raise _grid_dtype_error(file, im.metadata["file_dtype"])
+        if np.dtype(im.metadata["file_dtype"]) not in STORED_DTYPES:  # converted on its own already
+            raise _fail(file, f"pixel type {im.metadata['file_dtype']} is supported in a tile grid only in "
+                              "TIFF tiles (expected 8- or 16-bit unsigned integers)")
     except InputError as err:
         raise InputError(one_line(f"{where}, column file: {err}")) from None
     return im.data.shape, im.data.dtype, im.pixel_size_um, im.metadata["pixel_size_source"]
 
 
 def _tile_pixels(file: str, pixel_size_um: float, shape, dtype) -> np.ndarray:
-    """The whole pixel array of one tile (a task of the grid's graph)."""
-    data = read_sem(file, pixel_size_um=pixel_size_um, crop_databar=False).data
+    """The whole pixel array of one tile, as stored in the file (a task of the grid's graph:
+    a tile of another grey type than uint8/uint16 is converted with the others after)."""
+    if np.dtype(dtype) in STORED_DTYPES:
+        data = read_sem(file, pixel_size_um=pixel_size_um, crop_databar=False).data
+    else:  # a 2-D grayscale TIFF (its header was checked)
+        import tifffile
+
+        data = tifffile.imread(file)
+        data = data.reshape(tuple(shape)) if data.size == math.prod(shape) else data
     if data.shape != tuple(shape) or data.dtype != dtype:
         raise InputError(f"{file}: tile changed since it was checked: {data.shape} {data.dtype}, "
                          f"expected {tuple(shape)} {dtype}")
@@ -382,7 +387,7 @@ def read_tile_grid(
     Returns
     -------
     SemImage
-        ``data``: Dask array, shape (H, W) = the tiles' bounding box, one dtype, chunks
+        ``data``: Dask array, shape (H, W) = the tiles' bounding box, uint8 or uint16, chunks
         (``chunk_px``, ``chunk_px``); ``source`` and ``sha256`` of the CSV; ``metadata``
         with ``format`` ``"tile-grid"`` and ``tiles`` (file, y_px, x_px, shape each).
 
@@ -390,7 +395,7 @@ def read_tile_grid(
     ------
     InputError
         One line naming the CSV row(s): a bad row, an unreadable tile, tiles of different
-        dtypes or pixel sizes (more than :data:`GRID_PIXEL_SIZE_RTOL` apart), two tiles that
+        dtypes or pixel sizes, NaN or infinite values in float tiles (after the pass for the range) (more than :data:`GRID_PIXEL_SIZE_RTOL` apart), two tiles that
         overlap, a gap. Only headers (or small tiles of non-TIFF formats) are read to decide.
     """
     import dask
@@ -431,12 +436,13 @@ def read_tile_grid(
                for b in range(len(xs) - 1)] for a in range(len(ys) - 1)]
     data = da.block(blocks)
     data = data.rechunk((min(chunk_px, data.shape[0]), min(chunk_px, data.shape[1])))
+    data, converted = _lazy_conversion(path, data)  # one grey scale for all tiles
     metadata = {
         "vendor": None, "format": "tile-grid", "read": "lazy",
         "pixel_size_source": src0 if pixel_size_um is None else "user",
         "pixel_size_candidates_um": {}, "raw_tags": {},
         "databar_source": "tiles placed whole (not cropped)", "color": "gray",
-        "file_shape": [int(s) for s in data.shape], "file_dtype": str(dt0), "notes": [],
+        "file_shape": [int(s) for s in data.shape], "file_dtype": str(dt0), "notes": [converted] if converted else [],
         "tiles": [{"file": str(f), "y_px": int(a), "x_px": int(b), "shape": [int(v) for v in s[0]]}
                   for (_, f, _, _), a, b, s in zip(rows, y0, x0, heads)],
     }
