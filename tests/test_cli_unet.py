@@ -11,6 +11,7 @@ import pytest
 from _unet import TINY_ARCH, tiny_weights
 
 from cathodeflow.config import DEFAULT_CRACK_THRESHOLD_LOW, DEFAULT_MIN_CRACK_AREA_UM2, DEFAULT_PROB_SIGMA_UM, Params
+from cathodeflow.errors import InputError
 from cathodeflow.io.sem import write_tiff
 from cathodeflow.io.store import open_store
 from cathodeflow.stages.phases import phase_from_probabilities
@@ -248,3 +249,37 @@ def test_cli_train_max_seconds_reaches_the_unet_config_and_is_refused_for_sr(tmp
                               "--max-seconds", "60"], capture_output=True, text=True, timeout=120)
     assert "--max-seconds" in _one_line_error(r) and "train unet" in _one_line_error(r)
     assert not (tmp_path / "o").exists() and not (tmp_path / "s").exists()
+
+
+def test_a_phase_stage_is_recomputed_when_the_weights_behind_its_path_or_their_t_change(store, tmp_path):
+    """The parameters name the weights by path, so retraining into the same file or
+    recalibrating t (``calibrate``) leaves them equal: the stored sha256 and t decide."""
+    from cathodeflow.models.registry import resolve_weights, update_record
+
+    path = tiny_weights(tmp_path, name="mine", seed=3)
+    params = Params(marker_radius_um=0.143, phase_method="unet", unet_weights=path, unet_tile_px=64)
+    run_study(store, params=params, scheduler="threads")
+    st = open_store(store, mode="r")
+    first = st.stage_info("a", "phase")
+    assert first["weights_sha256"] == resolve_weights(path).sha256
+
+    run_study(store, params=params, scheduler="threads")  # nothing changed: nothing recomputed
+    assert open_store(store, mode="r").stage_info("a", "phase")["start_utc"] == first["start_utc"]
+
+    tiny_weights(tmp_path, name="mine", seed=4)  # retrained into the same file
+    new_sha = resolve_weights(path).sha256
+    assert new_sha != first["weights_sha256"]
+    run_study(store, params=params, scheduler="threads")
+    second = open_store(store, mode="r").stage_info("a", "phase")
+    assert second["weights_sha256"] == new_sha and second["start_utc"] > first["start_utc"]
+    assert open_store(store, mode="r").stage_info("a", "labels/particles")["start_utc"] > second["start_utc"]
+
+    update_record(path, crack_threshold=0.55)  # recalibrated: same file, another t
+    run_study(store, params=params, scheduler="threads")
+    third = open_store(store, mode="r").stage_info("a", "phase")
+    assert third["params"]["crack_threshold"] == 0.55 and third["start_utc"] > second["start_utc"]
+
+    with pytest.raises(InputError, match=r"its phase stage was made with other parameters \(weights .*mine"
+                                         r"\.weights\.h5: calibrated t 0\.55 -> 0\.6\)"):
+        update_record(path, crack_threshold=0.6)
+        run_study(store, params=params, scheduler="threads", from_stage="labels")

@@ -2,6 +2,7 @@
 intensity map back to the input's units, `train sr`, `run --sr-method srgan`, bad input."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -184,6 +185,13 @@ def test_train_sr_writes_srgan_weights_that_run_uses_for_the_sr_stage(tmp_path, 
     assert main(["run", "--store", str(store), "--sr-method", "srgan", "--sr-weights", str(w),
                  "--marker-radius-um", "0.143"]) == 0
     assert "sr recomputed" not in capsys.readouterr().err  # same parameters: sr is kept
+
+    # other weights trained into the same file: the parameters are equal, the sha256 is not
+    tiny_srgan_weights(w.parent, name=w.name.removesuffix(".weights.h5"), seed=11)
+    assert main(["run", "--store", str(store), "--to", "sr", "--sr-method", "srgan", "--sr-weights", str(w)]) == 0
+    assert re.search(rf"a: sr recomputed \(weights {re.escape(str(w))}: sha256 {rec.sha256[:12]}… -> ",
+                     capsys.readouterr().err)
+    assert open_store(store, mode="r").stage_info("a", "sr")["weights_sha256"] == resolve_weights(w).sha256
 
     # without --sr-weights: the shipped generator, and sr is recomputed with it
     assert main(["run", "--store", str(store), "--to", "sr", "--sr-method", "srgan"]) == 0

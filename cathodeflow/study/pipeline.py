@@ -317,7 +317,8 @@ _STAGE_CHECKED = {"sr": ("sr",), "phase": ("phase",), "labels": ("labels/cracks"
 
 def _stage_state(st, iid, stage: str, params: Params) -> tuple[bool, str | None]:
     """(whether ``stage`` of image ``iid`` is complete, and if it was made with parameters
-    other than ``params``: what changed, as ``"marker_radius_um 0.715 -> 0.5"``; else None)."""
+    other than ``params``, or with other network weights (:func:`_weights_changed`): what
+    changed, as ``"marker_radius_um 0.715 -> 0.5"``; else None)."""
     from ..config import params_changes, params_record
 
     arrays = _STAGE_CHECKED[stage]
@@ -329,7 +330,31 @@ def _stage_state(st, iid, stage: str, params: Params) -> tuple[bool, str | None]
         got = (st.stage_info(iid, a) or {}).get("params") or {}
         if got.get("params_hash") != want["params_hash"]:
             return True, params_changes(got.get("params"), want["params"])
-    return True, None
+    return True, _weights_changed(st, iid, stage, params)
+
+
+def _weights_changed(st, iid, stage: str, params: Params) -> str | None:
+    """What changed in the network weights that a complete ``sr`` (SRGAN) or ``phase`` (U-net)
+    stage was made with, though its parameters did not: the file behind the same name or
+    path has another sha256 (retrained, or another shipped default), or, for the U-net
+    with no t given, the weights' calibrated t is another (``cathodeflow calibrate``).
+    None when nothing did, and for stages made without weights."""
+    from ..models.registry import resolve_weights
+
+    if stage == "sr" and params.sr_method == "srgan":
+        name = _sr_weights(params)
+    elif stage == "phase" and params.phase_method == "unet":
+        name = params.unet_weights or _default_weights()
+    else:
+        return None
+    info = st.stage_info(iid, stage) or {}
+    record = resolve_weights(name)
+    if info.get("weights_sha256") != record.sha256:
+        return f"weights {name}: sha256 {str(info.get('weights_sha256'))[:12]}… -> {record.sha256[:12]}…"
+    made_t = (info.get("params") or {}).get("crack_threshold")
+    if stage == "phase" and params.crack_threshold is None and made_t != record.crack_threshold:
+        return f"weights {name}: calibrated t {made_t} -> {record.crack_threshold}"
+    return None
 
 
 def _given_stages(st, iid) -> tuple[str, ...]:
