@@ -200,3 +200,34 @@ def test_unet_weights_that_differ_on_the_workers_are_refused_in_one_line(apart, 
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(f"weights {str(mine)!r}: sha256 ")
     assert f"{prov['weights_sha256']} where the run started" in msg and "Dask worker tcp://127.0.0.1:" in msg
+
+
+def test_relative_paths_reach_workers_that_run_in_another_directory(tmp_path):
+    """Inputs and stores named relative to the command's directory are opened by workers
+    started elsewhere (as ``dask worker`` on another machine with the same mounts)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cluster = Cluster(tmp_path / "cluster", worker_cwd=elsewhere)
+    try:
+        cluster.client().close()
+        tifffile.imwrite(tmp_path / "m.tif", phase_map(5))
+        env = {**os.environ}
+        run = lambda args: subprocess.run([sys.executable, "-m", "cathodeflow.cli", *map(str, args)],  # noqa: E731
+                                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+        res = run(["describe", "m.tif", *TILED, "--tiled-images", "in-task", "--scheduler", cluster.address,
+                   "--out", "out"])
+        assert res.returncode == 0, res.stderr
+        expected = local_tables(tmp_path / "m.tif")
+        for name in TABLES:
+            pd.testing.assert_frame_equal(read_table(tmp_path / "out" / f"{name}.parquet", name), expected[name],
+                                          obj=name)
+        write_synthetic_mosaic(tmp_path / "study.zarr", megapixels=0.3, tile_lr_px=130, chunk_px=256)
+        res = run(["run", "--store", "study.zarr", "--marker-radius-um", 0.143, "--chunk-size", 256,
+                   "--whole-image-px", 0, "--tiled-images", "in-task", "--scheduler", cluster.address])
+        assert res.returncode == 0, res.stderr
+        st = open_store(tmp_path / "study.zarr", mode="r")
+        assert st.is_complete("mosaic", "labels/particles")
+        assert int(st.read_stage("mosaic", "labels/particles").max().compute()) > 0
+        assert not (elsewhere / "study.zarr").exists() and not (elsewhere / "out").exists()
+    finally:
+        cluster.stop()

@@ -53,7 +53,7 @@ def read_phase_file(path: str | Path):
             import dask.array as da
             import zarr
 
-            arr = zarr.open_array(str(p), mode="r")
+            arr = zarr.open_array(str(p.absolute()), mode="r")  # tasks read it, maybe elsewhere
             return da.from_zarr(arr)
     except InputError:
         raise
@@ -249,7 +249,7 @@ class _PhaseFile:
     (small: it travels in the graph). ``self[key]`` reads the window ``key`` (a tuple of slices)."""
 
     def __init__(self, path: Path):
-        self.path = str(path)
+        self.path = str(Path(path).absolute())  # read by tasks, maybe in another working directory
         try:
             self.shape, self.dtype = _header(path)
         except InputError:

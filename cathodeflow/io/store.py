@@ -373,7 +373,7 @@ def create_store(path: str | Path, *, exist_ok: bool = False, storage_options: d
     """
     import zarr
 
-    p = as_path(path, storage_options=storage_options)
+    p = _absolute(as_path(path, storage_options=storage_options))
     check_reachable(p)
     if p.exists():
         if not p.is_dir():
@@ -405,6 +405,12 @@ def create_store(path: str | Path, *, exist_ok: bool = False, storage_options: d
     return Store(p, root, "r+")
 
 
+def _absolute(p):
+    """A local path made absolute (tasks open the store by it, maybe in another working
+    directory); a URL as it is."""
+    return p if isinstance(p, RemotePath) else Path(p).absolute()
+
+
 def open_store(path: str | Path, mode: str = "r+", *, storage_options: dict | None = None) -> "Store":
     """Open an existing study store.
 
@@ -429,7 +435,7 @@ def open_store(path: str | Path, mode: str = "r+", *, storage_options: dict | No
 
     if mode not in ("r", "r+"):
         raise InputError(f"mode must be 'r' or 'r+', got {mode!r}")
-    p = as_path(path, storage_options=storage_options)
+    p = _absolute(as_path(path, storage_options=storage_options))
     _identify(p)
     root = zarr.open_group(zarr_store(p, read_only=mode == "r"), mode=mode, zarr_format=3)
     return Store(p, root, mode)

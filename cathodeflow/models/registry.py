@@ -316,6 +316,14 @@ def resolve_weights(name_or_path: str | Path) -> WeightsRecord:
     return WeightsRecord.from_dict(d, folder=sidecar.parent, source=sidecar)
 
 
+def weights_location(name_or_path: str | Path) -> str:
+    """Weights named so that any process finds them: a registry name stays a name (its
+    record lives in the registry), a path becomes absolute (Dask workers and data processes
+    may run in another working directory). Checked: a bad name or path fails here."""
+    record = resolve_weights(name_or_path)
+    return str(name_or_path) if record.source == REGISTRY_FILE else str(record.path.resolve())
+
+
 def load_unet(name_or_path: str | Path, *, verify: bool = True, cache: bool = True, sha256: str | None = None):
     """The U-net of a weights record, built from its config with the weights loaded.
 

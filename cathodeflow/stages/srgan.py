@@ -76,7 +76,7 @@ class SRGANSetup:
     def from_weights(cls, weights) -> "SRGANSetup":
         """The setup of a registry name or weights path; refuses records that are not an
         SRGAN generator for the factor 35/13, and normalisations other than percentiles."""
-        from ..models.registry import resolve_weights
+        from ..models.registry import resolve_weights, weights_location
         from ..models.srgan import SRGANConfig, srgan_receptive_field_radius
 
         if weights is None:
@@ -99,7 +99,7 @@ class SRGANSetup:
                              "{'method': 'percentile', 'q': [lo, hi]}")
         radius = srgan_receptive_field_radius(cfg)
         return cls(
-            weights=str(weights), sha256=rec.sha256, architecture=dict(rec.architecture),
+            weights=weights_location(weights), sha256=rec.sha256, architecture=dict(rec.architecture),
             pixel_size_um=float(rec.pixel_size_um), normalisation=norm, radius=int(radius),
             halo=int(halo_from_support(radius, multiple=cfg.lr_multiple)), multiple=int(cfg.lr_multiple),
         )

@@ -120,7 +120,7 @@ class UNetSetup:
 
     @classmethod
     def from_weights(cls, weights) -> "UNetSetup":
-        from ..models.registry import resolve_weights
+        from ..models.registry import resolve_weights, weights_location
         from ..models.unet import UNetConfig, receptive_field_radius
 
         rec = resolve_weights(weights)
@@ -128,7 +128,7 @@ class UNetSetup:
         cfg = UNetConfig.from_dict(arch)
         halo = halo_from_support(receptive_field_radius(cfg), multiple=cfg.multiple)
         return cls(
-            weights=str(weights), sha256=rec.sha256, architecture=dict(rec.architecture),
+            weights=weights_location(weights), sha256=rec.sha256, architecture=dict(rec.architecture),
             pixel_size_um=float(rec.pixel_size_um), crack_threshold=float(rec.crack_threshold),
             normalisation=dict(rec.normalisation), halo=int(halo), multiple=int(cfg.multiple),
         )

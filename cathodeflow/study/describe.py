@@ -198,7 +198,7 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
     announce = (lambda line: print(line, file=sys.stderr)) if progress else None
     with scheduler_context(scheduler, n_tasks=len(work), announce=announce) as client:
         # files read inside the tasks (lazy arrays), which a worker on another machine may not see
-        check_files_shared(client, [p for (_, p), a in zip(items, arrays)
+        check_files_shared(client, [Path(p).absolute() for (_, p), a in zip(items, arrays)
                                     if isinstance(p, (str, Path)) and not isinstance(a, np.ndarray)])
         out = []
         tiled = [(i, t, kw) for i, (t, _, kw) in enumerate(work) if t is not None]

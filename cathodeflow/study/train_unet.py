@@ -389,12 +389,10 @@ def _batch(samples, rng, crop, size, aug_cfg, multiple, sr_fraction=0.5):
 
 def sr_weights_arg(name_or_path) -> str:
     """``training.sr_weights`` checked (a bad name fails before any data are made) and made
-    fit for the data processes: a registry name stays a name (its record lives in the
-    registry, not beside the file), a path becomes absolute."""
-    from ..models.registry import REGISTRY_FILE, resolve_weights
+    fit for the data processes (:func:`~cathodeflow.models.registry.weights_location`)."""
+    from ..models.registry import weights_location
 
-    rec = resolve_weights(name_or_path)
-    return str(name_or_path) if rec.source == REGISTRY_FILE else str(rec.path.resolve())
+    return weights_location(name_or_path)
 
 
 def validation_batches(samples, cfg: TrainUNetConfig, multiple: int) -> list:
