@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import tifffile
 from _cluster import Cluster, private_dir_prefix
+from _geometry import disc_grid
 
 from cathodeflow.config import Params
 from cathodeflow.io.store import open_store
@@ -33,22 +34,6 @@ from cathodeflow.study.pipeline import write_synthetic_mosaic
 ETA = 0.0143
 TABLES = ("images", "cracks", "particles", "local_porosity", "local_porosity_images", "conditions")
 TILED = ["--chunk-size", "300", "--whole-image-px", "0", "--pixel-size-um", str(ETA), "--marker-radius-um", "0.143"]
-
-
-def phase_map(seed: int, n: int = 10, spacing: int = 90, radius: int = 40) -> np.ndarray:
-    """An n × n grid of discs of S = 1 (radius − 0…7 px), each with one horizontal crack."""
-    rng = np.random.default_rng(seed)
-    ph = np.zeros((n * spacing, n * spacing), np.uint8)
-    yy, xx = np.mgrid[:spacing, :spacing]
-    c = spacing // 2
-    for i in range(n):
-        for j in range(n):
-            r = radius - int(rng.integers(0, 8))
-            cell = ph[i * spacing : (i + 1) * spacing, j * spacing : (j + 1) * spacing]
-            cell[(yy - c) ** 2 + (xx - c) ** 2 <= r * r] = 1
-            y, x0 = c + int(rng.integers(-15, 15)), c - int(rng.integers(5, 25))
-            cell[y, x0 : x0 + int(rng.integers(10, 40))] = 2
-    return ph
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +77,7 @@ def test_workers_on_other_disks_do_not_see_the_temp_dir_and_see_a_shared_one(apa
 
 def test_describe_spread_is_refused_when_the_workers_do_not_see_the_scratch_directory(apart, tmp_path):
     cluster, client_tmp, _ = apart
-    tifffile.imwrite(tmp_path / "m.tif", phase_map(0))
+    tifffile.imwrite(tmp_path / "m.tif", disc_grid(0))
     res = cli(["describe", tmp_path / "m.tif", *TILED, "--tiled-images", "spread", "--scheduler", cluster.address,
                "--out", tmp_path / "out"], client_tmp)
     assert res.returncode == 2, res.stderr
@@ -105,7 +90,7 @@ def test_describe_spread_is_refused_when_the_workers_do_not_see_the_scratch_dire
 
 def test_describe_auto_runs_a_lone_tiled_image_in_one_task_there_and_warns(apart, tmp_path):
     cluster, client_tmp, _ = apart
-    tifffile.imwrite(tmp_path / "m.tif", phase_map(1))
+    tifffile.imwrite(tmp_path / "m.tif", disc_grid(1))
     res = cli(["describe", tmp_path / "m.tif", *TILED, "--scheduler", cluster.address, "--out", tmp_path / "out"],
               client_tmp)
     assert res.returncode == 0, res.stderr
@@ -120,7 +105,7 @@ def test_describe_auto_runs_a_lone_tiled_image_in_one_task_there_and_warns(apart
 
 def test_describe_spread_with_a_shared_scratch_dir_gives_the_tables_of_a_local_run(apart, tmp_path):
     cluster, client_tmp, _ = apart
-    tifffile.imwrite(tmp_path / "m.tif", phase_map(2))
+    tifffile.imwrite(tmp_path / "m.tif", disc_grid(2))
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     res = cli(["describe", tmp_path / "m.tif", *TILED, "--tiled-images", "spread", "--scratch-dir", scratch,
@@ -165,7 +150,7 @@ def test_run_on_a_store_the_workers_do_not_see_is_refused_and_leaves_it_unchange
 def test_describe_of_inputs_the_workers_do_not_see_is_refused_in_one_line(apart, tmp_path):
     cluster, client_tmp, _ = apart
     hidden = client_tmp / "m.tif"  # only this machine sees it
-    tifffile.imwrite(hidden, phase_map(4))
+    tifffile.imwrite(hidden, disc_grid(4))
     res = cli(["describe", hidden, *TILED, "--scheduler", cluster.address, "--out", tmp_path / "out"], client_tmp)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
@@ -210,7 +195,7 @@ def test_relative_paths_reach_workers_that_run_in_another_directory(tmp_path):
     cluster = Cluster(tmp_path / "cluster", worker_cwd=elsewhere)
     try:
         cluster.client().close()
-        tifffile.imwrite(tmp_path / "m.tif", phase_map(5))
+        tifffile.imwrite(tmp_path / "m.tif", disc_grid(5))
         env = {**os.environ}
         run = lambda args: subprocess.run([sys.executable, "-m", "cathodeflow.cli", *map(str, args)],  # noqa: E731
                                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import tifffile
 from _cluster import Cluster
+from _geometry import disc_grid
 
 from cathodeflow.config import Params
 from cathodeflow.io.sem import write_tiff
@@ -45,22 +46,6 @@ def clusters(tmp_path):
     yield make
     for c in made:
         c.stop()
-
-
-def phase_map(seed: int, *, n: int = 10, spacing: int = 90, radius: int = 40) -> np.ndarray:
-    """An n × n grid of discs of S = 1 (radius − 0…7 px), each with one horizontal crack."""
-    rng = np.random.default_rng(seed)
-    ph = np.zeros((n * spacing, n * spacing), np.uint8)
-    yy, xx = np.mgrid[:spacing, :spacing]
-    c = spacing // 2
-    for i in range(n):
-        for j in range(n):
-            r = radius - int(rng.integers(0, 8))
-            cell = ph[i * spacing : (i + 1) * spacing, j * spacing : (j + 1) * spacing]
-            cell[(yy - c) ** 2 + (xx - c) ** 2 <= r * r] = 1
-            y, x0 = c + int(rng.integers(-15, 15)), c - int(rng.integers(5, 25))
-            cell[y, x0 : x0 + int(rng.integers(10, 40))] = 2
-    return ph
 
 
 def cli(*args, **kw):
@@ -102,7 +87,7 @@ def test_describe_on_a_cluster_whose_worker_is_killed_mid_task_gives_the_tables_
     paths = []
     for k in range(3):
         paths.append(tmp_path / f"m{k}.tif")
-        tifffile.imwrite(paths[-1], phase_map(k))
+        tifffile.imwrite(paths[-1], disc_grid(k))
     cluster = clusters()
     client = cluster.client()
     pids = client.run(os.getpid)

@@ -197,6 +197,13 @@ def test_grid_with_a_gap_an_overlap_or_another_pixel_size_is_refused_and_the_sto
     else:
         lines[row - 1] = line
     grid.write_text("\n".join(lines) + "\n")
+    store = _ingest_refused(tmp_path, image, grid, message, capsys)
+    assert open_store(store, mode="r").image_ids() == ["first"]
+
+
+def _ingest_refused(tmp_path: Path, image, grid: Path, message: str, capsys) -> Path:
+    """``ingest --mosaic-grid grid`` into a store holding one image: exit 2, one error line
+    matching ``message``, the store byte-identical. Returns the store."""
     store = tmp_path / "s.zarr"
     write_tiff(tmp_path / "first.tif", image[:100, :100], pixel_size_um=PS)
     ingest([tmp_path / "first.tif"], store=store, condition="20C")
@@ -207,7 +214,7 @@ def test_grid_with_a_gap_an_overlap_or_another_pixel_size_is_refused_and_the_sto
     assert err.count("\n") == 1 and err.startswith("cathodeflow: error: ")
     assert re.search(message, err), err
     assert _store_hash(store) == before
-    assert open_store(store, mode="r").image_ids() == ["first"]
+    return store
 
 
 def test_grid_missing_a_tile_at_the_edge_names_the_tile_beside_the_hole(tmp_path, image):
@@ -268,16 +275,8 @@ def test_grid_of_float_tiles_with_a_nan_is_refused_and_the_store_unchanged(tmp_p
             out[7, 9] = np.nan
         return out
 
-    grid = _typed_grid(tmp_path, image, convert)
-    store = tmp_path / "s.zarr"
-    write_tiff(tmp_path / "first.tif", image[:100, :100], pixel_size_um=PS)
-    ingest([tmp_path / "first.tif"], store=store, condition="20C")
-    before = _store_hash(store)
-    rc = main(["ingest", "--store", str(store), "--condition", "20C", "--mosaic-grid", str(grid)])
-    err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1
-    assert re.search(r"grid\.csv: NaN or infinite values in 1 pixels", err), err
-    assert _store_hash(store) == before
+    _ingest_refused(tmp_path, image, _typed_grid(tmp_path, image, convert),
+                    r"grid\.csv: NaN or infinite values in 1 pixels", capsys)
 
 
 # --------------------------------------------------------------------------- synthetic mosaics

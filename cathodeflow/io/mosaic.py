@@ -395,8 +395,10 @@ def read_tile_grid(
     ------
     InputError
         One line naming the CSV row(s): a bad row, an unreadable tile, tiles of different
-        dtypes or pixel sizes, NaN or infinite values in float tiles (after the pass for the range) (more than :data:`GRID_PIXEL_SIZE_RTOL` apart), two tiles that
+        dtypes or pixel sizes (more than :data:`GRID_PIXEL_SIZE_RTOL` apart), two tiles that
         overlap, a gap. Only headers (or small tiles of non-TIFF formats) are read to decide.
+        Tiles of other grey types than uint8/uint16: NaN or infinite values, found in the
+        pass over all tiles for their range (one line naming the CSV).
     """
     import dask
     import dask.array as da

@@ -500,9 +500,9 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
 
     chunks = (params.chunk_px, params.chunk_px)  # of every stage this run writes
     with scheduler_context(scheduler, n_tasks=len(ids), announce=say if progress else None) as client:
+        check_store_shared(client, st.path)  # before the first write, as the scratch below
         for note in notes:
             say(note)
-        check_store_shared(client, st.path)  # before the first write, as the scratch below
         # tiled labels stages one per task (tiled_images, as describe does), counted over the
         # images whose labels stage runs, whole or tiled (a phase map not made yet has no size);
         # decided before the first write: spread on workers that do not share the scratch
@@ -753,9 +753,10 @@ def _load_partial(st, image_id):
 def _label_in_task(st, iid, params, client, dcenter) -> None:
     """:func:`_label_image` of a tiled image as one task on the cluster: the worker reads the
     phase map from the store chunk by chunk, labels and measures it in its own thread
-    (scratch in the worker's local directory, or ``params.scratch_dir``) and writes the label arrays and the image's rows to the store
-    itself (each image's own groups: images in parallel do not share a record). The marker
-    radius warning is given here, where the run prints it."""
+    (scratch in the worker's local directory, or ``params.scratch_dir``) and writes the
+    label arrays and the image's rows to the store itself (each image's own groups: images
+    in parallel do not share a record). The marker radius warning is given here, where the
+    run prints it."""
     from ..config import warn_marker_radius
 
     warn_marker_radius(params, st.pixel_size_um(iid, "phase"))
