@@ -12,10 +12,13 @@ Importing this package does not import TensorFlow, Keras, xarray or matplotlib;
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+#: The version of a cathodeflow without package metadata (run from a source tree).
+UNKNOWN_VERSION = "0.0.0+unknown"
+
 try:
     __version__ = _version("cathodeflow")
 except _PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
+    __version__ = UNKNOWN_VERSION
 
 __all__ = ["__version__", "describe", "open_study"]
 

@@ -412,17 +412,20 @@ def check_worker_versions(client, address: str) -> None:
     """Refuse (:class:`~cathodeflow.errors.InputError`) a cluster whose workers have another
     cathodeflow version installed than this process, or none: their tasks would compute
     with other code (and other shipped weights). Asked of every worker connected now
-    (``importlib.metadata``, without importing cathodeflow there)."""
+    (``importlib.metadata``, without importing cathodeflow there); without package metadata
+    on either side the version counts as :data:`cathodeflow.UNKNOWN_VERSION`."""
     from importlib.metadata import version
 
-    mine = version("cathodeflow")
-    theirs = client.run(version, "cathodeflow", on_error="return")
+    from .. import UNKNOWN_VERSION, __version__ as mine
+
+    answers = client.run(version, "cathodeflow", on_error="return")
+    # no metadata (run from a source tree, or not installed): as cathodeflow.__version__ says
+    theirs = {w: v if isinstance(v, str) else UNKNOWN_VERSION for w, v in answers.items()}
     other = {w: v for w, v in sorted(theirs.items()) if v != mine}
     if other:
         w, v = next(iter(other.items()))
-        found = f"cathodeflow {v}" if isinstance(v, str) else "no cathodeflow"
         raise InputError(f"--scheduler {address}: {len(other)} of the cluster's {len(theirs)} workers have "
-                         f"{found} (e.g. {w}), this command cathodeflow {mine}: install one version on "
+                         f"cathodeflow {v} (e.g. {w}), this command cathodeflow {mine}: install one version on "
                          "the workers and the client (deploy/constraints.txt)")
 
 
