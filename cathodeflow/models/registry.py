@@ -418,12 +418,10 @@ def _load_kind(name_or_path, kind: str, *, verify: bool, cache: bool, sha256: st
 
 def _process_name() -> str:
     """``"Dask worker tcp://…"`` in a Dask worker's task, else ``"pid N"``."""
-    try:
-        from distributed import get_worker
+    from ..tiling.threads import current_worker
 
-        return f"Dask worker {get_worker().address}"
-    except (ImportError, ValueError):
-        return f"pid {os.getpid()}"
+    worker = current_worker()
+    return f"pid {os.getpid()}" if worker is None else f"Dask worker {worker.address}"
 
 
 def _build_and_load(config, path: Path, build, what: str):

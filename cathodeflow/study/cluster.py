@@ -639,16 +639,14 @@ def check_files_shared(client, paths) -> None:
     if client is None or not paths:
         return
     mine = [_fingerprint(p) for p in paths]
-    seen = client.run(_fingerprints, paths, on_error="return")
-    for worker in sorted(seen):
-        theirs = seen[worker]
-        if not isinstance(theirs, list):
-            continue  # the worker failed to answer: its tasks will fail with the reason
-        for p, a, b in zip(paths, mine, theirs):
-            if a != b:
-                n = sum(1 for w in seen if isinstance(seen[w], list) and seen[w][paths.index(p)] != a)
-                raise InputError(f"{p}: " + blind_workers(client, "this input", n, worker)
-                                 + "; on a cluster, inputs must be at a path every worker mounts")
+    # a worker that failed to answer is left out: its tasks will fail with the reason
+    seen = {w: v for w, v in sorted(client.run(_fingerprints, paths, on_error="return").items())
+            if isinstance(v, list)}
+    for k, (p, a) in enumerate(zip(paths, mine)):
+        blind = [w for w, theirs in seen.items() if theirs[k] != a]
+        if blind:
+            raise InputError(f"{p}: " + blind_workers(client, "this input", len(blind), blind[0])
+                             + "; on a cluster, inputs must be at a path every worker mounts")
 
 
 def _fingerprint(path: str):

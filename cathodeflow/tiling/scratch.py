@@ -42,6 +42,7 @@ import numpy as np
 from ..errors import CathodeflowError, InputError
 from .scheduler import compute
 from .scheduler import persist as _persist
+from .threads import current_worker
 
 __all__ = ["BlockArray", "MissingBlock", "Scratch", "keep", "persist", "regular_chunks", "worker_directory"]
 
@@ -58,12 +59,8 @@ def worker_directory() -> str | None:
     """The local directory of the Dask worker running the calling task (where the worker
     keeps its files; a worker started later on that machine deletes the directories of
     workers that died), else None."""
-    try:
-        from distributed import get_worker
-
-        return get_worker().local_directory
-    except (ImportError, ValueError):
-        return None
+    worker = current_worker()
+    return None if worker is None else worker.local_directory
 
 
 def regular_chunks(chunks: tuple[tuple[int, ...], ...]) -> bool:

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["in_dask_worker", "kernel_threads"]
+__all__ = ["current_worker", "in_dask_worker", "kernel_threads"]
+
+
+def current_worker():
+    """The ``distributed`` worker whose task runs this code, else None."""
+    dist = sys.modules.get("distributed")  # not imported: surely not in a worker
+    if dist is None:
+        return None
+    try:
+        return dist.get_worker()
+    except ValueError:
+        return None
 
 
 def in_dask_worker() -> bool:
     """Whether this code runs in a task of a ``distributed`` worker."""
-    dist = sys.modules.get("distributed")  # not imported: surely not in a worker
-    if dist is None:
-        return False
-    try:
-        dist.get_worker()
-    except ValueError:
-        return False
-    return True
+    return current_worker() is not None
 
 
 def kernel_threads(limit: int | None = None) -> int:
