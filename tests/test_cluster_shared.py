@@ -133,6 +133,22 @@ def test_run_spread_is_refused_before_anything_is_written(apart, tmp_path):
     assert after == before
 
 
+def test_run_of_images_that_fit_one_task_gives_no_scratch_warning_there(apart, tmp_path):
+    """No image is processed tiled (each fits one task), so the scratch directory the workers
+    do not see plays no part: no warning about it. The same store tiled does warn."""
+    cluster, client_tmp, _ = apart
+    store = tmp_path / "study.zarr"
+    write_synthetic_mosaic(store, megapixels=0.3, tile_lr_px=130, chunk_px=256)
+    base = ["run", "--store", store, "--marker-radius-um", 0.143, "--chunk-size", 256, "--scheduler", cluster.address]
+    res = cli(base, client_tmp)
+    assert res.returncode == 0, res.stderr
+    assert "warning" not in res.stderr, res.stderr
+    res = cli([*base, "--from", "labels", "--whole-image-px", 0], client_tmp)
+    assert res.returncode == 0, res.stderr
+    warned = [line for line in res.stderr.splitlines() if line.startswith("cathodeflow: warning:")]
+    assert len(warned) == 1 and "run in one task each" in warned[0], res.stderr
+
+
 def test_run_on_a_store_the_workers_do_not_see_is_refused_and_leaves_it_unchanged(apart):
     cluster, client_tmp, _ = apart
     store = client_tmp / "study.zarr"  # only this machine sees it

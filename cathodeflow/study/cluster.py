@@ -546,7 +546,7 @@ def parallel_images(client) -> int:
     return n_local_workers()
 
 
-def tiled_in_task(n_images: int, client, params) -> bool:
+def tiled_in_task(n_images: int, client, params) -> tuple[bool, str | None]:
     """Whether ``n_images`` images processed tiled run one per task, chunk by chunk inside
     it (``params.tiled_images``, :class:`~cathodeflow.config.Params`): ``'in-task'``, or
     ``'auto'`` on a cluster (``client``) with at least
@@ -555,32 +555,44 @@ def tiled_in_task(n_images: int, client, params) -> bool:
     Spread over a cluster, an image's tiles write and read each other's intermediate arrays
     in one scratch directory (``params.scratch_dir``, else this machine's temp dir), so
     every worker must see it: :func:`workers_not_seeing` checks. Where some do not (workers
-    on other machines), ``'auto'`` runs the images in-task, with a
-    :class:`~cathodeflow.errors.CathodeflowWarning`, and ``'spread'`` is refused with an
-    :class:`~cathodeflow.errors.InputError`.
+    on other machines), ``'auto'`` runs the images in-task and ``'spread'`` is refused with
+    an :class:`~cathodeflow.errors.InputError`.
+
+    Returns
+    -------
+    (bool, str or None)
+        The choice, and why the images run in-task where ``'auto'`` would have spread them
+        (the workers do not share the scratch directory), else None: the caller gives it as
+        a :class:`~cathodeflow.errors.CathodeflowWarning` once an image is processed so
+        (:func:`warn_in_task`), not for a run whose images all fit one task.
     """
     from ..config import IN_TASK_IMAGES_PER_THREAD
 
     mode = params.tiled_images
     if mode == "in-task":
-        return True
+        return True, None
     if client is None or n_images == 0:
-        return False
+        return False, None
     if mode == "auto" and n_images >= IN_TASK_IMAGES_PER_THREAD * parallel_images(client):
-        return True
+        return True, None
     directory = params.scratch_dir or tempfile.gettempdir()
     blind = workers_not_seeing(client, directory)
     if not blind:
-        return False
+        return False, None
     where = blind_workers(client, f"the scratch directory {directory}", len(blind), blind[0])
     if mode == "spread":
         raise InputError(f"--tiled-images spread: {where}; give --scratch-dir a directory every worker mounts "
                          "at the same path, or use --tiled-images in-task")
-    warnings.warn(f"{where}: images larger than --whole-image-px (processed tiled) run in one task each, their "
+    return True, (f"{where}: images larger than --whole-image-px (processed tiled) run in one task each, their "
                   "tiles one after another; give --scratch-dir a directory every worker mounts to spread their "
-                  "tiles over the cluster",
-                  CathodeflowWarning, stacklevel=2)
-    return True
+                  "tiles over the cluster")
+
+
+def warn_in_task(why: str | None) -> None:
+    """Give :func:`tiled_in_task`'s reason (if any) as a
+    :class:`~cathodeflow.errors.CathodeflowWarning`."""
+    if why:
+        warnings.warn(why, CathodeflowWarning, stacklevel=3)
 
 
 def workers_not_seeing(client, directory: str) -> list[str]:

@@ -183,7 +183,8 @@ def describe(
 def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progress):
     from ..measure.tiled import describe_phase_dask
     from ..tiling.scheduler import in_this_thread
-    from .cluster import check_files_shared, each_on_threads, parallel_images, scheduler_context, tiled_in_task
+    from .cluster import (check_files_shared, each_on_threads, parallel_images, scheduler_context, tiled_in_task,
+                          warn_in_task)
 
     work = []
     for arr, (iid, _), s, c in zip(arrays, items, sizes, conds):
@@ -202,7 +203,8 @@ def _run(arrays, items, sizes, conds, params, tables, scheduler, chunk_px, progr
                                     if isinstance(p, (str, Path)) and not isinstance(a, np.ndarray)])
         out = []
         tiled = [(i, t, kw) for i, (t, _, kw) in enumerate(work) if t is not None]
-        in_task = tiled_in_task(len(tiled), client, params)
+        in_task, why = tiled_in_task(len(tiled), client, params)
+        warn_in_task(why)  # every image of `tiled` is processed tiled
         # one task per image on the scheduler: each whole one, and on a cluster each tiled
         # one too when in_task (processed chunk by chunk inside its task)
         one_task = in_task and client is not None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -463,7 +464,8 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
     from ..stages.srgan import srgan_stage_dask
     from ..stages.superres import superres_any_size_dask
     from ..measure.describe import fits_one_task
-    from .cluster import check_store_shared, each_on_threads, parallel_images, scheduler_context, tiled_in_task
+    from .cluster import (check_store_shared, each_on_threads, parallel_images, scheduler_context, tiled_in_task,
+                          warn_in_task)
 
     params = params or Params()
     st = open_store(store)
@@ -506,8 +508,11 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
         # tiled labels stages one per task (tiled_images, as describe does), counted over the
         # images whose labels stage runs, whole or tiled (a phase map not made yet has no size);
         # decided before the first write: spread on workers that do not share the scratch
-        # directory is refused
-        labels_in_task = "labels" in stages and tiled_in_task(sum(todo(i, "labels") for i in ids), client, params)
+        # directory is refused; auto runs in-task there, with a warning once an image is
+        # processed tiled (none when every image fits one task)
+        labels_in_task, why = (tiled_in_task(sum(todo(i, "labels") for i in ids), client, params)
+                               if "labels" in stages else (False, None))
+        warned = threading.Lock()  # why is given once, when the first image is processed in-task
         for iid in ids:  # the first write of this run (the scheduler is up)
             if plan[iid]:
                 _invalidate(st, iid, plan[iid][0], resume=iid in resume)
@@ -515,8 +520,11 @@ def run_study(store, *, params: Params | None = None, scheduler=None, from_stage
         dcenter = dcenter_tables(params) if "labels" in stages else None
 
         def labels_task_of(iid) -> bool:
-            return client is not None and labels_in_task and not fits_one_task(st.read_stage(iid, "phase").shape,
-                                                                               params)
+            if client is None or not labels_in_task or fits_one_task(st.read_stage(iid, "phase").shape, params):
+                return False
+            if warned.acquire(blocking=False):
+                warn_in_task(why)
+            return True
 
         def process(iid):
             """sr → phase → labels of one image (each stage tiled on the store's chunks)."""
