@@ -201,7 +201,8 @@ def test_dockerfiles_install_the_repository_with_the_constraints_as_non_root():
     for name in DOCKERFILES:
         text = (DEPLOY / name).read_text()
         assert "COPY deploy/constraints.txt deploy/entrypoint.sh /opt/cathodeflow/" in text
-        assert re.search(r"pip install --constraint /opt/cathodeflow/constraints.txt \. ", text), name
+        # the s3 extra: the README offers stores at s3:// URLs in the cluster
+        assert re.search(r"pip install --constraint /opt/cathodeflow/constraints.txt '\.\[s3\]' ", text), name
         users = re.findall(r"^USER (\S+)", text, flags=re.M)
         assert users and users[-1].split(":")[0] not in ("root", "0"), name
         assert 'ENTRYPOINT ["/opt/cathodeflow/entrypoint.sh"]' in text
@@ -211,7 +212,7 @@ def test_dockerfiles_install_the_repository_with_the_constraints_as_non_root():
 def test_pinned_versions_agree_with_constraints_and_pyproject():
     pins = _constraints()
     assert pins["dask"] == pins["distributed"]  # Dask releases both together
-    for dep in PYPROJECT["project"]["dependencies"]:
+    for dep in [*PYPROJECT["project"]["dependencies"], *PYPROJECT["project"]["optional-dependencies"]["s3"]]:
         req = Requirement(dep)
         if req.name.lower() in pins:
             assert Version(pins[req.name.lower()]) in req.specifier, dep
