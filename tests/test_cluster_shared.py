@@ -163,6 +163,36 @@ def test_run_on_a_store_the_workers_do_not_see_is_refused_and_leaves_it_unchange
     assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
 
 
+def test_stage_chunks_are_neither_read_nor_written_by_a_worker_that_does_not_see_the_store(apart):
+    """Past `run`'s check (a worker that joined later, a caller of the Python API): a task
+    that reads a stored stage, or writes one, on a worker without the store's folder fails
+    naming the worker, where it read zeros and wrote to that worker's own disk."""
+    import dask.array as da
+
+    from cathodeflow.errors import StoreError
+
+    cluster, client_tmp, _ = apart
+    store = client_tmp / "hidden.zarr"  # only this machine sees it
+    write_synthetic_mosaic(store, megapixels=0.3, tile_lr_px=130, chunk_px=256)
+    st = open_store(store)
+    phase = st.read_stage("mosaic", "phase")
+    solid_px = int((phase > 0).sum().compute(scheduler="sync"))
+    assert solid_px > 0
+    client = cluster.client()
+    try:
+        with pytest.raises(StoreError, match="does not see the store folder") as e:
+            (phase > 0).sum().compute(scheduler=client)
+        assert str(store) in str(e.value) and "tcp://127.0.0.1:" in str(e.value)
+        sr = da.ones(phase.shape, dtype=np.float32, chunks=256)
+        with pytest.raises(StoreError, match="does not see the store folder"):
+            st.write_stage("mosaic", "sr", sr, pixel_size_um=ETA, params={}, compute_kw={"scheduler": client},
+                           resume=True)
+        assert st.stage_info("mosaic", "sr") is None or not st.stage_info("mosaic", "sr").get("complete")
+        assert not list((store / "images" / "mosaic" / "sr").glob("0/c/*"))  # no chunk here
+    finally:
+        client.close()
+
+
 def test_describe_of_inputs_the_workers_do_not_see_is_refused_in_one_line(apart, tmp_path):
     cluster, client_tmp, _ = apart
     hidden = client_tmp / "m.tif"  # only this machine sees it

@@ -584,7 +584,7 @@ class Store:
 
         self._complete_record(image_id, _check_stage(stage))
         arr = zarr.open_array(store=self._root.store, path=f"{_rel(image_id, stage)}/0", mode="r", zarr_format=3)
-        return da.from_zarr(arr)
+        return da.from_array(_SeenArray(arr), chunks=arr.chunks)
 
     # ----------------------------------------------------------------- writing
 
@@ -893,7 +893,7 @@ class Store:
         if marks is not None:
             _write_marked(data, arr, marks, done, compute_kw)
         elif isinstance(data, da.Array):
-            da.store(data.rechunk(zchunks), arr, lock=False, **(compute_kw or {}))
+            da.store(data.rechunk(zchunks), _SeenArray(arr), lock=False, **(compute_kw or {}))
         else:
             for sl in _chunk_slabs(shape, zchunks):
                 arr[sl] = data[sl]
@@ -1107,8 +1107,66 @@ def _resumable(grp, record: dict, old) -> tuple:
     return arr, marks
 
 
+# The processes that read and write a store's chunks must see its folder: a Dask worker on
+# another machine would read every chunk as missing, i.e. zeros, and write the chunks to its
+# own disk. `run` checks its workers before it starts (study.cluster.check_store_shared);
+# these checks, in the tasks themselves, also cover workers that join later and callers of
+# the Python API.
+_SEEN: set[tuple[str, str]] = set()
+
+
+def _check_seen(arr) -> None:
+    """Refuse (StoreError) to read or write the Zarr array ``arr`` of a store in a local
+    folder from a process in which that folder does not hold it (no ``zarr.json`` there).
+    Checked once per array and process; a store at a URL looks the same from everywhere."""
+    import zarr
+
+    store = arr.store
+    if not isinstance(store, zarr.storage.LocalStore):
+        return
+    key = (str(store.root), arr.path)
+    if key in _SEEN:
+        return
+    if not os.path.isfile(os.path.join(store.root, arr.path, "zarr.json")):
+        try:
+            from distributed import get_worker
+
+            where = f"the Dask worker {get_worker().address}"
+        except (ImportError, ValueError):
+            import socket
+
+            where = f"this process (host {socket.gethostname()})"
+        root = str(store.root).removesuffix(os.sep)
+        raise StoreError(f"{root}: {where} does not see the store folder (on another machine's disk?): it would "
+                         f"read {arr.path} as zeros; give a store folder every worker mounts at the same path, "
+                         "or an s3:// URL")
+    _SEEN.add(key)
+
+
+class _SeenArray:
+    """A stage's Zarr array as Dask tasks read and write it: :func:`_check_seen` first."""
+
+    def __init__(self, arr):
+        self.arr = arr
+        self.shape, self.dtype, self.ndim, self.chunks = arr.shape, arr.dtype, arr.ndim, arr.chunks
+
+    def __getitem__(self, key):
+        _check_seen(self.arr)
+        return self.arr[key]
+
+    def __setitem__(self, key, value) -> None:
+        _check_seen(self.arr)
+        self.arr[key] = value
+
+    def __dask_tokenize__(self):
+        from dask.base import tokenize
+
+        return ("cathodeflow-stage-array", tokenize(self.arr))
+
+
 def _write_chunk(arr, marks, region: tuple, index: tuple, block) -> None:
     """One chunk of ``arr`` at ``region``, then its mark at ``index`` (chunk-grid index)."""
+    _check_seen(arr)
     arr[region] = block
     marks[index] = 1
 

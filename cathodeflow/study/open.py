@@ -181,7 +181,7 @@ def _image_dataset(st, iid: str):
             if status == "incomplete":
                 incomplete.append(var)
             continue
-        data = st.read_stage(iid, stage)  # dask.array.from_zarr of the stored array
+        data = st.read_stage(iid, stage)  # a Dask array read from the stored Zarr array
         rec = st.stage_info(iid, stage)
         eta = float(rec["pixel_size_um"])
         key = (tuple(data.shape[-2:]), eta)
