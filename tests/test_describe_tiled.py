@@ -279,11 +279,12 @@ def test_tiled_images_auto_goes_in_task_from_two_images_per_cluster_thread():
     from cathodeflow.study.cluster import local_cluster, tiled_in_task
 
     auto = Params()
-    assert not tiled_in_task(100, None, auto)  # local scheduler: its threads share each image's chunks
-    assert tiled_in_task(1, None, auto.replace(tiled_images="in-task"))
+    # (choice, warning): no warning where every worker shares the scratch directory
+    assert tiled_in_task(100, None, auto) == (False, None)  # local scheduler: its threads share each image's chunks
+    assert tiled_in_task(1, None, auto.replace(tiled_images="in-task")) == (True, None)
     with local_cluster(2) as client:  # 2 single-threaded workers
-        assert [tiled_in_task(n, client, auto) for n in (1, 3, 4, 50)] == [False, False, True, True]
-        assert not tiled_in_task(50, client, auto.replace(tiled_images="spread"))
+        assert [tiled_in_task(n, client, auto) for n in (1, 3, 4, 50)] == [(False, None)] * 2 + [(True, None)] * 2
+        assert tiled_in_task(50, client, auto.replace(tiled_images="spread")) == (False, None)
     for bad in ("tasks", None, 1):
         with pytest.raises(InputError, match="tiled_images"):
             Params(tiled_images=bad)
