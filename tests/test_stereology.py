@@ -465,6 +465,30 @@ def test_local_porosity_table_pools_areas_across_pixel_sizes():
     assert isinstance(df, pd.DataFrame)
 
 
+def test_local_porosity_images_table_gives_each_image_its_own_units_rows_and_order():
+    from cathodeflow.stereology.local_porosity import local_porosity_images_table
+
+    bins = [0.0, 0.5]
+    images = [("b", "40C", 0.5, {"paper": ([2, 0], [6, 0]), "wicksell": ([1, 1], [3, 0])}),
+              ("a", "20C", 0.1, {"paper": ([0, 4], [0, 12])})]
+    df = local_porosity_images_table(images, bins)
+    assert list(df.columns) == list(SCHEMAS["local_porosity_images"])
+    assert df.dtypes.astype(str).tolist() == list(SCHEMAS["local_porosity_images"].values())
+    assert df.image_id.tolist() == ["b"] * 4 + ["a"] * 2  # images, then methods, then bins, in order
+    assert df.condition.tolist() == ["40C"] * 4 + ["20C"] * 2
+    assert df.method.tolist() == ["paper", "paper", "wicksell", "wicksell", "paper", "paper"]
+    assert df.bin_hi.tolist() == [0.5, np.inf] * 3
+    assert df.crack_um2.tolist() == pytest.approx([0.5, 0.0, 0.25, 0.25, 0.0, 0.04])  # η² · count per image
+    assert df.solid_um2.tolist() == pytest.approx([1.5, 0.0, 0.75, 0.0, 0.0, 0.12])
+    por = df.porosity.to_numpy()
+    assert por[[0, 2, 3, 5]].tolist() == pytest.approx([0.25, 0.25, 1.0, 0.25])
+    assert np.isnan(por[[1, 4]]).all()  # empty bins only
+    empty = local_porosity_images_table([], bins)
+    assert len(empty) == 0 and list(empty.columns) == list(SCHEMAS["local_porosity_images"])
+    with pytest.raises(InputError, match="pixel_size_um"):
+        local_porosity_images_table([("a", "20C", 0.0, {"paper": ([1, 0], [1, 0])})], bins)
+
+
 def test_local_porosity_table_rejects_counts_of_the_wrong_length():
     with pytest.raises(InputError, match="overflow"):
         local_porosity_table({"paper": ([1, 2], [3, 4])}, [0.0, 0.5, 1.0])

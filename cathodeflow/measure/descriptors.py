@@ -319,12 +319,9 @@ def local_porosity_image_rows(counts, *, bins) -> pd.DataFrame:
     returns them (last entry: overflow bin). Summed over the images of a condition, the areas
     equal the pooled ``local_porosity`` rows (:func:`local_porosity_rows`).
     """
-    from ..stereology.local_porosity import local_porosity_table  # the one implementation
+    from ..stereology.local_porosity import local_porosity_images_table  # the one implementation
 
-    frames = [local_porosity_table(local, bins, pixel_size_um=eta, condition=cond, image_id=iid)
-              for iid, cond, eta, local in counts if local]
-    return (conform(pd.concat(frames, ignore_index=True), "local_porosity_images") if frames
-            else empty_table("local_porosity_images"))
+    return local_porosity_images_table([c for c in counts if c[3]], bins)
 
 
 def conditions_table(images: pd.DataFrame, cracks: pd.DataFrame, particles: pd.DataFrame) -> pd.DataFrame:

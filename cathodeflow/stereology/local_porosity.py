@@ -33,6 +33,7 @@ __all__ = [
     "particle_local_counts",
     "particle_local_counts_models",
     "local_porosity_table",
+    "local_porosity_images_table",
 ]
 
 #: Phase codes of the phase-wise segmentation S (eq. 7).
@@ -197,15 +198,55 @@ def local_porosity_table(
         column comes first.
     """
     b = validate_bins(bins)
+    if image_id is not None and condition is None:
+        raise InputError("image_id needs condition: a per-image row carries both")
+    cols = [c for c in SCHEMAS["local_porosity"] if c != "condition"]
+    df = pd.DataFrame(_table_columns(counts, b, _area_scale(pixel_size_um)), columns=cols)
+    if condition is not None:
+        df.insert(0, "condition", condition)
+        if image_id is not None:
+            df.insert(0, "image_id", image_id)
+            return conform(df, "local_porosity_images")
+        return conform(df, "local_porosity")
+    schema = SCHEMAS["local_porosity"]
+    return df[cols].astype({c: schema[c] for c in cols}).reset_index(drop=True)
+
+
+def local_porosity_images_table(images, bins) -> pd.DataFrame:
+    """The ``local_porosity_images`` table of many images in one pass: the rows of
+    :func:`local_porosity_table` ``(counts, bins, pixel_size_um=η, condition=c,
+    image_id=i)`` for each ``(i, c, η, counts)`` of ``images``, one image after another
+    (built as columns, not as one table per image: a campaign has thousands of images)."""
+    b = validate_bins(bins)
+    parts: list[dict] = []
+    for image_id, condition, pixel_size_um, counts in images:
+        cols = _table_columns(counts, b, _area_scale(pixel_size_um))
+        n = cols["bin_lo"].size
+        parts.append({"image_id": np.full(n, image_id, dtype=object),
+                      "condition": np.full(n, condition, dtype=object), **cols})
+    if not parts:
+        return conform(pd.DataFrame(), "local_porosity_images")
+    return conform(pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in parts[0]}),
+                   "local_porosity_images")
+
+
+def _area_scale(pixel_size_um) -> float:
+    """η² (µm² per pixel, eq. 37–38), or 1 for counts already in µm² (``None``)."""
+    if pixel_size_um is None:
+        return 1.0
+    if not (math.isfinite(float(pixel_size_um)) and pixel_size_um > 0):
+        raise InputError(f"pixel_size_um must be > 0, got {pixel_size_um}")
+    return float(pixel_size_um) ** 2
+
+
+def _table_columns(counts: Mapping, b: np.ndarray, scale: float) -> dict[str, np.ndarray]:
+    """The columns of :func:`local_porosity_table` (without condition and image id) for
+    validated bin edges ``b``: per method its k + 1 bins, amounts × ``scale``, and the
+    porosity of eq. 40 (NaN in empty bins)."""
     k = b.size
-    scale = 1.0
-    if pixel_size_um is not None:
-        if not (math.isfinite(float(pixel_size_um)) and pixel_size_um > 0):
-            raise InputError(f"pixel_size_um must be > 0, got {pixel_size_um}")
-        scale = float(pixel_size_um) ** 2
     lo = b
     hi = np.append(b[1:], np.inf)
-    frames = []
+    methods, cracks, solids = [], [], []
     for method, pair in counts.items():
         try:
             crack, solid = pair
@@ -220,33 +261,17 @@ def local_porosity_table(
                 f"counts[{method!r}] must hold two arrays of {k} entries (len(bins) incl. the "
                 f"overflow bin), got {crack.shape} and {solid.shape}"
             )
-        total = crack + solid
-        with np.errstate(invalid="ignore", divide="ignore"):
-            por = np.where(total > 0, crack / np.where(total > 0, total, 1.0), np.nan)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "method": method,
-                    "bin_lo": lo,
-                    "bin_hi": hi,
-                    "crack_um2": crack,
-                    "solid_um2": solid,
-                    "porosity": por,
-                }
-            )
-        )
-    cols = [c for c in SCHEMAS["local_porosity"] if c != "condition"]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
-    if image_id is not None and condition is None:
-        raise InputError("image_id needs condition: a per-image row carries both")
-    if condition is not None:
-        df.insert(0, "condition", condition)
-        if image_id is not None:
-            df.insert(0, "image_id", image_id)
-            return conform(df, "local_porosity_images")
-        return conform(df, "local_porosity")
-    schema = SCHEMAS["local_porosity"]
-    return df[cols].astype({c: schema[c] for c in cols}).reset_index(drop=True)
+        methods.append(method)
+        cracks.append(crack)
+        solids.append(solid)
+    m = len(methods)
+    crack = np.concatenate(cracks) if m else np.zeros(0)
+    solid = np.concatenate(solids) if m else np.zeros(0)
+    total = crack + solid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        por = np.where(total > 0, crack / np.where(total > 0, total, 1.0), np.nan)
+    return {"method": np.repeat(np.array(methods, dtype=object), k), "bin_lo": np.tile(lo, m),
+            "bin_hi": np.tile(hi, m), "crack_um2": crack, "solid_um2": solid, "porosity": por}
 
 
 # --------------------------------------------------------------------------------------
