@@ -1138,8 +1138,8 @@ def _check_seen(arr) -> None:
             where = f"this process (host {socket.gethostname()})"
         root = str(store.root).removesuffix(os.sep)
         raise StoreError(f"{root}: {where} does not see the store folder (on another machine's disk?): it would "
-                         f"read {arr.path} as zeros; give a store folder every worker mounts at the same path, "
-                         "or an s3:// URL")
+                         f"read {arr.path} as zeros and write its chunks to its own disk; give a store folder every "
+                         "worker mounts at the same path, or an s3:// URL")
     _SEEN.add(key)
 
 
