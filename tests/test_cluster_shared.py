@@ -183,6 +183,8 @@ def test_stage_chunks_are_neither_read_nor_written_by_a_worker_that_does_not_see
         with pytest.raises(StoreError, match="does not see the store folder") as e:
             (phase > 0).sum().compute(scheduler=client)
         assert str(store) in str(e.value) and "tcp://127.0.0.1:" in str(e.value)
+        with pytest.raises(StoreError, match="does not see the store folder"):  # opened in a task (in-task images)
+            client.submit(st.read_stage, "mosaic", "phase", pure=False).result()
         sr = da.ones(phase.shape, dtype=np.float32, chunks=256)
         with pytest.raises(StoreError, match="does not see the store folder"):
             st.write_stage("mosaic", "sr", sr, pixel_size_um=ETA, params={}, compute_kw={"scheduler": client},

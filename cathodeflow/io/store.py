@@ -582,6 +582,7 @@ class Store:
         import dask.array as da
         import zarr
 
+        _check_node_seen(self._root.store, "")  # in a Dask task: not a store of another machine's disk
         self._complete_record(image_id, _check_stage(stage))
         arr = zarr.open_array(store=self._root.store, path=f"{_rel(image_id, stage)}/0", mode="r", zarr_format=3)
         return da.from_array(_SeenArray(arr), chunks=arr.chunks)
@@ -1119,15 +1120,19 @@ def _check_seen(arr) -> None:
     """Refuse (StoreError) to read or write the Zarr array ``arr`` of a store in a local
     folder from a process in which that folder does not hold it (no ``zarr.json`` there).
     Checked once per array and process; a store at a URL looks the same from everywhere."""
+    _check_node_seen(arr.store, arr.path)
+
+
+def _check_node_seen(store, path: str) -> None:
+    """:func:`_check_seen` of the Zarr node (group or array) at ``path`` of ``store``."""
     import zarr
 
-    store = arr.store
     if not isinstance(store, zarr.storage.LocalStore):
         return
-    key = (str(store.root), arr.path)
+    key = (str(store.root), path)
     if key in _SEEN:
         return
-    if not os.path.isfile(os.path.join(store.root, arr.path, "zarr.json")):
+    if not os.path.isfile(os.path.join(store.root, path, "zarr.json")):
         try:
             from distributed import get_worker
 
@@ -1138,7 +1143,7 @@ def _check_seen(arr) -> None:
             where = f"this process (host {socket.gethostname()})"
         root = str(store.root).removesuffix(os.sep)
         raise StoreError(f"{root}: {where} does not see the store folder (on another machine's disk?): it would "
-                         f"read {arr.path} as zeros and write its chunks to its own disk; give a store folder every "
+                         f"read {path or 'it'} as empty and write its chunks to its own disk; give a store folder every "
                          "worker mounts at the same path, or an s3:// URL")
     _SEEN.add(key)
 
