@@ -582,7 +582,7 @@ class Store:
         import dask.array as da
         import zarr
 
-        _check_node_seen(self._root.store, "")  # in a Dask task: not a store of another machine's disk
+        _check_seen(self._root.store, "")  # in a Dask task: not a store of another machine's disk
         self._complete_record(image_id, _check_stage(stage))
         arr = zarr.open_array(store=self._root.store, path=f"{_rel(image_id, stage)}/0", mode="r", zarr_format=3)
         return da.from_array(_SeenArray(arr), chunks=arr.chunks)
@@ -1116,15 +1116,12 @@ def _resumable(grp, record: dict, old) -> tuple:
 _SEEN: set[tuple[str, str]] = set()
 
 
-def _check_seen(arr) -> None:
-    """Refuse (StoreError) to read or write the Zarr array ``arr`` of a store in a local
-    folder from a process in which that folder does not hold it (no ``zarr.json`` there).
-    Checked once per array and process; a store at a URL looks the same from everywhere."""
-    _check_node_seen(arr.store, arr.path)
-
-
-def _check_node_seen(store, path: str) -> None:
-    """:func:`_check_seen` of the Zarr node (group or array) at ``path`` of ``store``."""
+def _check_seen(store, path: str) -> None:
+    """Refuse (StoreError) to read or write the Zarr node (group or array) at ``path`` of
+    ``store``, a store in a local folder, from a process in which that folder does not hold
+    it (no ``zarr.json`` there). Checked once per node and process; a store at a URL looks
+    the same from everywhere. (The worker is found here, not with tiling's
+    ``current_worker``: io sits below tiling.)"""
     import zarr
 
     if not isinstance(store, zarr.storage.LocalStore):
@@ -1149,18 +1146,18 @@ def _check_node_seen(store, path: str) -> None:
 
 
 class _SeenArray:
-    """A stage's Zarr array as Dask tasks read and write it: :func:`_check_seen` first."""
+    """A stage's Zarr array as Dask tasks read and write it: :func:`_check_seen` of it first."""
 
     def __init__(self, arr):
         self.arr = arr
         self.shape, self.dtype, self.ndim, self.chunks = arr.shape, arr.dtype, arr.ndim, arr.chunks
 
     def __getitem__(self, key):
-        _check_seen(self.arr)
+        _check_seen(self.arr.store, self.arr.path)
         return self.arr[key]
 
     def __setitem__(self, key, value) -> None:
-        _check_seen(self.arr)
+        _check_seen(self.arr.store, self.arr.path)
         self.arr[key] = value
 
     def __dask_tokenize__(self):
@@ -1171,7 +1168,7 @@ class _SeenArray:
 
 def _write_chunk(arr, marks, region: tuple, index: tuple, block) -> None:
     """One chunk of ``arr`` at ``region``, then its mark at ``index`` (chunk-grid index)."""
-    _check_seen(arr)
+    _check_seen(arr.store, arr.path)
     arr[region] = block
     marks[index] = 1
 
